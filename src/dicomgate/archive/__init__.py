@@ -1,0 +1,1 @@
+"""The archive core: blob storage and the index."""

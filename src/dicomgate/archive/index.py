@@ -1,0 +1,182 @@
+"""Index writes for one received instance: upsert the hierarchy, insert the instance.
+
+Every function takes the session explicitly and never commits; the caller's unit of work does.
+Upserts use INSERT ... ON CONFLICT DO NOTHING so concurrent writers of the same study (several
+associations, several processes) converge on one row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydicom import Dataset
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from dicomgate.archive.models import (
+    Change,
+    Instance,
+    Patient,
+    Project,
+    Series,
+    StagingSession,
+    Study,
+    utcnow,
+)
+
+
+def text(header: Dataset, keyword: str, limit: int = 64) -> str:
+    """Return an attribute as text ('' when absent or unreadable), cut to ``limit``."""
+    try:
+        value = header.get(keyword)
+    except Exception:  # a malformed value must not stop indexing
+        return ""
+    if value is None:
+        return ""
+    return str(value)[:limit]
+
+
+def integer(header: Dataset, keyword: str) -> int | None:
+    """Return an integer attribute, or None when absent or not a number."""
+    try:
+        value = header.get(keyword)
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+
+
+def ensure_project(session: Session, project_id: str, name: str = "") -> None:
+    """Create the project row when missing."""
+    _insert_ignore(session, Project, {"id": project_id, "name": name or project_id})
+
+
+def upsert_patient(session: Session, header: Dataset) -> int:
+    """Return the patient's pk, creating the row when new."""
+    pid, issuer = text(header, "PatientID"), text(header, "IssuerOfPatientID")
+    _insert_ignore(
+        session,
+        Patient,
+        {
+            "patient_id": pid,
+            "issuer": issuer,
+            "patient_name": text(header, "PatientName", 324),
+            "birth_date": text(header, "PatientBirthDate", 16),
+            "sex": text(header, "PatientSex", 16),
+        },
+    )
+    query = select(Patient.pk).where(Patient.patient_id == pid, Patient.issuer == issuer)
+    return int(session.scalars(query).one())
+
+
+def upsert_study(session: Session, header: Dataset, patient_pk: int) -> int:
+    """Return the study's pk, creating the row when new."""
+    uid = str(header.StudyInstanceUID)
+    _insert_ignore(
+        session,
+        Study,
+        {
+            "study_uid": uid,
+            "patient_pk": patient_pk,
+            "patient_id": text(header, "PatientID"),
+            "patient_name": text(header, "PatientName", 324),
+            "patient_birth_date": text(header, "PatientBirthDate", 16),
+            "patient_sex": text(header, "PatientSex", 16),
+            "study_date": text(header, "StudyDate", 16),
+            "study_time": text(header, "StudyTime", 32),
+            "accession_number": text(header, "AccessionNumber"),
+            "study_id": text(header, "StudyID"),
+            "study_description": text(header, "StudyDescription", 256),
+            "referring_physician_name": text(header, "ReferringPhysicianName", 324),
+        },
+    )
+    return int(session.scalars(select(Study.pk).where(Study.study_uid == uid)).one())
+
+
+def upsert_series(session: Session, header: Dataset, study_pk: int) -> int:
+    """Return the series' pk, creating the row when new."""
+    uid = str(header.SeriesInstanceUID)
+    _insert_ignore(
+        session,
+        Series,
+        {
+            "series_uid": uid,
+            "study_pk": study_pk,
+            "modality": text(header, "Modality", 16),
+            "series_number": integer(header, "SeriesNumber"),
+            "series_description": text(header, "SeriesDescription", 256),
+            "body_part_examined": text(header, "BodyPartExamined"),
+            "series_date": text(header, "SeriesDate", 16),
+            "series_time": text(header, "SeriesTime", 32),
+        },
+    )
+    return int(session.scalars(select(Series.pk).where(Series.series_uid == uid)).one())
+
+
+def staging_session_for(
+    session: Session, source_key: str, study_uid: str, origin: dict[str, Any]
+) -> int:
+    """Return the RECEIVING staging session of this source and study, opening one if needed."""
+    query = select(StagingSession.pk).where(
+        StagingSession.source_key == source_key,
+        StagingSession.study_uid == study_uid,
+        StagingSession.status == "RECEIVING",
+    )
+    found = session.scalars(query).first()
+    now = utcnow()
+    if found is not None:
+        session.execute(
+            update(StagingSession)
+            .where(StagingSession.pk == found)
+            .values(
+                last_received_at=now,
+                updated_at=now,
+                instance_count=StagingSession.instance_count + 1,
+            )
+        )
+        return int(found)
+    row = StagingSession(
+        source_key=source_key,
+        study_uid=study_uid,
+        status="RECEIVING",
+        project_id=origin.get("project"),
+        origin=origin,
+        instance_count=1,
+        created_at=now,
+        last_received_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return int(row.pk)
+
+
+def log_change(session: Session, change_type: str, resource_type: str, resource_pk: int) -> None:
+    """Append one row to the change log."""
+    session.add(
+        Change(change_type=change_type, resource_type=resource_type, resource_pk=resource_pk)
+    )
+
+
+def add_instance(session: Session, header: Dataset, values: dict[str, Any]) -> int:
+    """Insert the instance row (unique SOP Instance UID) and return its pk."""
+    row = Instance(
+        sop_instance_uid=str(header.SOPInstanceUID),
+        sop_class_uid=str(header.SOPClassUID),
+        instance_number=integer(header, "InstanceNumber"),
+        rows=integer(header, "Rows"),
+        columns=integer(header, "Columns"),
+        number_of_frames=integer(header, "NumberOfFrames"),
+        received_at=dt.datetime.now(dt.UTC),
+        **values,
+    )
+    session.add(row)
+    session.flush()
+    return int(row.pk)

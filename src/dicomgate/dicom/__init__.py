@@ -1,0 +1,1 @@
+"""DICOM helpers with no business logic: Part-10 handling, header reads, UIDs."""

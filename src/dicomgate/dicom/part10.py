@@ -1,0 +1,163 @@
+"""Turn received bytes into a Part-10 file with a zeroed preamble, and read its header once."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom import Dataset, dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+
+from dicomgate.dicom.structure import TruncatedError, check_complete, meta_end
+from dicomgate.dicom.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+PREAMBLE = bytes(128)
+_MAGIC = b"DICM"
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+class NotDicomError(ValueError):
+    """The bytes are not a DICOM Part-10 file or dataset that can be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part10:
+    """A Part-10 encoded instance and its parsed header.
+
+    Parameters
+    ----------
+    data
+        The whole file: zeroed preamble, ``DICM``, file meta, then the dataset as received.
+    header
+        The dataset read up to (not including) pixel data; values are decoded lazily.
+    transfer_syntax
+        Transfer syntax UID of the dataset.
+    dataset_offset
+        Where the dataset starts in ``data``.
+    """
+
+    data: bytes
+    header: Dataset
+    transfer_syntax: str
+    dataset_offset: int
+
+
+def is_part10(data: bytes) -> bool:
+    """Return True when ``data`` carries the Part-10 ``DICM`` prefix."""
+    return len(data) >= 132 and data[128:132] == _MAGIC
+
+
+def build_meta(sop_class: str, sop_instance: str, transfer_syntax: str, source_ae: str) -> bytes:
+    """Encode a file meta group for a dataset that arrived without one."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if source_ae:
+        meta.SourceApplicationEntityTitle = source_ae
+    buf = BytesIO()
+    write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+_READ_ERRORS = (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError, KeyError)
+
+
+def _stop_at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return bool(tag >= 0x7FE00010)
+
+
+def _read_file(data: bytes) -> Dataset:
+    try:
+        return dcmread(BytesIO(data), stop_before_pixels=True)
+    except _READ_ERRORS as exc:
+        raise NotDicomError(f"cannot read the DICOM header: {exc}") from exc
+
+
+def _read_bare(data: bytes, transfer_syntax: str) -> Dataset:
+    if transfer_syntax == _DEFLATED:
+        data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
+    implicit = transfer_syntax == _IMPLICIT_LE
+    little = transfer_syntax != _EXPLICIT_BE
+    try:
+        return read_dataset(BytesIO(data), implicit, little, stop_when=_stop_at_pixels)
+    except (*_READ_ERRORS, zlib.error) as exc:
+        raise NotDicomError(f"cannot read the DICOM header: {exc}") from exc
+
+
+def parse_file(data: bytes) -> Part10:
+    """Parse a Part-10 file; the preamble is zeroed in the returned bytes.
+
+    Raises
+    ------
+    NotDicomError
+        When the file meta is missing or broken, or the dataset is cut short.
+    """
+    if not is_part10(data):
+        raise NotDicomError("no DICM prefix at byte 128: not a DICOM Part-10 file")
+    try:
+        offset = meta_end(data, 132)
+    except TruncatedError as exc:
+        raise NotDicomError(str(exc)) from exc
+    header = _read_file(data)
+    ts = str(header.file_meta.get("TransferSyntaxUID", ""))
+    if not ts:
+        raise NotDicomError("the file meta information has no Transfer Syntax UID")
+    _check(data, offset, ts)
+    return Part10(PREAMBLE + data[128:], header, ts, offset)
+
+
+def parse_dataset(
+    data: bytes, transfer_syntax: str, source_ae: str = "", *, require_sop: bool = False
+) -> Part10:
+    """Wrap a bare dataset (as a C-STORE carries it) into a Part-10 file and parse it."""
+    header = _read_bare(data, transfer_syntax)
+    if require_sop and "SOPInstanceUID" not in header:
+        raise NotDicomError("not DICOM: no Part-10 prefix and no readable dataset")
+    _check(data, 0, transfer_syntax)
+    meta = build_meta(
+        str(header.get("SOPClassUID", "")),
+        str(header.get("SOPInstanceUID", "")),
+        transfer_syntax,
+        source_ae,
+    )
+    head = PREAMBLE + _MAGIC + meta
+    return Part10(head + data, header, transfer_syntax, len(head))
+
+
+def parse_any(data: bytes) -> Part10:
+    """Parse a Part-10 file, a file without preamble, or a bare dataset (guessed encoding)."""
+    if is_part10(data):
+        return parse_file(data)
+    if data[:4] == _MAGIC:
+        return parse_file(PREAMBLE + data)
+    return parse_dataset(data, guess_transfer_syntax(data), require_sop=True)
+
+
+def guess_transfer_syntax(data: bytes) -> str:
+    """Guess the encoding of a bare dataset without meta from its first element."""
+    if len(data) >= 2 and data[0] == 0 and data[1] != 0:
+        return _EXPLICIT_BE
+    if len(data) >= 6 and data[4:6].isalpha() and data[4:6].isupper():
+        return _EXPLICIT_LE
+    return _IMPLICIT_LE
+
+
+def _check(data: bytes, offset: int, transfer_syntax: str) -> None:
+    try:
+        check_complete(memoryview(data)[offset:], transfer_syntax)
+    except TruncatedError as exc:
+        raise NotDicomError(f"the dataset is incomplete: {exc}") from exc

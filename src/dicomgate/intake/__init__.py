@@ -1,0 +1,1 @@
+"""The prearchive: every source hands bytes and an Origin to ``receive()``."""

@@ -1,0 +1,154 @@
+"""One typed settings object, built once from a YAML file and ``DICOMGATE_*`` variables.
+
+Precedence (highest first): environment variables, the YAML file, the defaults below.
+Every option is documented in ``docs/config.example.yaml``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from dicomgate.errors import ConfigError
+
+_PROJECT_ID = r"^[A-Za-z0-9_-]+$"
+
+
+class DuplicatePolicy(enum.StrEnum):
+    """What to do when an instance arrives again with different content under the same UID."""
+
+    KEEP_FIRST = "keep_first"
+    REPLACE = "replace"
+    REJECT = "reject"
+
+
+class ProjectConfig(BaseModel):
+    """A project declared in the config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=_PROJECT_ID, max_length=64)
+    name: str = ""
+    description: str = ""
+
+
+class Settings(BaseSettings):
+    """Every option of dicomgate; see ``docs/config.example.yaml`` for comments."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DICOMGATE_", extra="forbid", validate_assignment=True
+    )
+
+    data_dir: Path = Path("./dicomgate-data")
+    database_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    ae_title: str = Field(default="DICOMGATE", min_length=1, max_length=16)
+    dicom_workers: int = Field(default=0, ge=0, le=64)
+    dicom_max_associations: int = Field(default=32, ge=1, le=1000)
+    dicom_max_pdu: int = Field(default=262144, ge=0)
+    dicom_acse_timeout: float = Field(default=30.0, gt=0)
+    dicom_dimse_timeout: float = Field(default=60.0, gt=0)
+    dicom_network_timeout: float = Field(default=60.0, gt=0)
+    dicom_allowed_calling_aes: list[str] = Field(default_factory=list)
+    default_project: str = Field(default="DEFAULT", pattern=_PROJECT_ID, max_length=64)
+    projects: list[ProjectConfig] = Field(default_factory=list)
+    stable_after: float = Field(default=30.0, ge=0)
+    stability_check_interval: float = Field(default=1.0, gt=0)
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("ae_title", "dicom_allowed_calling_aes")
+    @classmethod
+    def _check_ae(cls, value: Any) -> Any:
+        for ae in [value] if isinstance(value, str) else value:
+            if not ae.strip() or len(ae) > 16 or "\\" in ae or not ae.isascii():
+                raise ValueError(f"invalid AE title {ae!r}: 1-16 ASCII characters, no backslash")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Let environment variables override values from the YAML file (passed as init)."""
+        return (env_settings, init_settings)
+
+    @property
+    def effective_database_url(self) -> str:
+        """Return the configured database URL, or SQLite inside the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+    @property
+    def effective_dicom_workers(self) -> int:
+        """Return how many receiver processes to run (0 means one per core)."""
+        return self.dicom_workers or max(1, os.cpu_count() or 1)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of options at the top level")
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from an optional YAML file, the environment and overrides.
+
+    Parameters
+    ----------
+    path
+        A YAML file whose keys are the option names (lower case, as in the example config).
+    **overrides
+        Values that win over everything else (used by tests and the CLI).
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read or an option is unknown or invalid; the message names the key.
+    """
+    values = _read_yaml(path) if path else {}
+    try:
+        settings = Settings(**values)
+        for key, value in overrides.items():
+            if key not in Settings.model_fields:
+                raise ConfigError(f"{key}: unknown option")
+            setattr(settings, key, value)  # validated: overrides beat the environment
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    return settings

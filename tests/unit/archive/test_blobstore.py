@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.errors import NotFoundError
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> FilesystemBlobStore:
+    return FilesystemBlobStore(tmp_path / "blobs")
+
+
+def test_create_read_range_exists_remove(store: FilesystemBlobStore) -> None:
+    key = store.create(b"0123456789")
+    assert store.exists(key)
+    assert store.read(key) == b"0123456789"
+    assert store.read_range(key, 3, 4) == b"3456"
+    store.remove(key)
+    assert not store.exists(key)
+    store.remove(key)  # removing twice is harmless
+
+
+def test_keys_are_generated_and_fanned_out(store: FilesystemBlobStore) -> None:
+    key = store.create(b"x")
+    assert len(key) == 32
+    assert store.path(key).relative_to(store.root).parts == (key[:2], key[2:4], key)
+    assert store.temp_files() == []
+    assert list(store.keys()) == [key]
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "1.2.840.10008", "A" * 32, ""])
+def test_keys_from_outside_are_refused(store: FilesystemBlobStore, bad: str) -> None:
+    with pytest.raises(NotFoundError):
+        store.path(bad)
+
+
+def test_missing_blob_is_not_found(store: FilesystemBlobStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.read("0" * 32)
