@@ -1,0 +1,158 @@
+"""Benchmark: dicomgate Basic Profile de-identification versus dicognito, in one run.
+
+Usage: python bench/bench_deid.py --count 300
+
+Generates N CT-like instances (512x512, 16-bit, realistic header with names, dates, UIDs,
+nested sequences and private tags) in a temp folder, then times read + de-identify + write
+over the same files for both tools and prints instances/s and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from dicomgate.deid import DeidKeys, apply, load_profile
+
+
+def _item(**values: object) -> Dataset:
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def make_ct(index: int, study: str, series: str, frame: str, pixels: bytes) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    sop = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240312"
+    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = "101530.123"
+    ds.AccessionNumber, ds.Modality, ds.Manufacturer = "ACC123456", "CT", "ACME"
+    ds.InstitutionName, ds.InstitutionAddress = "General Hospital", "1 Main Street, Springfield"
+    ds.ReferringPhysicianName, ds.StationName = "WELBY^MARCUS", "CT01"
+    ds.StudyDescription, ds.SeriesDescription = "CT THORAX", "Thorax 1mm"
+    ds.OperatorsName, ds.ManufacturerModelName = "SMITH^ANNA", "Scanner 64"
+    ds.ReferencedStudySequence = Sequence(
+        [_item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1", ReferencedSOPInstanceUID=study)]
+    )
+    ds.PatientName, ds.PatientID = "DOE^JOHN^Q", "PID0001234"
+    ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = "19600102", "M", "064Y"
+    ds.OtherPatientIDs, ds.PatientAddress = "OTHER42", "2 Elm Road"
+    ds.DeviceSerialNumber, ds.SoftwareVersions, ds.ProtocolName = "SN998877", "V1", "THORAX"
+    ds.SliceThickness, ds.KVP = "1.0", "120"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+    ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "S1", 2, index + 1
+    ds.ImagePositionPatient = [-250.0, -250.0, -index * 1.0]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SliceLocation = -index * 1.0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows = ds.Columns = 512
+    ds.PixelSpacing = [0.9765625, 0.9765625]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleIntercept, ds.RescaleSlope, ds.WindowCenter, ds.WindowWidth = "-1024", "1", 40, 400
+    block = ds.private_block(0x0019, "ACME CT PRIVATE", create=True)
+    block.add_new(0x10, "LO", "DOE JOHN")
+    block.add_new(0x11, "DS", "1.5")
+    ds.PixelData = pixels
+    return ds
+
+
+def generate(folder: Path, count: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    paths = []
+    for i in range(count):
+        pixels = rng.integers(0, 4096, (512, 512), dtype=np.uint16).tobytes()
+        path = folder / f"ct{i:05d}.dcm"
+        make_ct(i, study, series, frame, pixels).save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def run_dicomgate(paths: list[Path], out: Path) -> None:
+    profile = load_profile({"name": "bench-basic"})
+    keys = DeidKeys(uid_secret=b"bench-project-secret-0123456789", subject_id="SUBJ-0001")
+    for i, path in enumerate(paths):
+        result = apply(dcmread(path), profile, keys)
+        assert result.dataset is not None
+        result.dataset.save_as(out / f"{i:05d}.dcm", enforce_file_format=True)
+
+
+def run_dicognito(paths: list[Path], out: Path) -> None:
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer = Anonymizer(seed="bench")
+    for i, path in enumerate(paths):
+        ds = dcmread(path)
+        anonymizer.anonymize(ds)
+        ds.save_as(out / f"{i:05d}.dcm", enforce_file_format=True)
+
+
+def timed(
+    label: str, run: Callable[[list[Path], Path], None], paths: list[Path], tmp: Path
+) -> float:
+    out = tmp / label
+    out.mkdir()
+    start = time.perf_counter()
+    run(paths, out)
+    rate = len(paths) / (time.perf_counter() - start)
+    print(f"{label:10s} {rate:10.1f} instances/s")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "in").mkdir()
+        paths = generate(tmp / "in", args.count)
+        print(f"{args.count} CT instances, 512x512x16 bit; read + de-identify + write")
+        ours = timed("dicomgate", run_dicomgate, paths, tmp)
+        theirs = timed("dicognito", run_dicognito, paths, tmp)
+        print(f"ratio dicomgate/dicognito: {ours / theirs:.2f}x (target >= 3x)")
+        in_memory(paths)
+
+
+def in_memory(paths: list[Path]) -> None:
+    """Time the de-identification step alone (datasets already read, nothing written)."""
+    from dicognito.anonymizer import Anonymizer
+
+    profile = load_profile({"name": "bench-basic"})
+    keys = DeidKeys(uid_secret=b"bench-project-secret-0123456789", subject_id="SUBJ-0001")
+    ours = [dcmread(p) for p in paths]
+    start = time.perf_counter()
+    for ds in ours:
+        apply(ds, profile, keys)
+    ours_rate = len(paths) / (time.perf_counter() - start)
+    theirs, anonymizer = [dcmread(p) for p in paths], Anonymizer(seed="bench")
+    start = time.perf_counter()
+    for ds in theirs:
+        anonymizer.anonymize(ds)
+    theirs_rate = len(paths) / (time.perf_counter() - start)
+    print(
+        f"de-identify step only: dicomgate {ours_rate:.1f}/s, dicognito {theirs_rate:.1f}/s, "
+        f"ratio {ours_rate / theirs_rate:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

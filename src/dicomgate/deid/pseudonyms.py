@@ -1,0 +1,169 @@
+"""Pseudonym schemes (pure functions) and the identity check behind ``identity_mismatch``.
+
+Schemes: (a) :func:`keyed_pseudonym`, an HMAC of the normalised identity with per-component
+hashes for record linkage; (b) :func:`sequential_pseudonym`, ``PREFIX-0001`` from a counter the
+caller owns (e.g. :meth:`IdentityVault.next_sequence`); (c) :func:`mapped_pseudonym`, a lookup
+in a provided mapping (see :func:`mapping_from_csv`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from pydicom.dataset import Dataset
+
+from dicomgate.deid.errors import PseudonymError
+
+COMPONENTS = ("first_name", "last_name", "birth_name", "birth_date")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A subject's confirmed identity (never logged; only stored encrypted in the vault)."""
+
+    first_name: str
+    last_name: str
+    birth_name: str = ""
+    birth_date: str = ""  # YYYYMMDD
+    sex: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the fields as a plain dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedPseudonym:
+    """The result of :func:`keyed_pseudonym`: subject id plus linkage hashes per component."""
+
+    subject_id: str
+    component_hashes: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """One field where the dataset disagrees with the confirmed identity (no values kept)."""
+
+    field: str
+    reason: str
+
+
+def normalise(text: str) -> str:
+    """Upper-case, strip accents and collapse whitespace (``" José  d'Arc "`` -> ``JOSE D'ARC``)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.upper().replace("^", " ").split())
+
+
+def normalised_components(identity: Identity) -> dict[str, str]:
+    """Return the normalised linkage components of ``identity``."""
+    return {name: normalise(getattr(identity, name)) for name in COMPONENTS}
+
+
+def _hmac(secret: bytes, label: str, value: str) -> str:
+    return hmac.new(secret, f"{label}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def keyed_pseudonym(
+    secret: bytes, identity: Identity, prefix: str = "", length: int = 16
+) -> KeyedPseudonym:
+    """Derive a subject id from the identity with the project secret (scheme a).
+
+    Parameters
+    ----------
+    secret
+        The project secret; another project gets unrelated ids and hashes.
+    identity
+        The subject's identity; normalised before hashing.
+    prefix
+        Prepended to the hex digest.
+    length
+        Number of hex digits kept for the subject id (16 = 64 bits).
+
+    Returns
+    -------
+    KeyedPseudonym
+        The subject id and the full per-component hashes for record linkage.
+    """
+    parts = normalised_components(identity)
+    joined = "\x1e".join(parts[name] for name in COMPONENTS)
+    subject_id = prefix + _hmac(secret, "identity", joined)[:length].upper()
+    hashes = {name: _hmac(secret, name, value) for name, value in parts.items() if value}
+    return KeyedPseudonym(subject_id=subject_id, component_hashes=hashes)
+
+
+def sequential_pseudonym(prefix: str, counter: int, width: int = 4) -> str:
+    """Return ``prefix`` + zero-padded ``counter`` (scheme b), e.g. ``SUBJ-0001``."""
+    if counter < 1:
+        raise PseudonymError("counter: must be 1 or more")
+    return f"{prefix}{counter:0{width}d}"
+
+
+def mapped_pseudonym(mapping: Mapping[str, str], original: str) -> str:
+    """Return the pseudonym mapped to ``original`` (scheme c)."""
+    try:
+        return mapping[original.strip()]
+    except KeyError:
+        raise PseudonymError("no pseudonym is mapped for this subject") from None
+
+
+def mapping_from_csv(text: str) -> dict[str, str]:
+    """Parse a two-column CSV (``original,pseudonym`` header) into a mapping."""
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or {"original", "pseudonym"} - set(reader.fieldnames):
+        raise PseudonymError("mapping CSV needs the columns 'original' and 'pseudonym'")
+    mapping: dict[str, str] = {}
+    for line, row in enumerate(reader, start=2):
+        original, pseudonym = row["original"].strip(), row["pseudonym"].strip()
+        if not original or not pseudonym or original in mapping:
+            raise PseudonymError(f"mapping CSV line {line}: empty or duplicate entry")
+        mapping[original] = pseudonym
+    return mapping
+
+
+def _dataset_identity(ds: Dataset) -> dict[str, str]:
+    name = str(ds.get("PatientName", "") or "").split("^")
+    birth = str(ds.get("PatientBirthName", "") or "").split("^")
+    return {
+        "last_name": name[0],
+        "first_name": name[1] if len(name) > 1 else "",
+        "birth_name": birth[0],
+        "birth_date": str(ds.get("PatientBirthDate", "") or ""),
+        "sex": str(ds.get("PatientSex", "") or ""),
+    }
+
+
+def compare_identity(confirmed: Identity, dataset: Dataset) -> list[Mismatch]:
+    """List the fields where ``dataset`` contradicts the confirmed identity.
+
+    Only fields the confirmed identity fills are compared, after normalisation.
+
+    Parameters
+    ----------
+    confirmed
+        The identity confirmed by the data manager (or the vault).
+    dataset
+        The incoming instance.
+
+    Returns
+    -------
+    list of Mismatch
+        Empty when consistent; field names only, never the values.
+    """
+    found = _dataset_identity(dataset)
+    mismatches = []
+    for field, expected in confirmed.to_dict().items():
+        if not expected.strip():
+            continue
+        actual = found[field]
+        if not actual.strip():
+            mismatches.append(Mismatch(field, "missing in dataset"))
+        elif normalise(actual) != normalise(expected):
+            mismatches.append(Mismatch(field, "differs"))
+    return mismatches
