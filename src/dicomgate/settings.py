@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    dicom_host: str = "127.0.0.1"
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     ae_title: str = Field(default="DICOMGATE", min_length=1, max_length=16)
     dicom_workers: int = Field(default=0, ge=0, le=64)

@@ -127,7 +127,7 @@ def test_conflict_replace(intake: Intake) -> None:
     with intake.db.reader() as session:
         row = session.scalars(select(Instance)).one()
     assert intake.blobs.read(row.blob_key)[128:] == new[128:]
-    assert len(list(intake.blobs.keys())) == 1
+    assert len(list(intake.blobs.iter_keys())) == 1
 
 
 def test_conflict_reject(intake: Intake) -> None:

@@ -143,7 +143,7 @@ class FilesystemBlobStore:
         """Delete the blob; a missing blob is not an error."""
         self.path(key).unlink(missing_ok=True)
 
-    def keys(self) -> Iterator[str]:
+    def iter_keys(self) -> Iterator[str]:
         """Yield every stored key (for the reconciler)."""
         for first in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
             for second in sorted(first.glob("[0-9a-f][0-9a-f]")):

@@ -26,7 +26,7 @@ def test_keys_are_generated_and_fanned_out(store: FilesystemBlobStore) -> None:
     assert len(key) == 32
     assert store.path(key).relative_to(store.root).parts == (key[:2], key[2:4], key)
     assert store.temp_files() == []
-    assert list(store.keys()) == [key]
+    assert list(store.iter_keys()) == [key]
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "1.2.840.10008", "A" * 32, ""])

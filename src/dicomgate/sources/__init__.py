@@ -1,0 +1,1 @@
+"""Everything that brings data in; each source calls ``intake.receive(data, origin)``."""
