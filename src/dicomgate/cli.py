@@ -100,7 +100,7 @@ def import_(
 def _summary(counts: Counter[Outcome], problems: list[tuple[Path, str]]) -> None:
     console.print(", ".join(f"{outcome.value}: {counts[outcome]}" for outcome in Outcome))
     for path, reason in problems:
-        console.print(f"  {path}: {reason}")
+        console.print(f"  {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 @config_app.command("check")

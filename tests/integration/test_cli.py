@@ -1,0 +1,50 @@
+"""The ``dicomgate`` command as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import PYDICOM_FILES
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dicomgate.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "DICOMGATE_DATA_DIR": str(cwd / "data")},
+    )
+
+
+def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("http_prot: 8080\n")
+    done = _run("config", "check", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "http_prot" in done.stderr
+
+
+def test_import_reports_each_outcome(tmp_path: Path) -> None:
+    source = tmp_path / "in" / "nested"
+    source.mkdir(parents=True)
+    for name in ("CT_small.dcm", "MR_small.dcm", "MR_truncated.dcm"):
+        shutil.copy(PYDICOM_FILES / name, source / name)
+    (source / "notes.txt").write_text("not DICOM")
+    first = _run("import", str(tmp_path / "in"), cwd=tmp_path)
+    assert first.returncode == 1
+    assert "stored: 2" in first.stdout and "rejected: 2" in first.stdout
+    assert "MR_truncated.dcm" in first.stdout and "incomplete" in first.stdout
+    again = _run("import", str(source / "CT_small.dcm"), cwd=tmp_path)
+    assert again.returncode == 0
+    assert "already_stored: 1" in again.stdout
+    assert len(list((tmp_path / "data" / "set-aside").rglob("*"))) > 0
+
+
+def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
+    assert _run("db", "upgrade", cwd=tmp_path).returncode == 0
+    assert _run("db", "upgrade", cwd=tmp_path).returncode == 0
