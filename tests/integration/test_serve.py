@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,22 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import PYDICOM_FILES
+from tests.conftest import PYDICOM_FILES, _free_port
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _push_args(server: Server, folder: Path, *flags: str) -> list[str]:
+    return [
+        "storescu",
+        *flags,
+        "-aec",
+        "DICOMGATE",
+        "+sd",
+        "127.0.0.1",
+        str(server.dicom),
+        str(folder),
+    ]
 
 
 class Server:
@@ -103,15 +109,7 @@ def test_push_then_browse_and_download(server: Server, tmp_path: Path) -> None:
     assert echo.returncode == 0
     uids = _corpus(tmp_path / "in", 5)
     push = subprocess.run(
-        [
-            "storescu",
-            "-aec",
-            "DICOMGATE",
-            "+sd",
-            "127.0.0.1",
-            str(server.dicom),
-            str(tmp_path / "in"),
-        ],
+        _push_args(server, tmp_path / "in"),
         env=ENV,
         capture_output=True,
         timeout=120,
@@ -135,16 +133,7 @@ def test_push_then_browse_and_download(server: Server, tmp_path: Path) -> None:
 def test_sigkill_mid_push_loses_nothing_acknowledged(server: Server, tmp_path: Path) -> None:
     uids = _corpus(tmp_path / "in", 300)
     push = subprocess.Popen(
-        [
-            "storescu",
-            "-v",
-            "-aec",
-            "DICOMGATE",
-            "+sd",
-            "127.0.0.1",
-            str(server.dicom),
-            str(tmp_path / "in"),
-        ],
+        _push_args(server, tmp_path / "in", "-v"),
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
