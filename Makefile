@@ -37,5 +37,9 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP) debian-test-packages lint
 	$(BIN)/python -m pytest -n auto -q
 
+# Benchmarks print ratios against reference systems measured in the same run (not part of test).
+bench: $(TEST_STAMP) debian-test-packages
+	$(BIN)/python bench/bench_store.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

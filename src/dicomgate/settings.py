@@ -7,7 +7,6 @@ Every option is documented in ``docs/config.example.yaml``.
 from __future__ import annotations
 
 import enum
-import os
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,6 @@ class Settings(BaseSettings):
     dicom_host: str = "127.0.0.1"
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     ae_title: str = Field(default="DICOMGATE", min_length=1, max_length=16)
-    dicom_workers: int = Field(default=0, ge=0, le=64)
     dicom_max_associations: int = Field(default=32, ge=1, le=1000)
     dicom_max_pdu: int = Field(default=262144, ge=0)
     dicom_acse_timeout: float = Field(default=30.0, gt=0)
@@ -96,11 +94,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
-
-    @property
-    def effective_dicom_workers(self) -> int:
-        """Return how many receiver processes to run (0 means one per core)."""
-        return self.dicom_workers or max(1, os.cpu_count() or 1)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
