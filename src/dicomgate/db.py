@@ -7,6 +7,8 @@ power loss, and every transaction starts with ``BEGIN IMMEDIATE`` so that concur
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,6 +65,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock: threading.RLock | contextlib.nullcontext[None] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
         self._readers = sessionmaker(
             self.engine.execution_options(dicomgate_readonly=True), expire_on_commit=False
         )
@@ -75,15 +80,18 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """Yield a session; commit when the block ends normally, roll back otherwise."""
-        session = self._sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        # SQLite has one writer; threads that find its lock taken sleep in growing steps in the
+        # busy handler. Queueing them on a process lock instead hands the lock over at once.
+        with self._write_lock:
+            session = self._sessions()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
