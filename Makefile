@@ -39,7 +39,9 @@ test: $(TEST_STAMP) debian-test-packages lint
 
 # Benchmarks print ratios against reference systems measured in the same run (not part of test).
 bench: $(TEST_STAMP) debian-test-packages
+	$(BIN)/pip install --quiet dicognito
 	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_deid.py --count 300
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

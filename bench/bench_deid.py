@@ -19,19 +19,12 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from ct_corpus import fill_identifying_header
 from dicomgate.deid import DeidKeys, apply, load_profile
-
-
-def _item(**values: object) -> Dataset:
-    item = Dataset()
-    for keyword, value in values.items():
-        setattr(item, keyword, value)
-    return item
 
 
 def make_ct(index: int, study: str, series: str, frame: str, pixels: bytes) -> Dataset:
@@ -42,18 +35,7 @@ def make_ct(index: int, study: str, series: str, frame: str, pixels: bytes) -> D
     ds.file_meta.MediaStorageSOPInstanceUID = sop
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240312"
-    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = "101530.123"
-    ds.AccessionNumber, ds.Modality, ds.Manufacturer = "ACC123456", "CT", "ACME"
-    ds.InstitutionName, ds.InstitutionAddress = "General Hospital", "1 Main Street, Springfield"
-    ds.ReferringPhysicianName, ds.StationName = "WELBY^MARCUS", "CT01"
-    ds.StudyDescription, ds.SeriesDescription = "CT THORAX", "Thorax 1mm"
-    ds.OperatorsName, ds.ManufacturerModelName = "SMITH^ANNA", "Scanner 64"
-    ds.ReferencedStudySequence = Sequence(
-        [_item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1", ReferencedSOPInstanceUID=study)]
-    )
-    ds.PatientName, ds.PatientID = "DOE^JOHN^Q", "PID0001234"
-    ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = "19600102", "M", "064Y"
+    fill_identifying_header(ds, study, "ACC123456", "PID0001234")
     ds.OtherPatientIDs, ds.PatientAddress = "OTHER42", "2 Elm Road"
     ds.DeviceSerialNumber, ds.SoftwareVersions, ds.ProtocolName = "SN998877", "V1", "THORAX"
     ds.SliceThickness, ds.KVP = "1.0", "120"

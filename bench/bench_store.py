@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from ct_corpus import fill_identifying_header
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -62,28 +63,8 @@ class Server:
 # --------------------------------------------------------------------------- corpus
 
 
-def _item(**values: object) -> Dataset:
-    item = Dataset()
-    for keyword, value in values.items():
-        setattr(item, keyword, value)
-    return item
-
-
 def _header(ds: Dataset, study: str, series: str, index: int) -> None:
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240312"
-    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = "101530.123"
-    ds.AccessionNumber, ds.Modality, ds.Manufacturer = f"ACC{study[-6:]}", "CT", "ACME"
-    ds.InstitutionName, ds.InstitutionAddress = "General Hospital", "1 Main Street, Springfield"
-    ds.ReferringPhysicianName, ds.StationName = "WELBY^MARCUS", "CT01"
-    ds.StudyDescription, ds.SeriesDescription = "CT THORAX", "Thorax 1mm"
-    ds.OperatorsName, ds.ManufacturerModelName = "SMITH^ANNA", "Scanner 64"
-    ds.ReferencedStudySequence = Sequence(
-        [_item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1", ReferencedSOPInstanceUID=study)]
-    )
-    ds.PatientName, ds.PatientID = "DOE^JOHN^Q", f"PID{study[-5:]}"
-    ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = "19600102", "M", "064Y"
-    ds.DeviceSerialNumber, ds.SoftwareVersions, ds.ProtocolName = "SN998877", "V1", "THORAX"
-    ds.SliceThickness, ds.KVP = "1.0", "120"
+    fill_identifying_header(ds, study, f"ACC{study[-6:]}", f"PID{study[-5:]}")
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
     ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study])
     ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "S1", 2, index + 1
