@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 
 from dicomgate import __version__
+from dicomgate.access.api import create_api, install_error_handlers
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
@@ -80,7 +81,6 @@ class Service:
 
 def create_app(service: Service) -> FastAPI:
     """Return the HTTP application; the service starts and stops with it."""
-    from dicomgate.access.api import create_api, install_error_handlers
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
