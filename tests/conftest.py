@@ -18,6 +18,7 @@ from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.migrate import upgrade
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
+from tests.orthanc import Orthanc, start_orthanc
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -119,3 +120,11 @@ def intake(database: Database, tmp_path: Path) -> Intake:
         FilesystemBlobStore(tmp_path / "blobs"),
         FilesystemBlobStore(tmp_path / "set-aside"),
     )
+
+
+@pytest.fixture()
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    """A real Orthanc on free loopback ports, stopped by process id afterwards."""
+    peer = start_orthanc(tmp_path / "orthanc")
+    yield peer
+    peer.stop()
