@@ -22,6 +22,10 @@ from tests.orthanc import Orthanc, start_orthanc
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
+# Feature tests run dicomgate open on loopback (allowed there); tests of authentication turn
+# it on explicitly (tests/integration/test_auth_*.py), and their servers inherit nothing.
+os.environ.setdefault("DICOMGATE_AUTH__ENABLED", "false")
+
 
 def _answers(host: str, port: int) -> bool:
     try:

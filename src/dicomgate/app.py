@@ -16,6 +16,10 @@ from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
+from dicomgate.auth.audit import AuditEvent, AuditTrail
+from dicomgate.auth.http import Authenticator, caller_dependency
+from dicomgate.auth.routes import create_auth_router
+from dicomgate.auth.users import ensure_admin
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.pipeline import advance
@@ -42,12 +46,31 @@ def open_intake(settings: Settings) -> Intake:
     )
 
 
+def open_auth(settings: Settings, intake: Intake) -> Authenticator:
+    """Open the audit trail (its own database) and the authenticator over the index."""
+    url = settings.auth.audit_database_url
+    if url is None:
+        url = f"sqlite:///{(settings.data_dir / 'audit.sqlite3').resolve()}"
+    return Authenticator(settings.auth, intake.db, AuditTrail(url))
+
+
+def _first_admin(settings: Settings, auth: Authenticator) -> None:
+    if not settings.auth.enabled:
+        return
+    with auth.db.unit_of_work() as session:
+        generated = ensure_admin(session, settings.auth.admin_password)
+    if generated:
+        # Printed once to the console, never logged: it is a credential.
+        print(f"dicomgate: created user 'admin' with password {generated}", flush=True)
+
+
 @dataclass
 class Service:
     """Everything ``dicomgate serve`` runs, started and stopped together."""
 
     settings: Settings
     intake: Intake
+    auth: Authenticator
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -56,6 +79,8 @@ class Service:
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver and the spine thread."""
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
+        _first_admin(self.settings, self.auth)
+        self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "start", actor="dicomgate")
         self.receiver = Receiver(self.settings, self.intake)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
@@ -77,6 +102,7 @@ class Service:
             self.receiver.stop()
         if self._spine:
             self._spine.join(timeout=10)
+        self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "stop", actor="dicomgate")
 
 
 def create_app(service: Service) -> FastAPI:
@@ -91,6 +117,9 @@ def create_app(service: Service) -> FastAPI:
             service.stop()
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
-    app.include_router(create_api(service.intake.db, service.intake.blobs))
+    current = caller_dependency(service.auth)
+    intake = service.intake
+    app.include_router(create_api(intake.db, intake.blobs, current, service.auth.audit))
+    app.include_router(create_auth_router(service.auth, current))
     install_error_handlers(app)
     return app

@@ -42,13 +42,20 @@ def serve(config: ConfigOption = None) -> None:
     """Run the HTTP API, the DICOM receiver and the archiving spine."""
     import uvicorn
 
-    from dicomgate.app import Service, create_app, open_intake
+    from dicomgate.app import Service, create_app, open_auth, open_intake
+    from dicomgate.auth.http import check_exposure
 
     settings = _settings(config)
+    try:
+        check_exposure(settings.auth.enabled, [settings.http_host, settings.dicom_host])
+    except ConfigError as exc:
+        err.print(f"[red]refusing to start:[/] {exc}")
+        raise typer.Exit(2) from exc
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    service = Service(settings, open_intake(settings))
+    intake = open_intake(settings)
+    service = Service(settings, intake, open_auth(settings, intake))
     uvicorn.run(
         create_app(service),
         host=settings.http_host,

@@ -5,6 +5,8 @@
     DicomgateError
     ├── ConfigError                 a setting, profile or protocol is invalid (fail at start)
     ├── NotFoundError               the resource does not exist (or the caller may not see it)
+    ├── UnauthenticatedError        no valid credentials came with the request
+    ├── ForbiddenError              the caller may see the resource but not do this to it
     ├── ConflictError               the request conflicts with the current state
     ├── InvalidInputError           bad input from outside: the client must fix it
     │   └── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
@@ -28,6 +30,14 @@ class ConfigError(DicomgateError):
 
 class NotFoundError(DicomgateError):
     """The resource does not exist, or the caller may not know that it does."""
+
+
+class UnauthenticatedError(DicomgateError):
+    """The request carries no valid credentials (missing, expired, revoked, malformed)."""
+
+
+class ForbiddenError(DicomgateError):
+    """The caller may see the resource but lacks the permission for this action."""
 
 
 class ConflictError(DicomgateError):
@@ -73,6 +83,8 @@ _DIMSE_STORE_STATUS: list[tuple[type[Exception], int]] = [
 
 _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404),
+    (UnauthenticatedError, 401),
+    (ForbiddenError, 403),
     (ConflictError, 409),
     (InvalidInputError, 400),
     (ConfigError, 400),

@@ -18,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dicomgate.auth.settings import AuthSettings
 from dicomgate.errors import ConfigError
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
@@ -45,7 +46,10 @@ class Settings(BaseSettings):
     """Every option of dicomgate; see ``docs/config.example.yaml`` for comments."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DICOMGATE_", extra="forbid", validate_assignment=True
+        env_prefix="DICOMGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
     )
 
     data_dir: Path = Path("./dicomgate-data")
@@ -67,6 +71,7 @@ class Settings(BaseSettings):
     stability_check_interval: float = Field(default=1.0, gt=0)
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod

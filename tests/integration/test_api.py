@@ -16,6 +16,8 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from dicomgate.access import api_queries, create_api, install_error_handlers
 from dicomgate.archive.models import Instance, StagingSession
+from dicomgate.auth.audit import AuditTrail
+from dicomgate.auth.http import open_dependency
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, receive
 from tests.conftest import PYDICOM_FILES
@@ -45,7 +47,8 @@ def _ct_copy(patient_id: str, study_date: str) -> tuple[bytes, str]:
 
 def _client(intake: Intake) -> TestClient:
     app = FastAPI()
-    app.include_router(create_api(intake.db, intake.blobs))
+    audit = AuditTrail(f"sqlite:///{intake.blobs.root.parent / 'audit.sqlite3'}")
+    app.include_router(create_api(intake.db, intake.blobs, open_dependency, audit))
     install_error_handlers(app)
     return TestClient(app)
 

@@ -4,12 +4,14 @@
 ``install_error_handlers(app)`` makes every error an RFC 9457 problem document.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must evaluate the route annotations, which
+# name the caller dependency of the enclosing factory function.
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,6 +25,9 @@ from dicomgate.access.api_schemas import (
     StudyPage,
 )
 from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.auth.audit import AuditEvent, AuditTrail
+from dicomgate.auth.http import client_address
+from dicomgate.auth.roles import Caller
 from dicomgate.db import Database
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError, NotFoundError, StorageError
@@ -65,7 +70,12 @@ def _study_filter(
     )
 
 
-def create_api(db: Database, blobs: FilesystemBlobStore) -> APIRouter:
+def create_api(
+    db: Database,
+    blobs: FilesystemBlobStore,
+    current: Callable[[Request], Caller],
+    audit: AuditTrail,
+) -> APIRouter:
     """Return the read-only API router over ``db`` and ``blobs``.
 
     Parameters
@@ -74,8 +84,13 @@ def create_api(db: Database, blobs: FilesystemBlobStore) -> APIRouter:
         The index database (only read sessions are used).
     blobs
         The blob store holding the archived instances.
+    current
+        The dependency that resolves the request's caller (``auth.http``).
+    audit
+        Where queries and retrievals are recorded.
     """
     router = APIRouter(prefix="/api", tags=["access"])
+    Current = Annotated[Caller, Depends(current)]  # noqa: N806  (a type alias, not a value)
 
     @router.get("/health", response_model=HealthOut)
     def health() -> HealthOut:
@@ -90,6 +105,8 @@ def create_api(db: Database, blobs: FilesystemBlobStore) -> APIRouter:
 
     @router.get("/studies", response_model=StudyPage)
     def studies(
+        caller: Current,
+        request: Request,
         patient_id: Annotated[str | None, Query(alias="PatientID")] = None,
         study_date: Annotated[str | None, Query(alias="StudyDate")] = None,
         modality: Annotated[str | None, Query(alias="Modality")] = None,
@@ -98,39 +115,63 @@ def create_api(db: Database, blobs: FilesystemBlobStore) -> APIRouter:
     ) -> StudyPage:
         """Search studies by Patient ID (``*``/``?`` wildcards), date or range, modality."""
         flt = _study_filter(patient_id, study_date, modality)
+        projects = caller.visible_projects()
         with db.reader() as session:
-            total, rows = q.search_studies(session, flt, limit, offset)
+            total, rows = q.search_studies(session, flt, limit, offset, projects=projects)
+        # The query values are PHI: the record says that a search ran, not what it sought.
+        audit.record(
+            AuditEvent.QUERY,
+            "query",
+            actor=caller.name,
+            source=client_address(request),
+            objects={"results": total},
+        )
         return StudyPage(total=total, limit=limit, offset=offset, studies=rows)
 
     @router.get("/studies/{study_uid}", response_model=StudyDetail)
-    def study(study_uid: str) -> StudyDetail:
+    def study(study_uid: str, caller: Current) -> StudyDetail:
         """Return one study and its series."""
         with db.reader() as session:
-            return q.get_study(session, _uid(study_uid, "study"))
+            return q.get_study(
+                session, _uid(study_uid, "study"), projects=caller.visible_projects()
+            )
 
     @router.get(
         "/instances/{sop_instance_uid}/file",
         response_class=FileResponse,
         responses={200: {"content": {DICOM_MEDIA_TYPE: {}}}},
     )
-    def instance_file(sop_instance_uid: str) -> FileResponse:
+    def instance_file(sop_instance_uid: str, caller: Current, request: Request) -> FileResponse:
         """Stream the stored Part-10 file of one instance."""
         uid = _uid(sop_instance_uid, "instance")
         with db.reader() as session:
-            key = q.instance_blob_key(session, uid)
+            key = q.instance_blob_key(session, uid, projects=caller.visible_projects())
         path = blobs.path(key)
         if not path.is_file():
             log.warning("indexed blob %s is missing from the store", key)
             raise NotFoundError("the stored file of this instance is missing")
+        audit.record(
+            AuditEvent.INSTANCES_ACCESSED,
+            "retrieve",
+            actor=caller.name,
+            source=client_address(request),
+            objects={"sop_instance_uid": uid},
+        )
         return FileResponse(path, media_type=DICOM_MEDIA_TYPE, filename=f"{uid}.dcm")
 
     @router.get("/staging", response_model=StagingPage)
     def staging(
-        status: StagingStatus | None = None, limit: Limit = 100, offset: Offset = 0
+        caller: Current,
+        status: StagingStatus | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
     ) -> StagingPage:
         """List staging sessions, optionally in one status."""
+        projects = caller.visible_projects()
         with db.reader() as session:
-            total, rows = q.list_staging(session, status and status.value, limit, offset)
+            total, rows = q.list_staging(
+                session, status and status.value, limit, offset, projects=projects
+            )
         return StagingPage(total=total, limit=limit, offset=offset, sessions=rows)
 
     return router

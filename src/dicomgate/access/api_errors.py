@@ -44,7 +44,10 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("request failed with %s (%d)", type(exc).__name__, status)
         if status == 500:
             return problem(status, "internal error")
-    return problem(status, str(exc))
+    response = problem(status, str(exc))
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="dicomgate"'
+    return response
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, exists, func, select, text
 from sqlalchemy.orm import Session
 
 from dicomgate.access.api_schemas import SeriesOut, StagingOut, StudyDetail, StudyOut
+from dicomgate.access.visibility import Visible, can_see, visible
 from dicomgate.archive.models import Instance, Series, StagingSession, Study
 from dicomgate.errors import InvalidInputError, NotFoundError
 
@@ -139,24 +140,28 @@ def _count(session: Session, query: Select[Any]) -> int:
 
 
 def search_studies(
-    session: Session, flt: StudyFilter, limit: int, offset: int
+    session: Session, flt: StudyFilter, limit: int, offset: int, *, projects: Visible
 ) -> tuple[int, list[StudyOut]]:
-    """Return the number of matching studies and one page of them, oldest index row first."""
-    query = select(Study).where(*_study_conditions(session, flt)).order_by(Study.pk)
+    """Return the number of matching studies and one page of them, oldest index row first.
+
+    Only studies in ``projects`` (the caller's visible projects; ``None``: all) are searched.
+    """
+    conditions = [*_study_conditions(session, flt), visible(Study.project_id, projects)]
+    query = select(Study).where(*conditions).order_by(Study.pk)
     page = list(session.scalars(query.limit(limit).offset(offset)))
     return _count(session, query), _study_outs(session, page)
 
 
-def get_study(session: Session, study_uid: str) -> StudyDetail:
+def get_study(session: Session, study_uid: str, *, projects: Visible) -> StudyDetail:
     """Return one study with its series.
 
     Raises
     ------
     NotFoundError
-        When no study has this UID.
+        When no study has this UID, or it is in a project the caller may not read.
     """
     study = session.scalars(select(Study).where(Study.study_uid == study_uid)).first()
-    if study is None:
+    if study is None or not can_see(study.project_id, projects):
         raise NotFoundError("no such study")
     count = select(func.count(Instance.pk)).where(Instance.series_pk == Series.pk).scalar_subquery()
     rows = session.execute(
@@ -176,16 +181,19 @@ def get_study(session: Session, study_uid: str) -> StudyDetail:
     return StudyDetail(**summary.model_dump(), series=series)
 
 
-def instance_blob_key(session: Session, sop_instance_uid: str) -> str:
+def instance_blob_key(session: Session, sop_instance_uid: str, *, projects: Visible) -> str:
     """Return the blob key of a stored instance.
 
     Raises
     ------
     NotFoundError
-        When no instance has this UID.
+        When no instance has this UID, or it is in a project the caller may not read.
     """
     key = session.scalar(
-        select(Instance.blob_key).where(Instance.sop_instance_uid == sop_instance_uid)
+        select(Instance.blob_key)
+        .join(Series, Instance.series_pk == Series.pk)
+        .join(Study, Series.study_pk == Study.pk)
+        .where(Instance.sop_instance_uid == sop_instance_uid, visible(Study.project_id, projects))
     )
     if key is None:
         raise NotFoundError("no such instance")
@@ -193,10 +201,17 @@ def instance_blob_key(session: Session, sop_instance_uid: str) -> str:
 
 
 def list_staging(
-    session: Session, status: str | None, limit: int, offset: int
+    session: Session, status: str | None, limit: int, offset: int, *, projects: Visible
 ) -> tuple[int, list[StagingOut]]:
-    """Return the number of staging sessions (in ``status``, if given) and one page of them."""
-    query = select(StagingSession).order_by(StagingSession.pk)
+    """Return the number of staging sessions (in ``status``, if given) and one page of them.
+
+    Only sessions whose target project is in ``projects`` are listed (``None``: all).
+    """
+    query = (
+        select(StagingSession)
+        .where(visible(StagingSession.project_id, projects))
+        .order_by(StagingSession.pk)
+    )
     if status is not None:
         query = query.where(StagingSession.status == status)
     sessions = [

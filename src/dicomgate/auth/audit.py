@@ -1,0 +1,227 @@
+"""The audit trail: who did what, when, from where, with what outcome. Append-only, hash-chained.
+
+It lives in its own database (by default ``audit.sqlite3`` beside the index), apart from the
+index so that an index restore or a data-manager's SQL cannot rewrite it. Each record carries
+the SHA-256 of its predecessor's hash and its own canonical content; ``verify()`` walks the chain
+and names the first record that was changed, removed or inserted. Triggers refuse UPDATE and
+DELETE, so rewriting history needs the database file itself, which the chain then exposes.
+
+Records hold internal ids, UIDs, user names and addresses, never PHI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, MetaData, String, Text, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from dicomgate.db import Database
+
+GENESIS = "0" * 64
+
+
+class AuditEvent(enum.Enum):
+    """DICOM audit event IDs (PS3.15 A.5, DCM code system) with dicomgate's action names."""
+
+    APPLICATION_ACTIVITY = ("110100", "Application Activity")
+    INSTANCES_ACCESSED = ("110103", "DICOM Instances Accessed")
+    INSTANCES_TRANSFERRED = ("110104", "DICOM Instances Transferred")
+    STUDY_DELETED = ("110105", "DICOM Study Deleted")
+    EXPORT = ("110106", "Export")
+    IMPORT = ("110107", "Import")
+    PATIENT_RECORD = ("110110", "Patient Record")
+    QUERY = ("110112", "Query")
+    SECURITY_ALERT = ("110113", "Security Alert")
+    USER_AUTHENTICATION = ("110114", "User Authentication")
+
+    @property
+    def code(self) -> str:
+        """Return the DCM code value."""
+        return self.value[0]
+
+    @property
+    def meaning(self) -> str:
+        """Return the code meaning."""
+        return self.value[1]
+
+
+class Outcome(enum.IntEnum):
+    """EventOutcomeIndicator values of the DICOM audit message."""
+
+    SUCCESS = 0
+    MINOR_FAILURE = 4
+    SERIOUS_FAILURE = 8
+    MAJOR_FAILURE = 12
+
+
+class _Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class AuditRow(_Base):
+    """One audit record."""
+
+    __tablename__ = "audit_records"
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    at: Mapped[str] = mapped_column(String(32))
+    event_code: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[int] = mapped_column(Integer)
+    objects: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+_CONTENT = ("seq", "at", "event_code", "action", "actor", "source", "outcome", "objects", "detail")
+
+_SQLITE_GUARDS = [
+    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_records "
+    "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_records "
+    "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+]
+_PG_GUARDS = [
+    "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$",
+    "DROP TRIGGER IF EXISTS audit_no_change ON audit_records",
+    "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_records "
+    "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+]
+
+
+def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
+    """Return the hash of a record from its predecessor's hash and its canonical content."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256((prev_hash + canonical).encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One record as read back."""
+
+    seq: int
+    at: str
+    event_code: str
+    action: str
+    actor: str
+    source: str
+    outcome: int
+    objects: dict[str, Any]
+    detail: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as one JSON-lines object."""
+        return {k: getattr(self, k) for k in (*_CONTENT, "hash")}
+
+
+def _content(row: AuditRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in _CONTENT}
+
+
+def _record(row: AuditRow) -> AuditRecord:
+    values = _content(row)
+    values["objects"] = json.loads(row.objects)
+    return AuditRecord(**values, hash=row.hash)
+
+
+class AuditTrail:
+    """The append-only audit store.
+
+    Parameters
+    ----------
+    url
+        Its database URL (SQLite file or PostgreSQL), separate from the index.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+        _Base.metadata.create_all(self.db.engine)
+        guards = _SQLITE_GUARDS if self.db.is_sqlite else _PG_GUARDS
+        with self.db.engine.begin() as conn:
+            for statement in guards:
+                conn.execute(text(statement))
+
+    def record(
+        self,
+        event: AuditEvent,
+        action: str,
+        *,
+        actor: str,
+        source: str = "",
+        outcome: Outcome = Outcome.SUCCESS,
+        objects: dict[str, Any] | None = None,
+        detail: str = "",
+    ) -> int:
+        """Append one record; return its sequence number."""
+        with self.db.unit_of_work() as session:
+            if not self.db.is_sqlite:
+                # One appender at a time across processes, so the chain never forks.
+                session.execute(text("SELECT pg_advisory_xact_lock(7310227)"))
+            last = session.execute(
+                select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+            ).first()
+            seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+            row = AuditRow(
+                seq=seq,
+                at=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+                event_code=event.code,
+                action=action[:64],
+                actor=actor[:128],
+                source=source[:128],
+                outcome=int(outcome),
+                objects=json.dumps(objects or {}, sort_keys=True),
+                detail=detail,
+                prev_hash=prev,
+            )
+            row.hash = chain_hash(prev, _content(row))
+            session.add(row)
+        return seq
+
+    def records(
+        self, since: int = 0, limit: int = 1000, action: str | None = None
+    ) -> list[AuditRecord]:
+        """Return records after ``since`` in order, optionally of one action."""
+        with self.db.reader() as session:
+            query = select(AuditRow).where(AuditRow.seq > since)
+            if action:
+                query = query.where(AuditRow.action == action)
+            rows = session.scalars(query.order_by(AuditRow.seq).limit(limit))
+            return [_record(row) for row in rows]
+
+    def verify(self) -> list[str]:
+        """Walk the whole chain; return the problems found (empty when intact)."""
+        problems: list[str] = []
+        with self.db.reader() as session:
+            prev, expected_seq = GENESIS, 1
+            for row in _all(session):
+                if row.seq != expected_seq:
+                    problems.append(f"record {expected_seq}: missing (next is {row.seq})")
+                if row.prev_hash != prev:
+                    problems.append(f"record {row.seq}: does not follow its predecessor")
+                if chain_hash(row.prev_hash, _content(row)) != row.hash:
+                    problems.append(f"record {row.seq}: content changed after it was written")
+                prev, expected_seq = row.hash, row.seq + 1
+        return problems
+
+    def dispose(self) -> None:
+        """Close the store's connections."""
+        self.db.dispose()
+
+
+def _all(session: Session) -> Iterator[AuditRow]:
+    yield from session.scalars(
+        select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=500)
+    )
