@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -11,9 +10,11 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from dicomgate.auth.cli import audit_app, bind, users_app
 from dicomgate.errors import ConfigError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Outcome, receive
+from dicomgate.logs import configure as configure_logging
 from dicomgate.settings import Settings, load_settings
 
 app = typer.Typer(help="dicomgate: research DICOM intake and archive.", no_args_is_help=True)
@@ -21,6 +22,8 @@ config_app = typer.Typer(help="Configuration.")
 db_app = typer.Typer(help="The index database.")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 
@@ -37,6 +40,9 @@ def _settings(config: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
+bind(_settings)
+
+
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run the HTTP API, the DICOM receiver and the archiving spine."""
@@ -51,9 +57,7 @@ def serve(config: ConfigOption = None) -> None:
     except ConfigError as exc:
         err.print(f"[red]refusing to start:[/] {exc}")
         raise typer.Exit(2) from exc
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     intake = open_intake(settings)
     service = Service(settings, intake, open_auth(settings, intake))
     uvicorn.run(

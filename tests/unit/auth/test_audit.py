@@ -1,0 +1,105 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import DatabaseError
+
+from dicomgate.auth.audit import AuditEvent, AuditTrail, Outcome
+from dicomgate.auth.audit_xml import to_audit_message
+
+
+@pytest.fixture()
+def trail(tmp_path: Path) -> AuditTrail:
+    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    trail.record(
+        AuditEvent.IMPORT, "import", actor="alice", source="127.0.0.1", objects={"job_id": "j1"}
+    )
+    trail.record(AuditEvent.QUERY, "query", actor="bob", objects={"results": 3})
+    trail.record(
+        AuditEvent.USER_AUTHENTICATION, "login", actor="unknown", outcome=Outcome.MINOR_FAILURE
+    )
+    return trail
+
+
+def _raw(tmp_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(tmp_path / "audit.sqlite3")
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("DROP TRIGGER audit_no_delete")
+    return conn
+
+
+def test_an_intact_chain_verifies(trail: AuditTrail) -> None:
+    assert trail.verify() == []
+    assert [r.action for r in trail.records()] == ["import", "query", "login"]
+    assert [r.seq for r in trail.records(since=1)] == [2, 3]
+
+
+def test_updates_and_deletes_are_refused(trail: AuditTrail) -> None:
+    with pytest.raises(DatabaseError), trail.db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE audit_records SET actor = 'mallory'")
+    with pytest.raises(DatabaseError), trail.db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM audit_records")
+    assert trail.verify() == []
+
+
+def test_a_changed_record_is_detected(trail: AuditTrail, tmp_path: Path) -> None:
+    with _raw(tmp_path) as conn:
+        conn.execute("UPDATE audit_records SET actor = 'mallory' WHERE seq = 2")
+    assert trail.verify() == ["record 2: content changed after it was written"]
+
+
+def test_a_removed_record_is_detected(trail: AuditTrail, tmp_path: Path) -> None:
+    with _raw(tmp_path) as conn:
+        conn.execute("DELETE FROM audit_records WHERE seq = 2")
+    problems = trail.verify()
+    assert "record 2: missing (next is 3)" in problems
+    assert "record 3: does not follow its predecessor" in problems
+
+
+def test_a_rewritten_record_with_a_fresh_hash_breaks_the_next_link(
+    trail: AuditTrail, tmp_path: Path
+) -> None:
+    from dicomgate.auth.audit import chain_hash
+
+    with _raw(tmp_path) as conn:
+        row = conn.execute(
+            "SELECT seq, at, event_code, action, actor, source, outcome, objects, detail, "
+            "prev_hash FROM audit_records WHERE seq = 1"
+        ).fetchone()
+        names = (
+            "seq",
+            "at",
+            "event_code",
+            "action",
+            "actor",
+            "source",
+            "outcome",
+            "objects",
+            "detail",
+        )
+        content = dict(zip(names, row[:9], strict=True)) | {"actor": "mallory"}
+        conn.execute(
+            "UPDATE audit_records SET actor = 'mallory', hash = ? WHERE seq = 1",
+            (chain_hash(row[9], content),),
+        )
+    assert trail.verify() == ["record 2: does not follow its predecessor"]
+
+
+def test_dicom_audit_message(trail: AuditTrail) -> None:
+    record = trail.records()[0]
+    xml = to_audit_message(record, AuditEvent.IMPORT.meaning)
+    assert xml.startswith("<AuditMessage>")
+    assert 'csd-code="110107"' in xml and 'EventActionCode="C"' in xml
+    assert 'UserID="alice"' in xml and 'NetworkAccessPointID="127.0.0.1"' in xml
+    assert 'ParticipantObjectID="j1"' in xml
+
+
+@pytest.mark.postgres
+def test_chain_on_postgres(postgres_url: str) -> None:
+    trail = AuditTrail(postgres_url)
+    for n in range(3):
+        trail.record(AuditEvent.QUERY, "query", actor=f"u{n}")
+    assert trail.verify() == []
+    with pytest.raises(DatabaseError), trail.db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM audit_records")
+    trail.dispose()
