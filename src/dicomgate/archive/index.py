@@ -8,10 +8,11 @@ associations, several processes) converge on one row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from pydicom import Dataset
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -47,15 +48,32 @@ def integer(header: Dataset, keyword: str) -> int | None:
         return None
 
 
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Any) -> Any:
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
 def _insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    # One statement per table and dialect, values bound at execution: compiled once, cached.
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    session.connection().execute(_insert_ignore_statement(dialect, model.__table__), values)
 
 
 def ensure_project(session: Session, project_id: str, name: str = "") -> None:
     """Create the project row when missing."""
     _insert_ignore(session, Project, {"id": project_id, "name": name or project_id})
+
+
+_PATIENT_PK = select(Patient.pk).where(
+    Patient.patient_id == bindparam("pid"), Patient.issuer == bindparam("issuer")
+)
+_STUDY_PK = select(Study.pk).where(Study.study_uid == bindparam("uid"))
+_SERIES_PK = select(Series.pk).where(Series.series_uid == bindparam("uid"))
+
+
+def _pk(session: Session, query: Any, **params: str) -> int:
+    return int(session.connection().execute(query, params).scalar_one())
 
 
 def upsert_patient(session: Session, header: Dataset) -> int:
@@ -72,8 +90,7 @@ def upsert_patient(session: Session, header: Dataset) -> int:
             "sex": text(header, "PatientSex", 16),
         },
     )
-    query = select(Patient.pk).where(Patient.patient_id == pid, Patient.issuer == issuer)
-    return int(session.scalars(query).one())
+    return _pk(session, _PATIENT_PK, pid=pid, issuer=issuer)
 
 
 def upsert_study(session: Session, header: Dataset, patient_pk: int) -> int:
@@ -97,7 +114,7 @@ def upsert_study(session: Session, header: Dataset, patient_pk: int) -> int:
             "referring_physician_name": text(header, "ReferringPhysicianName", 324),
         },
     )
-    return int(session.scalars(select(Study.pk).where(Study.study_uid == uid)).one())
+    return _pk(session, _STUDY_PK, uid=uid)
 
 
 def upsert_series(session: Session, header: Dataset, study_pk: int) -> int:
@@ -117,7 +134,25 @@ def upsert_series(session: Session, header: Dataset, study_pk: int) -> int:
             "series_time": text(header, "SeriesTime", 32),
         },
     )
-    return int(session.scalars(select(Series.pk).where(Series.series_uid == uid)).one())
+    return _pk(session, _SERIES_PK, uid=uid)
+
+
+_TOUCH_STAGING = (
+    update(StagingSession)
+    .where(StagingSession.pk == bindparam("staging_pk"), StagingSession.status == "RECEIVING")
+    .values(
+        last_received_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        instance_count=StagingSession.instance_count + 1,
+    )
+)
+
+
+def touch_staging_session(session: Session, staging_pk: int) -> bool:
+    """Count one more instance in a session; return False when it is no longer RECEIVING."""
+    params = {"staging_pk": staging_pk, "now": utcnow()}
+    result = session.connection().execute(_TOUCH_STAGING, params)
+    return bool(result.rowcount == 1)
 
 
 def staging_session_for(
@@ -158,25 +193,27 @@ def staging_session_for(
     return int(row.pk)
 
 
+_INSERT_CHANGE = insert(Change.__table__)  # type: ignore[arg-type]  # Core, not ORM: no flush
+_INSERT_INSTANCE = insert(Instance.__table__)  # type: ignore[arg-type]
+
+
 def log_change(session: Session, change_type: str, resource_type: str, resource_pk: int) -> None:
     """Append one row to the change log."""
-    session.add(
-        Change(change_type=change_type, resource_type=resource_type, resource_pk=resource_pk)
-    )
+    values = {"change_type": change_type, "resource_type": resource_type}
+    session.connection().execute(_INSERT_CHANGE, {**values, "resource_pk": resource_pk})
 
 
 def add_instance(session: Session, header: Dataset, values: dict[str, Any]) -> int:
     """Insert the instance row (unique SOP Instance UID) and return its pk."""
-    row = Instance(
-        sop_instance_uid=str(header.SOPInstanceUID),
-        sop_class_uid=str(header.SOPClassUID),
-        instance_number=integer(header, "InstanceNumber"),
-        rows=integer(header, "Rows"),
-        columns=integer(header, "Columns"),
-        number_of_frames=integer(header, "NumberOfFrames"),
-        received_at=dt.datetime.now(dt.UTC),
+    row = {
+        "sop_instance_uid": str(header.SOPInstanceUID),
+        "sop_class_uid": str(header.SOPClassUID),
+        "instance_number": integer(header, "InstanceNumber"),
+        "rows": integer(header, "Rows"),
+        "columns": integer(header, "Columns"),
+        "number_of_frames": integer(header, "NumberOfFrames"),
+        "received_at": dt.datetime.now(dt.UTC),
         **values,
-    )
-    session.add(row)
-    session.flush()
-    return int(row.pk)
+    }
+    result = session.connection().execute(_INSERT_INSTANCE, row)
+    return int(result.inserted_primary_key[0])  # type: ignore[index]

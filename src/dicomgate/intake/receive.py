@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from pydicom import Dataset
 from sqlalchemy import select
@@ -22,6 +23,8 @@ from dicomgate.archive.models import Instance, SetAside
 from dicomgate.db import Database
 from dicomgate.dicom.part10 import NotDicomError, Part10, parse_any, parse_dataset
 from dicomgate.dicom.uids import is_valid_uid
+from dicomgate.group_commit import GroupCommit
+from dicomgate.intake.known_rows import KnownRows
 from dicomgate.intake.origin import Origin
 from dicomgate.settings import DuplicatePolicy
 
@@ -70,12 +73,22 @@ class ReceiveResult:
 
 @dataclass(frozen=True, slots=True)
 class Intake:
-    """What ``receive()`` writes to: the index, the blob store, the set-aside area, the policy."""
+    """What ``receive()`` writes to: the index, the blob store, the set-aside area, the policy.
+
+    ``writer`` commits the index writes of concurrent ``receive()`` calls together (one
+    transaction and one commit per group); ``known`` remembers committed series and staging rows.
+    """
 
     db: Database
     blobs: FilesystemBlobStore
     set_aside: FilesystemBlobStore
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
+    writer: GroupCommit = field(init=False, repr=False, compare=False)
+    known: KnownRows = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "writer", GroupCommit(self.db))
+        object.__setattr__(self, "known", KnownRows())
 
 
 def receive(
@@ -100,9 +113,6 @@ def receive(
     except NotDicomError as exc:
         return _keep_aside(intake, data, origin, "malformed", str(exc), None)
     digest = hashlib.sha256(memoryview(parsed.data)[128:]).hexdigest()
-    existing = _existing(intake, str(parsed.header.SOPInstanceUID))
-    if existing is not None:
-        return _duplicate(intake, parsed, origin, digest, existing)
     return _store_new(intake, parsed, origin, digest)
 
 
@@ -131,35 +141,52 @@ def _existing(intake: Intake, sop_uid: str) -> tuple[int, str, str] | None:
 
 
 def _store_new(intake: Intake, parsed: Part10, origin: Origin, digest: str) -> ReceiveResult:
+    # No duplicate check before: the unique SOP Instance UID refuses a known instance inside the
+    # write itself, which costs a resend one blob write but every new instance a transaction.
     key = intake.blobs.create(parsed.data)
     header = parsed.header
+    work = partial(_index, parsed=parsed, origin=origin, digest=digest, key=key, known=intake.known)
     try:
-        with intake.db.unit_of_work() as session:
-            staging_pk, instance_pk = _index(session, parsed, origin, digest, key)
+        series_pk, staging_pk, instance_pk = intake.writer.run(work)
     except IntegrityError:
-        # Another association stored the same SOP Instance UID between our check and commit.
         intake.blobs.remove(key)
         existing = _existing(intake, str(header.SOPInstanceUID))
         if existing is None:
+            intake.known.forget()  # a remembered row may have gone: look everything up again
             raise
         return _duplicate(intake, parsed, origin, digest, existing)
     except BaseException:
         intake.blobs.remove(key)
         raise
+    staging = (origin.source_key, str(header.StudyInstanceUID))
+    intake.known.remember(str(header.SeriesInstanceUID), series_pk, staging, staging_pk)
     return ReceiveResult(Outcome.STORED, str(header.SOPInstanceUID), instance_pk, staging_pk)
 
 
-def _index(
-    session: Session, parsed: Part10, origin: Origin, digest: str, key: str
-) -> tuple[int, int]:
-    header = parsed.header
+def _series_pk(session: Session, header: Dataset, known: KnownRows) -> int:
+    series_pk = known.series.get(str(header.SeriesInstanceUID))
+    if series_pk is not None:
+        return series_pk
     patient_pk = index.upsert_patient(session, header)
     study_pk = index.upsert_study(session, header, patient_pk)
-    series_pk = index.upsert_series(session, header, study_pk)
+    return index.upsert_series(session, header, study_pk)
+
+
+def _staging_pk(session: Session, header: Dataset, origin: Origin, known: KnownRows) -> int:
+    study_uid = str(header.StudyInstanceUID)
+    staging_pk = known.staging.get((origin.source_key, study_uid))
+    if staging_pk is not None and index.touch_staging_session(session, staging_pk):
+        return staging_pk
     origin_json = {k: v for k, v in asdict(origin).items() if v is not None}
-    staging_pk = index.staging_session_for(
-        session, origin.source_key, str(header.StudyInstanceUID), origin_json
-    )
+    return index.staging_session_for(session, origin.source_key, study_uid, origin_json)
+
+
+def _index(
+    session: Session, *, parsed: Part10, origin: Origin, digest: str, key: str, known: KnownRows
+) -> tuple[int, int, int]:
+    header = parsed.header
+    series_pk = _series_pk(session, header, known)
+    staging_pk = _staging_pk(session, header, origin, known)
     instance_pk = index.add_instance(
         session,
         header,
@@ -173,7 +200,7 @@ def _index(
         },
     )
     index.log_change(session, "new_instance", "instance", instance_pk)
-    return staging_pk, instance_pk
+    return series_pk, staging_pk, instance_pk
 
 
 def _duplicate(
