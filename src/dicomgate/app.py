@@ -19,9 +19,11 @@ from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs
+from dicomgate.jobs.api import create_jobs_router
 from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
+from dicomgate.sources.inbox_api import create_inbox_router
 from dicomgate.sources.scp import Receiver
 
 log = logging.getLogger(__name__)
@@ -110,5 +112,9 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
     app.include_router(create_api(service.intake.db, service.intake.blobs))
+    app.include_router(create_jobs_router(service.jobs))
+    app.include_router(
+        create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root)
+    )
     install_error_handlers(app)
     return app
