@@ -48,3 +48,14 @@ def _cancelling(ctx: JobContext) -> None:
         ctx.record(key, ItemOutcome.STORED)
         if key == "b":
             facade["jobs"].cancel(ctx.job_id)
+
+
+@register("test_interrupted")
+def _interrupted(ctx: JobContext) -> None:
+    ctx.expect(["a", "b", "c", "d"])
+    for key in ctx.pending():
+        if ctx.cancelled():
+            return
+        ctx.record(key, ItemOutcome.STORED)
+        if key == "b" and not ctx.resumed:
+            facade["jobs"].engine.begin_stop()  # the service shuts down mid-run

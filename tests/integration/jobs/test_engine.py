@@ -174,3 +174,19 @@ def test_running_job_is_taken_over_only_when_its_lease_expired(jobs: Jobs) -> No
     assert jobs.engine.recover(include_pending=False) == [job_id]
     jobs.engine.run(job_id)
     assert jobs.get(job_id).status is JobStatus.COMPLETED_WITH_ERRORS
+
+
+def test_shutdown_mid_run_hands_the_job_back(jobs: Jobs) -> None:
+    facade["jobs"] = jobs
+    job_id = jobs.submit("test_interrupted", {})
+    jobs.engine.run(job_id)
+    job = jobs.get(job_id)
+    assert job.status is JobStatus.PENDING and job.counts == {"stored": 2, "pending": 2}
+    jobs.engine.run(job_id)  # a stopping engine takes no new runs
+    assert jobs.get(job_id).status is JobStatus.PENDING
+    jobs.start()  # the next start
+    try:
+        job = jobs.run_inline(job_id)
+    finally:
+        jobs.stop()
+    assert job.status is JobStatus.SUCCEEDED and job.counts == {"stored": 4}
