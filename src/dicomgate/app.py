@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
@@ -22,8 +22,12 @@ from dicomgate.auth.routes import create_auth_router
 from dicomgate.auth.users import ensure_admin
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
+from dicomgate.jobs import Jobs
+from dicomgate.jobs.api import create_jobs_router
+from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
+from dicomgate.sources.inbox_api import create_inbox_router
 from dicomgate.sources.scp import Receiver
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,16 @@ def _first_admin(settings: Settings, auth: Authenticator) -> None:
         print(f"dicomgate: created user 'admin' with password {generated}", flush=True)
 
 
+def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
+    """Return the jobs facade: on the configured Huey queue, or inline (``queue=False``)."""
+    from dicomgate.sources import files  # noqa: F401  (registers the import_files job kind)
+
+    if not queue:
+        return Jobs(intake, settings.jobs)
+    huey = make_huey(settings.jobs, settings.data_dir, settings.effective_database_url)
+    return Jobs(intake, settings.jobs, Queue(huey))
+
+
 @dataclass
 class Service:
     """Everything ``dicomgate serve`` runs, started and stopped together."""
@@ -73,17 +87,22 @@ class Service:
     auth: Authenticator
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
+    jobs: Jobs = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
 
+    def __post_init__(self) -> None:
+        self.jobs = open_jobs(self.settings, self.intake)
+
     def start(self) -> None:
-        """Reconcile, then start the DICOM receiver and the spine thread."""
+        """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
         _first_admin(self.settings, self.auth)
         self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "start", actor="dicomgate")
         self.receiver = Receiver(self.settings, self.intake)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
+        self.jobs.start()
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
@@ -96,8 +115,9 @@ class Service:
                 log.exception("spine pass failed; retrying at the next interval")
 
     def stop(self) -> None:
-        """Stop the receiver and the spine."""
+        """Stop the job workers, the receiver and the spine."""
         self._stop.set()
+        self.jobs.stop()
         if self.receiver:
             self.receiver.stop()
         if self._spine:
@@ -121,5 +141,12 @@ def create_app(service: Service) -> FastAPI:
     intake = service.intake
     app.include_router(create_api(intake.db, intake.blobs, current, service.auth.audit))
     app.include_router(create_auth_router(service.auth, current))
+    # Routers that do not yet check project roles themselves are at least authenticated.
+    guarded = [Depends(current)]
+    app.include_router(create_jobs_router(service.jobs), dependencies=guarded)
+    app.include_router(
+        create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root),
+        dependencies=guarded,
+    )
     install_error_handlers(app)
     return app

@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from dicomgate.auth.settings import AuthSettings
 from dicomgate.errors import ConfigError
+from dicomgate.jobs.config import JobsConfig
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
 
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod
