@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.projects_api import create_projects_api
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
@@ -20,6 +21,7 @@ from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.pipeline import advance
+from dicomgate.prearchive.api import create_prearchive_api
 from dicomgate.prearchive.context import Review, build_review
 from dicomgate.prearchive.store import recover_archiving
 from dicomgate.settings import Settings
@@ -102,5 +104,8 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
     app.include_router(create_api(service.intake.db, service.intake.blobs))
+    service.review = service.review or build_review(service.settings, service.intake)
+    app.include_router(create_projects_api(service.intake.db))
+    app.include_router(create_prearchive_api(service.review))
     install_error_handlers(app)
     return app

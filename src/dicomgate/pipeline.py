@@ -17,9 +17,10 @@ from dicomgate.archive.index import log_change
 from dicomgate.archive.models import StagingSession, utcnow
 from dicomgate.db import Database
 from dicomgate.errors import ConflictError
+from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive import spine
 from dicomgate.prearchive.context import Review
-from dicomgate.prearchive.store import begin_archiving, restore_state, store_session
+from dicomgate.prearchive.store import begin_archiving, restore_state, set_state, store_session
 from dicomgate.prearchive.target import ArchiveTarget
 
 log = logging.getLogger(__name__)
@@ -98,4 +99,8 @@ def advance(review: Review, now: dt.datetime | None = None) -> None:
         try:
             archive_session(review, staging_pk, target)
         except ConflictError as exc:
+            # Another session took the label or the study meanwhile: hold it for review.
             log.warning("staging session %s not archived: %s", staging_pk, type(exc).__name__)
+            reason = Reason(ReasonCode.LABEL_CONFLICT, str(exc)).to_json()
+            with review.intake.db.unit_of_work() as session:
+                set_state(session, staging_pk, "CONFLICT", [dict(reason)])

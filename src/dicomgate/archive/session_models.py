@@ -58,6 +58,7 @@ class StagingReview(Base):
     subject_label: Mapped[str | None] = mapped_column(String(64))
     session_label: Mapped[str | None] = mapped_column(String(64))
     labels_fixed: Mapped[bool] = mapped_column(default=False)
+    project_fixed: Mapped[bool] = mapped_column(default=False)
     original: Mapped[dict[str, Any]] = mapped_column(default=dict)
     proposed_project: Mapped[str | None] = mapped_column(String(64))
     decision: Mapped[dict[str, Any]] = mapped_column(default=dict)

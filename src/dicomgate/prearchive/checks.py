@@ -101,6 +101,7 @@ def assess(
     project: str | None = None,
     now: dt.datetime,
     ignore_archived: int | None = None,
+    labels: tuple[str | None, str | None] = (None, None),
 ) -> Verdict:
     """Run every check for one staging session.
 
@@ -120,8 +121,13 @@ def assess(
     now
         The current time (RT hold).
     ignore_archived
-        An archived session the checks must not count as a conflict (quarantine release).
+        An archived session the checks must not count as a conflict (release, merge).
+    labels
+        Subject and session labels asked for by a review action (sanitised here).
     """
+    row = session.get(StagingReview, staging.pk)
+    if project is None and row is not None and row.project_fixed:
+        project = staging.project_id
     conflicts = _duplicates(session, staging.pk) + _mixed_patients(headers)
     if not headers:
         return Verdict(CONFLICT, tuple(conflicts), None)
@@ -134,7 +140,7 @@ def assess(
         study_cards=review.cards,
         archived=lambda p: ArchivedUids(**project_uids(session, p)),
     )
-    target = _target(review, session, staging, headers, decision, protocol)
+    target = _target(review, session, staging, headers, decision, protocol, labels)
     if decision.action is Action.ARCHIVE:
         conflicts += _archive_conflicts(session, staging, headers, target, ignore_archived)
     elif decision.action is Action.QUARANTINE:
@@ -189,6 +195,7 @@ def _target(
     headers: Sequence[Dataset],
     decision: Decision,
     protocol: SortingProtocol,
+    asked: tuple[str | None, str | None],
 ) -> ArchiveTarget:
     project = decision.project if decision.action is Action.ARCHIVE else decision.proposed_project
     labels = decision.labels
@@ -201,6 +208,10 @@ def _target(
     subject, label = labels.subject, labels.session
     original: dict[str, Any] = {"values": dict(labels.original), "sources": dict(labels.sources)}
     subject, label = _overrides(session, staging, subject, label, original)
+    if asked[0]:
+        subject, original["sources"]["subject"] = sanitize_label(asked[0]), "review"
+    if asked[1]:
+        label, original["sources"]["session"] = sanitize_label(asked[1]), "review"
     frames = sorted({str(h.get("FrameOfReferenceUID", "") or "") for h in headers} - {""})
     return ArchiveTarget(
         project=project or QUARANTINE,

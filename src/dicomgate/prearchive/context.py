@@ -78,8 +78,19 @@ def load_protocol_file(path: Path) -> SortingProtocol:
         raise ConfigError(f"sorting protocol {path}: {exc}") from exc
 
 
-def build_review(settings: Settings, intake: Intake) -> Review:
-    """Validate the protocol, required headers, study cards and label mappings of ``settings``."""
+Rules = tuple[
+    SortingProtocol | None, RequiredHeaders, dict[str, StudyCards], dict[str, LabelMapping]
+]
+
+
+def load_rules(settings: Settings) -> Rules:
+    """Validate the protocol, required headers, study cards and label mappings of ``settings``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, rule, card or key at fault.
+    """
     config = settings.prearchive
     protocol = load_protocol_file(config.protocol) if config.protocol else None
     cards: dict[str, StudyCards] = {}
@@ -93,7 +104,12 @@ def build_review(settings: Settings, intake: Intake) -> Review:
                 labels[project.id] = parse_label_mapping(project.labels)
     except RulesError as exc:
         raise ConfigError(str(exc)) from exc
-    return Review(intake, settings, protocol, required, cards, labels)
+    return protocol, required, cards, labels
+
+
+def build_review(settings: Settings, intake: Intake) -> Review:
+    """Return the review over ``intake`` with the validated rules of ``settings``."""
+    return Review(intake, settings, *load_rules(settings))
 
 
 def read_header(intake: Intake, blob_key: str) -> Dataset:

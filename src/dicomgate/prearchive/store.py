@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dicomgate.archive.models import StagingSession, Study, utcnow
+from dicomgate.archive.models import Instance, Series, StagingSession, Study, utcnow
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
 from dicomgate.archive.sessions import find_session, record_action, session_of_study
@@ -181,3 +181,44 @@ def aware(value: dt.datetime) -> dt.datetime:
 def is_due(value: dt.datetime | None, now: dt.datetime) -> bool:
     """Return whether a stored time has passed."""
     return value is not None and aware(value) <= now
+
+
+def purge_instances(session: Session, staging_pks: list[int]) -> list[str]:
+    """Delete the instances of staging sessions and the series/studies left empty.
+
+    Returns the blob keys to remove once the transaction committed.
+    """
+    rows = list(session.scalars(select(Instance).where(Instance.staging_pk.in_(staging_pks))))
+    keys = [row.blob_key for row in rows]
+    series_pks = {row.series_pk for row in rows}
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    for series in session.scalars(select(Series).where(Series.pk.in_(series_pks))).all():
+        if session.scalar(select(func.count(Instance.pk)).where(Instance.series_pk == series.pk)):
+            continue
+        study_pk = series.study_pk
+        session.delete(series)
+        session.flush()
+        drop_empty_study(session, study_pk)
+    return keys
+
+
+def drop_empty_study(session: Session, study_pk: int) -> None:
+    """Delete a study row that has no series and no archived session left."""
+    if session.scalar(select(func.count(Series.pk)).where(Series.study_pk == study_pk)):
+        return
+    if session.scalar(
+        select(func.count(ArchivedSession.pk)).where(ArchivedSession.study_pk == study_pk)
+    ):
+        return
+    study = session.get(Study, study_pk)
+    if study is not None:
+        session.delete(study)
+        session.flush()
+
+
+def drop_staging(session: Session, staging_pks: list[int]) -> None:
+    """Delete staging rows and their review rows (their instances are purged first)."""
+    session.execute(delete(StagingReview).where(StagingReview.staging_pk.in_(staging_pks)))
+    session.execute(delete(StagingSession).where(StagingSession.pk.in_(staging_pks)))

@@ -135,6 +135,7 @@ def upgrade() -> None:
         sa.Column("subject_label", sa.String(length=64), nullable=True),
         sa.Column("session_label", sa.String(length=64), nullable=True),
         sa.Column("labels_fixed", sa.Boolean(), nullable=False),
+        sa.Column("project_fixed", sa.Boolean(), nullable=False),
         sa.Column("original", sa.JSON(), nullable=False),
         sa.Column("proposed_project", sa.String(length=64), nullable=True),
         sa.Column("decision", sa.JSON(), nullable=False),
