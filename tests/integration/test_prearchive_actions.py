@@ -200,3 +200,23 @@ def test_quarantine_release_after_checks_and_delete(intake: Intake, tmp_path: Pa
     assert http.delete("/api/quarantine/P2").json()["instances"] == 1
     assert [q["label"] for q in http.get("/api/quarantine").json()] == []
     assert _actions(intake)[-2:] == ["released", "quarantine_deleted"]
+
+
+def test_malformed_requests_are_refused_and_change_nothing(intake: Intake, tmp_path: Path) -> None:
+    review = manual(make_review(intake, tmp_path), "DEFAULT")
+    send(review, [ct()])
+    settle(review)
+    pk = staging(review).pk
+    http = client(review)
+    assert http.get("/api/prearchive/abc").status_code == 400
+    assert http.get("/api/prearchive/999").status_code == 404
+    extra = http.post(f"/api/prearchive/{pk}/archive", json={"project": "DEFAULT", "x": 1})
+    assert extra.status_code == 400 and "x" in _detail(extra)
+    bad_id = http.post(f"/api/prearchive/{pk}/archive", json={"project": "../etc"})
+    assert bad_id.status_code == 400
+    assert http.post(f"/api/prearchive/{pk}/archive", json={"project": "NOPE"}).status_code == 404
+    assert http.post(f"/api/prearchive/{pk}/rename", json={}).status_code == 400
+    assert http.post(f"/api/prearchive/{pk}/merge", json={"project": "DEFAULT"}).status_code == 400
+    assert http.post("/api/quarantine/NOPE/release", json={"project": "DEFAULT"}).status_code == 404
+    assert staging(review, pk).status == "READY"
+    assert _actions(intake) == []

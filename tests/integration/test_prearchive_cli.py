@@ -75,7 +75,8 @@ def test_review_from_the_command_line(tmp_path: Path) -> None:
     refused = _run(tmp_path, "prearchive", "archive", "3")
     assert refused.returncode == 1 and "rt_references_missing" in refused.stderr
     assert _run(tmp_path, "prearchive", "archive", "1", "--session", "V1").returncode == 0
-    assert "quarantined" not in _run(tmp_path, "prearchive", "show", "1").stdout
+    shown = _run(tmp_path, "prearchive", "show", "1").stdout
+    assert '"status": "ARCHIVED"' in shown and '"quarantined": false' in shown
     quarantine = _run(tmp_path, "quarantine", "ls").stdout
     assert "P2" in quarantine and "rule_quarantine" in quarantine
     released = _run(tmp_path, "quarantine", "release", "P2", "LUNG")

@@ -22,14 +22,13 @@ from sqlalchemy.orm import Session
 from dicomgate.archive.models import SetAside, StagingSession, Study
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
-from dicomgate.archive.sessions import find_session, project_uids, session_of_study
+from dicomgate.archive.sessions import archived_lookup, find_session, session_of_study
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive.context import Review
 from dicomgate.prearchive.target import ArchiveTarget
 from dicomgate.rules import (
     Action,
-    ArchivedUids,
     Decision,
     decide,
     labels_for,
@@ -138,7 +137,7 @@ def assess(
         protocol,
         required=review.required,
         study_cards=review.cards,
-        archived=lambda p: ArchivedUids(**project_uids(session, p)),
+        archived=lambda p: archived_lookup(session, p),
     )
     target = _target(review, session, staging, headers, decision, protocol, labels)
     if decision.action is Action.ARCHIVE:
