@@ -75,9 +75,15 @@ def _check(
 ) -> Verdict:
     headers = staged_headers(review.intake, session, staging.pk)
     return assess(
-        review, session, staging, headers, project=project, now=utcnow(),
-        ignore_archived=ignore, labels=labels,
-    )  # fmt: skip
+        review,
+        session,
+        staging,
+        headers,
+        project=project,
+        now=utcnow(),
+        ignore_archived=ignore,
+        labels=labels,
+    )
 
 
 def archive(

@@ -78,9 +78,14 @@ def prearchive_ls(
     for row in _run(config, run):
         codes = ",".join(r.get("code", "") for r in row["reasons"])
         table.add_row(
-            str(row["id"]), row["status"], row["target_project"] or row["project_id"] or "",
-            row["subject"] or "", row["session"] or "", str(row["instance_count"]), codes,
-        )  # fmt: skip
+            str(row["id"]),
+            row["status"],
+            row["target_project"] or row["project_id"] or "",
+            row["subject"] or "",
+            row["session"] or "",
+            str(row["instance_count"]),
+            codes,
+        )
     console.print(table)
 
 
@@ -131,9 +136,11 @@ def prearchive_archive(
 
 @prearchive_app.command("rename")
 def prearchive_rename(
-    staging_id: int, subject: SubjectOpt = None, session: SessionOpt = None,
+    staging_id: int,
+    subject: SubjectOpt = None,
+    session: SessionOpt = None,
     config: ConfigOption = None,
-) -> None:  # fmt: skip
+) -> None:
     """Give a session new labels; it is checked again."""
     status = _run(config, lambda r: actions.rename(r, staging_id, subject, session))
     console.print(f"staging session {staging_id} renamed: {status}")
@@ -177,9 +184,12 @@ def quarantine_ls(config: ConfigOption = None) -> None:
 
 @quarantine_app.command("release")
 def quarantine_release(
-    label: str, project: str, subject: SubjectOpt = None, session: SessionOpt = None,
+    label: str,
+    project: str,
+    subject: SubjectOpt = None,
+    session: SessionOpt = None,
     config: ConfigOption = None,
-) -> None:  # fmt: skip
+) -> None:
     """Move a quarantined session into PROJECT after that project's checks."""
     new = _run(config, lambda r: q.release(r, label, project, subject, session))
     console.print(f"{label} released into {project} as {new}")

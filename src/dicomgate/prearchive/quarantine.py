@@ -61,9 +61,15 @@ def release(
         require_project(session, project)
         stagings = _stagings(session, archived.pk)
         verdict = assess(
-            review, session, stagings[0], headers, project=project, now=utcnow(),
-            ignore_archived=archived.pk, labels=(subject, session_label),
-        )  # fmt: skip
+            review,
+            session,
+            stagings[0],
+            headers,
+            project=project,
+            now=utcnow(),
+            ignore_archived=archived.pk,
+            labels=(subject, session_label),
+        )
         if verdict.outcome != READY or verdict.target is None:
             raise refuse(f"release {label} into {project}", verdict)
         target = verdict.target
@@ -84,9 +90,13 @@ def release(
             raise ConflictError(f"session label {target.session} is taken in {project}") from exc
         details = {"from": label, "to": target.session, "reasons": [r["code"] for r in reasons]}
         record_action(
-            session, "released", archived_pk=archived.pk, project=project, user=user,
+            session,
+            "released",
+            archived_pk=archived.pk,
+            project=project,
+            user=user,
             details=details,
-        )  # fmt: skip
+        )
         return target.session
 
 
@@ -111,9 +121,13 @@ def delete_quarantined(review: Review, label: str, user: str | None = None) -> i
         session.flush()
         drop_empty_study(session, study_pk)
         record_action(
-            session, "quarantine_deleted", archived_pk=archived.pk, project=QUARANTINE,
-            user=user, details={**details, "instances": len(keys)},
-        )  # fmt: skip
+            session,
+            "quarantine_deleted",
+            archived_pk=archived.pk,
+            project=QUARANTINE,
+            user=user,
+            details={**details, "instances": len(keys)},
+        )
     for key in keys:
         review.intake.blobs.remove(key)
     return len(keys)
@@ -134,7 +148,10 @@ def apply_study_cards(review: Review, project: str, user: str | None = None) -> 
             row.scans = {uid: {**dict(a.metadata), "card": a.card} for uid, a in assigned.items()}
             row.updated_at = utcnow()
         record_action(
-            session, "cards_applied", project=project, user=user,
+            session,
+            "cards_applied",
+            project=project,
+            user=user,
             details={"sessions": len(archived)},
-        )  # fmt: skip
+        )
     return len(archived)
