@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -59,9 +60,7 @@ def test_archive_refused_while_receiving_and_when_checks_fail(
     intake: Intake, tmp_path: Path
 ) -> None:
     review = make_review(intake, tmp_path)
-    review = review.__class__(
-        **{**review.__dict__, "settings": review.settings.model_copy(update={"stable_after": 1e6})}
-    )
+    review = replace(review, settings=review.settings.model_copy(update={"stable_after": 1e6}))
     send(review, [ct()])
     http = client(review)
     receiving = http.post(f"/api/prearchive/{staging(review).pk}/archive")

@@ -9,10 +9,14 @@ import pytest
 from sqlalchemy import select
 
 from dicomgate.archive.models import Change
+from dicomgate.archive.projects import sync_project
 from dicomgate.archive.session_models import ArchivedSession, EquipmentSeen
+from dicomgate.errors import ConflictError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, receive
-from dicomgate.pipeline import advance
+from dicomgate.pipeline import advance, archive_session
+from dicomgate.prearchive.store import begin_archiving, recover_archiving
+from dicomgate.prearchive.target import ArchiveTarget
 from tests.integration.prearchive_support import (
     codes,
     ct,
@@ -237,3 +241,33 @@ def test_study_cards_match_assign_and_record_equipment(intake: Intake, tmp_path:
     with intake.db.reader() as session:
         seen = {e.manufacturer: e.sessions for e in session.scalars(select(EquipmentSeen))}
     assert seen == {"GE MEDICAL SYSTEMS": 1, "ACME": 1}
+
+
+def test_archiving_left_by_a_crash_is_checked_again(intake: Intake, tmp_path: Path) -> None:
+    review = manual(make_review(intake, tmp_path), "DEFAULT")
+    send(review, [ct()])
+    settle(review)
+    pk = staging(review).pk
+    with intake.db.unit_of_work() as session:
+        begin_archiving(session, pk)
+    assert staging(review).status == "ARCHIVING"
+    with intake.db.unit_of_work() as session:
+        assert recover_archiving(session) == [pk]
+    with intake.db.unit_of_work() as session:
+        sync_project(session, "DEFAULT", policy="auto")
+    settle(review)
+    assert staging(review).status == "ARCHIVED"
+
+
+def test_failed_archive_restores_the_previous_state(intake: Intake, tmp_path: Path) -> None:
+    review = manual(make_review(intake, tmp_path), "DEFAULT")
+    send(review, [ct()])
+    send(review, [ct(PatientID="P2")], Origin(OriginKind.IMPORT, user="other"))
+    settle(review)
+    first, second = staging(review, 1), staging(review, 2)
+    target = ArchiveTarget("DEFAULT", "S", "TAKEN")
+    archive_session(review, first.pk, target)
+    with pytest.raises(ConflictError, match="TAKEN is already taken"):
+        archive_session(review, second.pk, target)
+    assert staging(review, second.pk).status == "READY"
+    assert len(_archived(review)) == 1
