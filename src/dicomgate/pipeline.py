@@ -20,7 +20,13 @@ from dicomgate.errors import ConflictError
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive import spine
 from dicomgate.prearchive.context import Review
-from dicomgate.prearchive.store import begin_archiving, restore_state, set_state, store_session
+from dicomgate.prearchive.store import (
+    begin_archiving,
+    restore_state,
+    review_row,
+    set_state,
+    store_session,
+)
 from dicomgate.prearchive.target import ArchiveTarget
 
 log = logging.getLogger(__name__)
@@ -104,3 +110,8 @@ def advance(review: Review, now: dt.datetime | None = None) -> None:
             reason = Reason(ReasonCode.LABEL_CONFLICT, str(exc)).to_json()
             with review.intake.db.unit_of_work() as session:
                 set_state(session, staging_pk, "CONFLICT", [dict(reason)])
+        except Exception:
+            # Storage trouble: check the session again at the next pass, then let it surface.
+            with review.intake.db.unit_of_work() as session:
+                review_row(session, staging_pk).evaluated_at = None
+            raise

@@ -40,12 +40,6 @@ from dicomgate.rules.study_cards import equipment_of
 
 READY, CONFLICT, ERROR = "READY", "CONFLICT", "ERROR"
 QUARANTINED, REJECTED = "QUARANTINED", "REJECTED"
-_CONFLICTS = {
-    ReasonCode.LABEL_CONFLICT,
-    ReasonCode.UID_CONFLICT,
-    ReasonCode.CONFLICTING_DUPLICATE,
-    ReasonCode.MIXED_PATIENTS,
-}
 
 
 @dataclass(frozen=True)
