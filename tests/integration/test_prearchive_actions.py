@@ -219,3 +219,16 @@ def test_malformed_requests_are_refused_and_change_nothing(intake: Intake, tmp_p
     assert http.post("/api/quarantine/NOPE/release", json={"project": "DEFAULT"}).status_code == 404
     assert staging(review, pk).status == "READY"
     assert _actions(intake) == []
+
+
+def test_prearchive_list_filters_and_pages(intake: Intake, tmp_path: Path) -> None:
+    review = manual(make_review(intake, tmp_path), "DEFAULT")
+    send(review, [ct(PatientID=f"P{i}") for i in range(3)])
+    settle(review)
+    http = client(review)
+    assert [s["id"] for s in http.get("/api/prearchive").json()] == [3, 2, 1]
+    page = http.get("/api/prearchive", params={"limit": 1, "offset": 1}).json()
+    assert [s["id"] for s in page] == [2]
+    assert http.get("/api/prearchive", params={"status": "ARCHIVED"}).json() == []
+    assert http.get("/api/prearchive", params={"status": "bogus"}).status_code == 400
+    assert http.get("/api/prearchive", params={"limit": 0}).status_code == 400

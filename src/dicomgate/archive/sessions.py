@@ -177,10 +177,10 @@ def record_equipment(session: Session, project: str, seen: Iterable[dict[str, An
             row = EquipmentSeen(
                 project_id=project,
                 key=key,
-                manufacturer=equipment.get("Manufacturer"),
-                model=equipment.get("ManufacturerModelName"),
-                serial=equipment.get("DeviceSerialNumber"),
-                station=equipment.get("StationName"),
+                manufacturer=_cut(equipment.get("Manufacturer")),
+                model=_cut(equipment.get("ManufacturerModelName")),
+                serial=_cut(equipment.get("DeviceSerialNumber")),
+                station=_cut(equipment.get("StationName")),
                 field_strength=equipment.get("MagneticFieldStrength"),
                 sessions=0,
                 first_seen=now,
@@ -189,6 +189,11 @@ def record_equipment(session: Session, project: str, seen: Iterable[dict[str, An
         row.sessions += 1
         row.last_seen = now
     session.flush()
+
+
+def _cut(value: object) -> str | None:
+    """Return a header value cut to the column width (malformed headers can be longer)."""
+    return None if value is None else str(value)[:64]
 
 
 def equipment_seen(session: Session, project: str) -> list[dict[str, Any]]:

@@ -6,9 +6,9 @@ or the reasons, a bad label a 400, an unknown session or project a 404.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from dicomgate.access.api_schemas import StagingStatus
@@ -67,10 +67,14 @@ def create_prearchive_api(review: Review) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["prearchive"])
 
     @router.get("/prearchive")
-    def list_prearchive(status: StagingStatus | None = None) -> list[dict[str, Any]]:
-        """List staging sessions with their state, target, labels and reasons."""
+    def list_prearchive(
+        status: StagingStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    ) -> list[dict[str, Any]]:
+        """List staging sessions (newest first) with state, target, labels and reasons."""
         with review.intake.db.reader() as session:
-            return views.list_staging(session, status.value if status else None)
+            return views.list_staging(session, status.value if status else None, limit, offset)
 
     @router.get("/prearchive/{staging_id}")
     def show(staging_id: int) -> dict[str, Any]:

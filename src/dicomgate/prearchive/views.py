@@ -36,14 +36,17 @@ def staging_summary(staging: StagingSession, row: StagingReview | None) -> dict[
     }
 
 
-def list_staging(session: Session, status: str | None = None) -> list[dict[str, Any]]:
-    """Return staging sessions (optionally in one status), newest first."""
+def list_staging(
+    session: Session, status: str | None = None, limit: int = 1000, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Return one page of staging sessions (optionally in one status), newest first."""
     query = select(StagingSession, StagingReview).outerjoin(
         StagingReview, StagingReview.staging_pk == StagingSession.pk
     )
     if status is not None:
         query = query.where(StagingSession.status == status)
-    rows = session.execute(query.order_by(StagingSession.pk.desc())).all()
+    query = query.order_by(StagingSession.pk.desc()).limit(limit).offset(offset)
+    rows = session.execute(query).all()
     return [staging_summary(staging, row) for staging, row in rows]
 
 
