@@ -12,9 +12,11 @@ from fastapi import Depends, FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.projects_api import create_projects_api
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
+from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.auth.audit import AuditEvent, AuditTrail
 from dicomgate.auth.http import Authenticator, caller_dependency
@@ -26,6 +28,9 @@ from dicomgate.jobs import Jobs
 from dicomgate.jobs.api import create_jobs_router
 from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
+from dicomgate.prearchive.api import create_prearchive_api
+from dicomgate.prearchive.context import Review, build_review
+from dicomgate.prearchive.store import recover_archiving
 from dicomgate.settings import Settings
 from dicomgate.sources.inbox_api import create_inbox_router
 from dicomgate.sources.scp import Receiver
@@ -40,8 +45,10 @@ def open_intake(settings: Settings) -> Intake:
     upgrade(db)
     with db.unit_of_work() as session:
         ensure_project(session, settings.default_project)
+        ensure_quarantine(session)
         for project in settings.projects:
-            ensure_project(session, project.id, project.name)
+            policy = project.archive_policy.value
+            sync_project(session, project.id, project.name, project.description, policy)
     return Intake(
         db,
         FilesystemBlobStore(settings.data_dir / "blobs"),
@@ -88,6 +95,7 @@ class Service:
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
     jobs: Jobs = field(init=False)
+    review: Review | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
 
@@ -99,6 +107,9 @@ class Service:
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
         _first_admin(self.settings, self.auth)
         self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "start", actor="dicomgate")
+        self.review = self.review or build_review(self.settings, self.intake)
+        with self.intake.db.unit_of_work() as session:
+            recover_archiving(session)
         self.receiver = Receiver(self.settings, self.intake)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
@@ -108,9 +119,10 @@ class Service:
         )
 
     def _run_spine(self) -> None:
+        assert self.review is not None
         while not self._stop.wait(self.settings.stability_check_interval):
             try:
-                advance(self.intake.db, self.settings.stable_after, self.settings.default_project)
+                advance(self.review)
             except Exception:
                 log.exception("spine pass failed; retrying at the next interval")
 
@@ -148,5 +160,8 @@ def create_app(service: Service) -> FastAPI:
         create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root),
         dependencies=guarded,
     )
+    service.review = service.review or build_review(service.settings, service.intake)
+    app.include_router(create_projects_api(service.intake.db), dependencies=guarded)
+    app.include_router(create_prearchive_api(service.review), dependencies=guarded)
     install_error_handlers(app)
     return app

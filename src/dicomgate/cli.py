@@ -15,6 +15,7 @@ from dicomgate.errors import ConfigError
 from dicomgate.intake.receive import Outcome
 from dicomgate.jobs.statuses import JobStatus
 from dicomgate.logs import configure as configure_logging
+from dicomgate.prearchive.cli import prearchive_app, projects_app, quarantine_app, rules_app
 from dicomgate.settings import Settings, load_settings
 
 app = typer.Typer(help="dicomgate: research DICOM intake and archive.", no_args_is_help=True)
@@ -25,6 +26,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(prearchive_app, name="prearchive")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(projects_app, name="projects")
+app.add_typer(rules_app, name="rules")
 console = Console()
 err = Console(stderr=True)
 
@@ -111,8 +116,14 @@ def _summary(counts: Counter[Outcome], problems: list[tuple[Path, str]]) -> None
 
 @config_app.command("check")
 def config_check(config: Annotated[Path, typer.Argument(help="YAML config file.")]) -> None:
-    """Validate a config file; exits non-zero naming the bad key."""
-    _settings(config)
+    """Validate a config file (and its sorting protocol, study cards); names the bad key."""
+    from dicomgate.prearchive.context import load_rules
+
+    try:
+        load_rules(_settings(config))
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
     console.print(f"{config}: OK")
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +28,7 @@ from pydantic_settings import (
 from dicomgate.auth.settings import AuthSettings
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig
+from dicomgate.prearchive.config import PrearchiveSettings
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
 
@@ -33,6 +41,13 @@ class DuplicatePolicy(enum.StrEnum):
     REJECT = "reject"
 
 
+class ArchivePolicy(enum.StrEnum):
+    """How a project takes a clean READY session: archive it at once, or wait for review."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
 class ProjectConfig(BaseModel):
     """A project declared in the config file."""
 
@@ -41,6 +56,28 @@ class ProjectConfig(BaseModel):
     id: str = Field(pattern=_PROJECT_ID, max_length=64)
     name: str = ""
     description: str = ""
+    # Prearchive review (issue 4): policy, label mapping, study cards of the project.
+    archive_policy: ArchivePolicy = ArchivePolicy.AUTO
+    labels: str | dict[str, Any] | None = None
+    study_cards: dict[str, Any] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _label_mapping(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        from dicomgate.rules.labels import parse_label_mapping
+
+        if value is not None:
+            parse_label_mapping(value, key="labels")
+        return value
+
+    @field_validator("study_cards")
+    @classmethod
+    def _cards(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        from dicomgate.rules.study_cards import load_study_cards
+
+        if value is not None:
+            load_study_cards({"project": info.data.get("id", "X"), **value})
+        return value
 
 
 class Settings(BaseSettings):
@@ -74,6 +111,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    prearchive: PrearchiveSettings = Field(default_factory=PrearchiveSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod
