@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.pacs_api import create_pacs_api
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
@@ -20,6 +21,7 @@ from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
+from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Receiver
 
 log = logging.getLogger(__name__)
@@ -92,5 +94,6 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
     app.include_router(create_api(service.intake.db, service.intake.blobs))
+    app.include_router(create_pacs_api(PacsService(service.settings, service.intake)))
     install_error_handlers(app)
     return app
