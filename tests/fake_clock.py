@@ -11,8 +11,11 @@ class FakeClock:
     def __init__(self, start: dt.datetime) -> None:
         self.current = start
         self.slept: list[float] = []
+        self.script: list[dt.datetime] = []
 
     def now(self) -> dt.datetime:
+        if self.script:  # scripted times, one per call: a window that closes mid-run
+            self.current = self.script.pop(0)
         return self.current
 
     def monotonic(self) -> float:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
 from dicomgate.access.pacs_api import create_pacs_api
+from dicomgate.access.pacs_jobs_api import create_pacs_jobs_api
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
@@ -25,6 +26,8 @@ from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
 from dicomgate.sources.inbox_api import create_inbox_router
+from dicomgate.sources.pacs import csv_import as _csv_import  # noqa: F401  (registers its kind)
+from dicomgate.sources.pacs import jobs as pacs_jobs
 from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Receiver
 
@@ -67,11 +70,14 @@ class Service:
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
     jobs: Jobs = field(init=False)
+    pacs: PacsService = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         self.jobs = open_jobs(self.settings, self.intake)
+        self.pacs = PacsService(self.settings, self.intake)
+        pacs_jobs.bind(self.pacs)  # the pacs_retrieve / pacs_csv_import handlers use it
 
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
@@ -118,6 +124,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(
         create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root)
     )
-    app.include_router(create_pacs_api(PacsService(service.settings, service.intake)))
+    app.include_router(create_pacs_api(service.pacs))
+    app.include_router(create_pacs_jobs_api(service.pacs, service.jobs))
     install_error_handlers(app)
     return app
