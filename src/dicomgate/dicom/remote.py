@@ -8,6 +8,7 @@ sub-operation counts and the final status of each request, never a bool.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -91,6 +92,13 @@ def _tls_context(node: RemoteNode) -> ssl.SSLContext:
     return context
 
 
+def _on_open(event: Any) -> None:
+    """Send our small PDUs (C-STORE responses of a C-GET) without waiting on Nagle."""
+    assoc_socket = event.assoc.dul.socket
+    if assoc_socket is not None and assoc_socket.socket is not None:
+        assoc_socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _update(counts: RetrieveCounts, status: Dataset, identifier: Dataset | None) -> None:
     counts.status = int(status.get("Status", 0xFFFF))
     for attr, keyword in (
@@ -158,7 +166,7 @@ class RemoteNodeClient:
                 max_pdu=0,
                 ext_neg=ext_neg,
                 tls_args=tls,
-                evt_handlers=handlers,
+                evt_handlers=[(evt.EVT_CONN_OPEN, _on_open), *(handlers or [])],
             )
             if not assoc.is_established:
                 raise RemoteNodeError(f"node {self.node.name}: association rejected or failed")
