@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -237,12 +238,44 @@ def retrieve_all(
     for item in todo:
         if item.sop_uid in pending:
             series.setdefault(item.series_uid, []).append(item)
-    for series_uid, instances in series.items():
-        if ledger.cancelled():
-            return
+    _retrieve_series_concurrently(retriever, series, ledger, progress)
+
+
+def _retrieve_series_concurrently(
+    retriever: Retriever,
+    series: dict[str, list[ExpectedInstance]],
+    ledger: Ledger,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Retrieve series side by side, as many at once as the node allows associations.
+
+    A closed window (or any unexpected error) stops new series from starting; the ones in
+    flight finish, then the first error is raised.
+    """
+
+    def one(series_uid: str, instances: list[ExpectedInstance]) -> None:
         missing = retriever.retrieve_series(instances, ledger)
         for uid in sorted(missing):
             reason = f"not received after {retriever.policy.attempts} attempts"
             ledger.record_missing(uid, reason, {"series_uid": series_uid})
         if progress:
             progress(len(instances))
+
+    workers = max(1, min(retriever.node.max_associations, len(series)))
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(workers, thread_name_prefix="retrieve") as pool:
+        running: set[Future[None]] = set()
+        for series_uid, instances in series.items():
+            if errors or ledger.cancelled():
+                break
+            if len(running) >= workers:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                errors.extend(e for f in finished if (e := f.exception()) is not None)
+                if errors:
+                    break
+            running.add(pool.submit(one, series_uid, instances))
+        for future in running:
+            if (error := future.exception()) is not None:
+                errors.append(error)
+    if errors:
+        raise errors[0]
