@@ -133,7 +133,8 @@ def dcmtk_get(base: Path, port: int, study: str, count: int) -> float:
 def dicomgate(method: str) -> Callable[[Path, int, str, int], float]:
     def retrieve(base: Path, port: int, study: str, count: int) -> float:
         node = {"name": "orthanc", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": port,
-                "retrieve_method": method, "max_requests_per_minute": 1000, "max_associations": 4}  # fmt: skip
+                "retrieve_method": method, "max_requests_per_minute": 1000,
+                "max_associations": 4}  # fmt: skip
         settings = load_settings(
             data_dir=base / "dicomgate", dicom_port=DICOMGATE_PORT, log_level="WARNING",
             stable_after=3600.0, pacs={"nodes": [node]},

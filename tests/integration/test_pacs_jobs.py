@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +20,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.pacs_jobs_api import create_pacs_jobs_api
 from dicomgate.archive.index import ensure_project
-from dicomgate.archive.models import Instance
+from dicomgate.archive.models import Instance, SetAside
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs, JobStatus
 from dicomgate.jobs.config import JobsConfig
@@ -230,3 +234,44 @@ def test_bad_mass_import_csv(
     assert response.status_code == 400 and message in response.json()["detail"]
     assert client.post("/api/pacs/orthanc/import", content=b"\xff\xfe").status_code == 400
     assert csv_import.row_key(0) == "row:00001"
+
+
+def test_crash_and_resume_without_duplicates(peer: Peer, intake: Intake, tmp_path: Path) -> None:
+    """A worker killed mid-retrieve: another run picks the job up and stores nothing twice."""
+    with intake.db.unit_of_work() as session:
+        ensure_project(session, "COHORT")
+    study = CorpusStudy("PAT020", "GOLF^GUS", generate_uid(), "20240404", "A20", "CT")
+    series = generate_uid()
+    for n in range(120):
+        peer.orthanc.upload(instance(study, series, n + 1))
+    config = JobsConfig(retry_base_delay=0, retry_max_delay=0, lease_seconds=1)
+    jobs = Jobs(intake, config)
+    service = _bind(peer, intake, tmp_path)
+    job_id = _submit(jobs, service, study)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.pacs_worker", intake.db.url, str(tmp_path),
+         str(peer.receiver_port), str(peer.orthanc.dicom_port), job_id],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while _instances(intake) < 10 and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    before = _instances(intake)
+    assert 0 < before < 120, "the worker was not killed in the middle of the retrieve"
+    assert jobs.get(job_id).status is JobStatus.RUNNING  # as the dead worker left it
+    time.sleep(1.5)  # its claim expires (lease 1 s)
+    server = Receiver(peer.settings(tmp_path), intake)
+    try:
+        jobs.engine.run(job_id)
+    finally:
+        server.stop()
+    job = jobs.get(job_id)
+    assert job.status is JobStatus.SUCCEEDED, job.message
+    assert _instances(intake) == 120
+    items = jobs.items(job_id, limit=1000).items
+    assert len(items) == 120 and {i.outcome for i in items} == {"stored"}
+    with intake.db.reader() as session:
+        assert session.scalar(select(func.count()).select_from(SetAside)) == 0
