@@ -20,7 +20,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.pacs_jobs_api import create_pacs_jobs_api
 from dicomgate.archive.index import ensure_project
-from dicomgate.archive.models import Instance, SetAside
+from dicomgate.archive.models import Instance, SetAside, StagingSession
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs, JobStatus
 from dicomgate.jobs.config import JobsConfig
@@ -216,6 +216,11 @@ def test_csv_mass_import_reports_each_row(
     assert statuses[2] == ["KO", "KO: no study matches the row's keys"]
     assert statuses[3] == ["KO", "KO: the row has no query key"]
     assert _instances(intake) == len(a.sop_uids)  # the mismatching patient was not retrieved
+    with intake.db.reader() as session:
+        origins = list(session.scalars(select(StagingSession.origin)))
+    assert [(o["project"], o["subject_label"], o["session_label"]) for o in origins] == [
+        ("COHORT", "S01", "V1")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -185,3 +185,21 @@ def test_rest_extract_streams_a_project(intake: Intake, peer: Peer, tmp_path: Pa
     assert client.get("/api/projects/NOPE/extract", params={"tags": "PatientID"}).status_code == 404
     bad = client.get("/api/projects/DEFAULT/extract", params={"tags": "PatientID::os:getcwd"})
     assert bad.status_code == 400
+
+
+def test_pacs_commands(peer: Peer, tmp_path: Path) -> None:
+    config = tmp_path / "dicomgate.yaml"
+    node = f"{{name: orthanc, ae_title: ORTHANC, host: 127.0.0.1, port: {peer.orthanc.dicom_port}}}"
+    config.write_text(f"pacs:\n  nodes:\n    - {node}\n")
+    echo = _dicomgate("pacs", "echo", "orthanc", "-c", str(config), cwd=tmp_path)
+    assert echo.returncode == 0 and "0x0000" in echo.stdout
+    study = peer.studies[0]
+    args = ["--level", "SERIES", "-k", f"StudyInstanceUID={study.study_uid}", "-c", str(config)]
+    as_csv = _dicomgate("pacs", "find", "orthanc", *args, "--format", "csv", cwd=tmp_path)
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = list(csv.DictReader(as_csv.stdout.splitlines()))
+    assert {r["SeriesInstanceUID"] for r in rows} == set(study.series)
+    table = _dicomgate("pacs", "find", "orthanc", *args, cwd=tmp_path)
+    assert "2 result(s)" in table.stdout
+    unknown = _dicomgate("pacs", "echo", "nowhere", "-c", str(config), cwd=tmp_path)
+    assert unknown.returncode == 2 and "nowhere" in unknown.stderr
