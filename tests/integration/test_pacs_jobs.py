@@ -238,6 +238,8 @@ def test_bad_mass_import_csv(
     response = client.post("/api/pacs/orthanc/import", content=text)
     assert response.status_code == 400 and message in response.json()["detail"]
     assert client.post("/api/pacs/orthanc/import", content=b"\xff\xfe").status_code == 400
+    no_project = client.post("/api/pacs/orthanc/import?project=NOPE", content="PatientID\nP1\n")
+    assert no_project.status_code == 400 and "NOPE" in no_project.json()["detail"]
     assert csv_import.row_key(0) == "row:00001"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from sqlalchemy import select
 
+from dicomgate.archive.models import Project
 from dicomgate.db import Database
 from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import InvalidInputError, NotFoundError, PermanentError, WindowClosedError
@@ -78,6 +79,11 @@ def submit_import(
         service.node(node)
     except NotFoundError as exc:
         raise InvalidInputError(str(exc)) from None
+    projects = {row.get("project") or project for row in rows} - {None, ""}
+    with service.intake.db.reader() as session:
+        for name in sorted(p for p in projects if p):
+            if session.get(Project, name) is None:
+                raise InvalidInputError(f"no project {name!r}")
     return jobs.submit(KIND, {"node": node, "rows": rows, "project": project}, owner)
 
 

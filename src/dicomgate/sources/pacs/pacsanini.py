@@ -13,8 +13,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -182,9 +184,17 @@ class PacsaniniConfig(_Section):
 
 def _local_zone() -> str:
     """Pacsanini compares with the machine's local time; use the machine's zone."""
+    names = [os.environ.get("TZ", "").strip(" :")]
     link = Path("/etc/localtime")
     if link.is_symlink() and "zoneinfo/" in str(link.resolve()):
-        return str(link.resolve()).split("zoneinfo/", 1)[1]
+        names.append(str(link.resolve()).split("zoneinfo/", 1)[1])
+    for name in names:
+        try:
+            if name:
+                ZoneInfo(name)
+                return name
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
     return "UTC"
 
 
