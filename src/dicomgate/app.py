@@ -12,6 +12,8 @@ from fastapi import Depends, FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.pacs_api import create_pacs_api
+from dicomgate.access.pacs_jobs_api import create_pacs_jobs_api
 from dicomgate.access.projects_api import create_projects_api
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
@@ -33,6 +35,9 @@ from dicomgate.prearchive.context import Review, build_review
 from dicomgate.prearchive.store import recover_archiving
 from dicomgate.settings import Settings
 from dicomgate.sources.inbox_api import create_inbox_router
+from dicomgate.sources.pacs import csv_import as _csv_import  # noqa: F401  (registers its kind)
+from dicomgate.sources.pacs import jobs as pacs_jobs
+from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Receiver
 
 log = logging.getLogger(__name__)
@@ -96,11 +101,14 @@ class Service:
     reconciled: ReconcileReport | None = None
     jobs: Jobs = field(init=False)
     review: Review | None = None
+    pacs: PacsService = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         self.jobs = open_jobs(self.settings, self.intake)
+        self.pacs = PacsService(self.settings, self.intake)
+        pacs_jobs.bind(self.pacs)  # the pacs_retrieve / pacs_csv_import handlers use it
 
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
@@ -163,5 +171,7 @@ def create_app(service: Service) -> FastAPI:
     service.review = service.review or build_review(service.settings, service.intake)
     app.include_router(create_projects_api(service.intake.db), dependencies=guarded)
     app.include_router(create_prearchive_api(service.review), dependencies=guarded)
+    app.include_router(create_pacs_api(service.pacs), dependencies=guarded)
+    app.include_router(create_pacs_jobs_api(service.pacs, service.jobs), dependencies=guarded)
     install_error_handlers(app)
     return app

@@ -136,5 +136,13 @@ def db_upgrade(config: ConfigOption = None) -> None:
     console.print("index schema is up to date")
 
 
+def _register_pacs() -> None:
+    from dicomgate.cli_pacs import register
+
+    register(app)
+
+
+_register_pacs()
+
 if __name__ == "__main__":
     app()

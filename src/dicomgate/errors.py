@@ -13,11 +13,15 @@
     ├── StorageError                the archive could not make the data durable (retriable)
     │   └── StorageFullError        no space left
     └── PermanentError / RetriableError   job steps: never retried / retried with backoff
+            └── RemoteNodeError       a remote node refused, aborted or timed out (retriable)
+                └── WindowClosedError the node's time window is closed; ``resume_at`` says until
 
 Only the edges (the DIMSE handlers, the HTTP exception handler) turn these into statuses.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class DicomgateError(Exception):
@@ -68,6 +72,19 @@ class RetriableError(DicomgateError):
     """A job step failed for a reason that may pass (network, lock, window closed)."""
 
 
+class RemoteNodeError(RetriableError):
+    """A remote DICOM node refused, aborted or timed out; the message says which (no PHI)."""
+
+
+class WindowClosedError(RemoteNodeError):
+    """Traffic to a remote node is outside its time window until ``resume_at`` (UTC)."""
+
+    def __init__(self, node: str, resume_at: datetime) -> None:
+        super().__init__(f"node {node}: outside its time window until {resume_at.isoformat()}")
+        self.node = node
+        self.resume_at = resume_at
+
+
 class PermanentError(DicomgateError):
     """A job step failed for a reason that retrying will not change."""
 
@@ -90,6 +107,8 @@ _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (ConfigError, 400),
     (StorageFullError, 507),
     (StorageError, 503),
+    (WindowClosedError, 503),
+    (RemoteNodeError, 502),
 ]
 
 

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from dicomgate.auth.settings import AuthSettings
+from dicomgate.dicom.nodes import PacsSettings
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.prearchive.config import PrearchiveSettings
@@ -112,6 +113,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     prearchive: PrearchiveSettings = Field(default_factory=PrearchiveSettings)
+    pacs: PacsSettings = Field(default_factory=PacsSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod

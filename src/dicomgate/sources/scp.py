@@ -20,6 +20,7 @@ from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
 from dicomgate.settings import Settings
+from dicomgate.sources.moves import ActiveMove, active_moves
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,22 @@ def _origin(event: Any) -> Origin:
     )
 
 
+def _active_move(event: Any) -> ActiveMove | None:
+    """Return our C-MOVE this C-STORE is a sub-operation of, if any (see ``sources.moves``)."""
+    request = event.request
+    return active_moves.lookup(
+        request.MoveOriginatorApplicationEntityTitle, request.MoveOriginatorMessageID
+    )
+
+
 def _on_store(event: Any, intake: Intake) -> Dataset:
     try:
         data = event.request.DataSet.getvalue()
-        result = receive(intake, data, _origin(event), str(event.context.transfer_syntax))
+        move = _active_move(event)
+        origin = move.origin if move else _origin(event)
+        result = receive(intake, data, origin, str(event.context.transfer_syntax))
+        if move:
+            move.collect(result)
     except Exception as exc:
         log.exception("C-STORE failed (association %s)", event.assoc.name)
         return _status(dimse_store_status(exc), str(exc))

@@ -1,0 +1,281 @@
+"""Retrieve from a remote node into intake, verifiably.
+
+Before moving, an IMAGE-level find lists the expected instances; each series is then retrieved
+(C-MOVE to our receiver, or C-GET on our own association), and what arrived is reconciled
+against the list. A series that keeps failing is retried with backoff and then reported as
+missing, never failing the batch. Instances the index already holds are not retrieved again.
+The progress goes to a :class:`Ledger` (the job's items, or a plain one for the CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from dicomgate.archive.models import Instance
+from dicomgate.dicom.nodes import RemoteNode, RetrieveMethod
+from dicomgate.dicom.politeness import Clock
+from dicomgate.dicom.query import QueryLevel
+from dicomgate.dicom.remote import RemoteNodeClient, RetrieveCounts
+from dicomgate.errors import RemoteNodeError, WindowClosedError
+from dicomgate.intake.origin import Origin
+from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
+from dicomgate.sources.moves import MoveRegistry
+from dicomgate.sources.scp import store_status
+
+log = logging.getLogger(__name__)
+
+_RETRY_BY_UID_LIST = 500  # a retry asks for the missing instances by UID up to this many
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedInstance:
+    """One instance the node said it holds, from the IMAGE-level find."""
+
+    sop_uid: str
+    sop_class: str
+    series_uid: str
+    study_uid: str
+
+
+class Ledger(Protocol):
+    """Where a retrieve reports: the expected items and each one's outcome."""
+
+    def expect(self, keys: Iterable[str]) -> None:
+        """Declare the expected item keys (idempotent)."""
+
+    def pending(self) -> list[str]:
+        """Return the expected keys without a final outcome."""
+
+    def record_receive(self, key: str, result: ReceiveResult) -> None:
+        """Record what intake did with one arrived instance."""
+
+    def record_missing(self, key: str, reason: str, detail: dict[str, Any]) -> None:
+        """Record an expected instance that did not arrive."""
+
+    def record_request(self, series_uid: str, counts: RetrieveCounts) -> None:
+        """Record one C-MOVE / C-GET request with its sub-operation counts."""
+
+    def log(self, message: str) -> None:
+        """Add a line to the log (no PHI)."""
+
+    def cancelled(self) -> bool:
+        """Return True when the retrieve should stop."""
+
+
+@dataclass
+class RetrievePolicy:
+    """How hard to try one series."""
+
+    attempts: int = 3
+    backoff: float = 5.0
+    settle_timeout: float = 10.0
+
+
+def list_expected(
+    client: RemoteNodeClient, level: QueryLevel, uid: str, study_uid: str | None = None
+) -> list[ExpectedInstance]:
+    """Return the instances of a patient, study or series, by IMAGE-level finds."""
+    if level is QueryLevel.PATIENT:
+        studies = client.find(QueryLevel.STUDY, {"PatientID": uid})
+        found: list[ExpectedInstance] = []
+        for study in studies:
+            found.extend(list_expected(client, QueryLevel.STUDY, study["StudyInstanceUID"]))
+        return found
+    keys: dict[str, str] = {"StudyInstanceUID": study_uid or uid}
+    if level is QueryLevel.SERIES:
+        keys = {"StudyInstanceUID": study_uid or "", "SeriesInstanceUID": uid}
+    elif level is QueryLevel.IMAGE:
+        keys = {"StudyInstanceUID": study_uid or "", "SOPInstanceUID": uid}
+    rows = client.find(QueryLevel.IMAGE, keys)
+    return [
+        ExpectedInstance(
+            row["SOPInstanceUID"],
+            row["SOPClassUID"],
+            row["SeriesInstanceUID"],
+            row["StudyInstanceUID"],
+        )
+        for row in rows
+        if row["SOPInstanceUID"]
+    ]
+
+
+def in_index(intake: Intake, uids: Iterable[str]) -> dict[str, int]:
+    """Return ``sop_uid -> instance pk`` for the given UIDs the index already holds."""
+    wanted = list(uids)
+    found: dict[str, int] = {}
+    with intake.db.reader() as session:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = select(Instance.sop_instance_uid, Instance.pk).where(
+                Instance.sop_instance_uid.in_(chunk)
+            )
+            found.update({str(uid): int(pk) for uid, pk in session.execute(query)})
+    return found
+
+
+@dataclass
+class Retriever:
+    """Retrieves series from one node for one origin (the job's)."""
+
+    client: RemoteNodeClient
+    intake: Intake
+    origin: Origin
+    moves: MoveRegistry
+    clock: Clock
+    policy: RetrievePolicy = field(default_factory=RetrievePolicy)
+
+    @property
+    def node(self) -> RemoteNode:
+        """Return the node retrieved from."""
+        return self.client.node
+
+    def _move(
+        self, level: QueryLevel, keys: dict[str, Any]
+    ) -> tuple[RetrieveCounts, dict[str, ReceiveResult]]:
+        destination = self.node.move_destination or self.client.local_ae
+        with self.moves.register(self.client.local_ae, self.origin) as (msg_id, move):
+            counts = self.client.move(level, keys, destination, msg_id)
+            return counts, move.arrived()
+
+    def _get(
+        self, level: QueryLevel, keys: dict[str, Any], sop_classes: set[str]
+    ) -> tuple[RetrieveCounts, dict[str, ReceiveResult]]:
+        arrived: dict[str, ReceiveResult] = {}
+
+        def on_store(data: bytes, transfer_syntax: str) -> int:
+            try:
+                result = receive(self.intake, data, self.origin, transfer_syntax)
+            except Exception:
+                log.exception("C-GET store failed (node %s)", self.node.name)
+                return 0xA700
+            if result.sop_instance_uid:
+                arrived[result.sop_instance_uid] = result
+            return int(store_status(result).Status)
+
+        counts = self.client.get(level, keys, sop_classes, on_store)
+        return counts, arrived
+
+    def request(
+        self, instances: list[ExpectedInstance], whole_series: bool
+    ) -> tuple[RetrieveCounts, dict[str, ReceiveResult]]:
+        """Send one retrieve request for ``instances`` (their series, or them by UID)."""
+        first = instances[0]
+        keys: dict[str, Any] = {"StudyInstanceUID": first.study_uid}
+        level = QueryLevel.SERIES
+        keys["SeriesInstanceUID"] = first.series_uid
+        if not whole_series:
+            level = QueryLevel.IMAGE
+            keys["SOPInstanceUID"] = [item.sop_uid for item in instances]
+        if self.node.retrieve_method is RetrieveMethod.C_GET:
+            return self._get(level, keys, {item.sop_class for item in instances})
+        return self._move(level, keys)
+
+    def _settle(self, wanted: set[str], arrived: dict[str, ReceiveResult]) -> None:
+        """Fill ``arrived`` from the index for instances another receiver process stored."""
+        waited = 0.0
+        while True:
+            for uid, pk in in_index(self.intake, wanted - arrived.keys()).items():
+                arrived[uid] = ReceiveResult(Outcome.ALREADY_STORED, uid, pk)
+            if wanted <= arrived.keys() or waited >= self.policy.settle_timeout:
+                return
+            if self.node.retrieve_method is RetrieveMethod.C_GET:
+                return  # C-GET stores arrive on our own association, before its last response
+            self.clock.sleep(0.5)
+            waited += 0.5
+
+    def retrieve_series(self, instances: list[ExpectedInstance], ledger: Ledger) -> set[str]:
+        """Retrieve one series' pending instances, with retries; return the missing UIDs."""
+        wanted = {item.sop_uid for item in instances}
+        todo = list(instances)
+        arrived: dict[str, ReceiveResult] = {}
+        for attempt in range(self.policy.attempts):
+            whole = attempt == 0 or len(todo) > _RETRY_BY_UID_LIST
+            try:
+                counts, got = self.request(todo, whole_series=whole)
+            except WindowClosedError:
+                raise
+            except RemoteNodeError as exc:
+                counts = RetrieveCounts(self.node.retrieve_method.value, "SERIES", error=str(exc))
+                got = {}
+            ledger.record_request(instances[0].series_uid, counts)
+            merged = arrived | {uid: res for uid, res in got.items() if uid in wanted}
+            if counts.completed or counts.warning:
+                self._settle(wanted, merged)
+            for uid in merged.keys() - arrived.keys():
+                ledger.record_receive(uid, merged[uid])
+            arrived = merged
+            todo = [item for item in todo if item.sop_uid not in arrived]
+            if not todo:
+                break
+            if attempt + 1 < self.policy.attempts:
+                delay = self.policy.backoff * 2**attempt
+                series = instances[0].series_uid
+                ledger.log(f"series {series}: {len(todo)} missing, retry in {delay:g}s")
+                self.clock.sleep(delay)
+        return {item.sop_uid for item in todo}
+
+
+def retrieve_all(
+    retriever: Retriever,
+    expected: list[ExpectedInstance],
+    ledger: Ledger,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Retrieve every pending expected instance, series by series, and reconcile."""
+    ledger.expect(item.sop_uid for item in expected)
+    pending = set(ledger.pending())
+    todo = [item for item in expected if item.sop_uid in pending]
+    for uid, pk in in_index(retriever.intake, (item.sop_uid for item in todo)).items():
+        ledger.record_receive(uid, ReceiveResult(Outcome.ALREADY_STORED, uid, pk))
+        pending.discard(uid)
+    series: dict[str, list[ExpectedInstance]] = {}
+    for item in todo:
+        if item.sop_uid in pending:
+            series.setdefault(item.series_uid, []).append(item)
+    _retrieve_series_concurrently(retriever, series, ledger, progress)
+
+
+def _retrieve_series_concurrently(
+    retriever: Retriever,
+    series: dict[str, list[ExpectedInstance]],
+    ledger: Ledger,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Retrieve series side by side, as many at once as the node allows associations.
+
+    A closed window (or any unexpected error) stops new series from starting; the ones in
+    flight finish, then the first error is raised.
+    """
+
+    def one(series_uid: str, instances: list[ExpectedInstance]) -> None:
+        missing = retriever.retrieve_series(instances, ledger)
+        for uid in sorted(missing):
+            reason = f"not received after {retriever.policy.attempts} attempts"
+            ledger.record_missing(uid, reason, {"series_uid": series_uid})
+        if progress:
+            progress(len(instances))
+
+    workers = max(1, min(retriever.node.max_associations, len(series)))
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(workers, thread_name_prefix="retrieve") as pool:
+        running: set[Future[None]] = set()
+        for series_uid, instances in series.items():
+            if errors or ledger.cancelled():
+                break
+            if len(running) >= workers:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                errors.extend(e for f in finished if (e := f.exception()) is not None)
+                if errors:
+                    break
+            running.add(pool.submit(one, series_uid, instances))
+        for future in running:
+            if (error := future.exception()) is not None:
+                errors.append(error)
+    if errors:
+        raise errors[0]

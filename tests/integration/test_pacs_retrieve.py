@@ -1,0 +1,140 @@
+"""Retrieve from a real Orthanc by C-MOVE (into our receiver) and C-GET, reconciled."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from dicomgate.archive.index import ensure_project
+from dicomgate.archive.models import Instance, StagingSession
+from dicomgate.dicom.query import QueryLevel
+from dicomgate.errors import WindowClosedError
+from dicomgate.intake.origin import Origin, OriginKind
+from dicomgate.intake.receive import Intake
+from dicomgate.sources.pacs.batch import Target, retrieve_targets
+from dicomgate.sources.pacs.ledger import MemoryLedger
+from dicomgate.sources.pacs.retrieve import list_expected, retrieve_all
+from dicomgate.sources.pacs.service import PacsService
+from dicomgate.sources.scp import Receiver
+from tests.fake_clock import FakeClock
+from tests.integration.pacs_corpus import CorpusStudy, instance
+from tests.integration.pacs_peer import Peer, start_peer
+
+ORIGIN = Origin(OriginKind.PACS, job_id="job-under-test", project="COHORT")
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    peer = start_peer(tmp_path_factory.mktemp("orthanc"))
+    yield peer
+    peer.orthanc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _cohort(intake: Intake) -> None:
+    with intake.db.unit_of_work() as session:
+        ensure_project(session, "COHORT")
+
+
+@pytest.fixture()
+def receiver(peer: Peer, intake: Intake, tmp_path: Path) -> Iterator[Receiver]:
+    server = Receiver(peer.settings(tmp_path), intake)
+    yield server
+    server.stop()
+
+
+def _stored_uids(intake: Intake) -> set[str]:
+    with intake.db.reader() as session:
+        return set(session.scalars(select(Instance.sop_instance_uid)))
+
+
+def _retrieve(service: PacsService, study: CorpusStudy) -> MemoryLedger:
+    retriever = service.retriever("orthanc", ORIGIN)
+    ledger = MemoryLedger()
+    expected = list_expected(retriever.client, QueryLevel.STUDY, study.study_uid)
+    retrieve_all(retriever, expected, ledger)
+    return ledger
+
+
+@pytest.mark.usefixtures("receiver")
+def test_c_move_into_our_receiver(peer: Peer, intake: Intake, tmp_path: Path) -> None:
+    study = peer.studies[0]
+    ledger = _retrieve(peer.service(intake, tmp_path), study)
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    assert _stored_uids(intake) == set(study.sop_uids)
+    assert [c.completed for _, c in ledger.requests] == [3, 3]
+    assert all(c.ok and c.method == "c-move" for _, c in ledger.requests)
+    with intake.db.reader() as session:
+        sources = set(session.scalars(select(StagingSession.source_key)))
+    assert sources == {"pacs:job:job-under-test"}  # attributed through Move Originator fields
+
+
+def test_c_get_on_our_association(peer: Peer, intake: Intake, tmp_path: Path) -> None:
+    study = peer.studies[1]
+    ledger = _retrieve(peer.service(intake, tmp_path, retrieve_method="c-get"), study)
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    assert _stored_uids(intake) == set(study.sop_uids)
+    assert all(c.ok and c.method == "c-get" for _, c in ledger.requests)
+
+
+@pytest.mark.usefixtures("receiver")
+def test_rerun_skips_what_is_already_retrieved(peer: Peer, intake: Intake, tmp_path: Path) -> None:
+    service = peer.service(intake, tmp_path)
+    study = peer.studies[2]
+    _retrieve(service, study)
+    again = _retrieve(service, study)
+    assert again.counts() == {"already_stored": len(study.sop_uids)}
+    assert again.requests == []  # nothing was asked of the node
+
+
+@pytest.mark.parametrize("method", ["c-move", "c-get"])
+@pytest.mark.usefixtures("receiver")
+def test_series_deleted_between_find_and_move_is_missing(
+    peer: Peer, intake: Intake, tmp_path: Path, method: str
+) -> None:
+    study = CorpusStudy("PAT009", "DELTA^DAN", generate_uid(), "20240101", "A9", "CT")
+    kept, gone = generate_uid(), generate_uid()
+    for series in (kept, gone):
+        for n in range(2):
+            peer.orthanc.upload(instance(study, series, n + 1))
+    service = peer.service(intake, tmp_path, retrieve_method=method)
+    retriever = service.retriever("orthanc", ORIGIN)
+    expected = list_expected(retriever.client, QueryLevel.STUDY, study.study_uid)
+    peer.delete_series(gone)
+    ledger = MemoryLedger()
+    retrieve_all(retriever, expected, ledger)
+    missing = {k for k, (o, _) in ledger.outcomes.items() if o == "missing"}
+    assert missing == set(study.series[gone])
+    assert _stored_uids(intake) == set(study.series[kept])
+    # The failing series was tried series_attempts times, then skipped.
+    tries = [s for s, _ in ledger.requests if s == gone]
+    assert len(tries) == service.settings.pacs.series_attempts
+
+
+@pytest.mark.usefixtures("receiver")
+def test_waits_outside_the_window_and_continues_inside(
+    peer: Peer, intake: Intake, tmp_path: Path
+) -> None:
+    clock = FakeClock(dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC))
+    service = peer.service(intake, tmp_path, clock, windows=[{"start": "20:00", "end": "08:00"}])
+    retriever = service.retriever("orthanc", ORIGIN)
+    target = Target(QueryLevel.STUDY, peer.studies[3].study_uid)
+    with pytest.raises(WindowClosedError):
+        retrieve_targets(retriever, [target], MemoryLedger(), wait=False)
+    assert _stored_uids(intake) == set()
+    ledger = MemoryLedger()
+    retrieve_targets(retriever, [target], ledger, wait=True)
+    assert clock.slept[0] == 8 * 3600  # waited until 20:00
+    assert ledger.counts() == {"stored": len(peer.studies[3].sop_uids)}
+
+
+def test_unknown_study_is_reported(peer: Peer, intake: Intake, tmp_path: Path) -> None:
+    retriever = peer.service(intake, tmp_path).retriever("orthanc", ORIGIN)
+    ledger = MemoryLedger()
+    retrieve_targets(retriever, [Target(QueryLevel.STUDY, "1.2.3.999")], ledger, wait=False)
+    assert ledger.outcomes == {"STUDY:1.2.3.999": ("missing", "the node found no instances for it")}
