@@ -38,11 +38,12 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _study(folder: Path, name: str) -> str:
+def _study(folder: Path, name: str, session: str) -> str:
     ds = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.PatientName, ds.PatientID = FAKE_NAME, FAKE_ID
+    # One subject with two sessions (Patient's Name -> subject, Patient ID -> session).
+    ds.PatientName, ds.PatientID = FAKE_NAME, f"{FAKE_ID}-{session}"
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     (folder / f"{name}.dcm").write_bytes(out.getvalue())
@@ -105,19 +106,25 @@ def server(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
     srv = Server(tmp_path)
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    uids = {"lung": _study(incoming, "lung"), "brain": _study(incoming, "brain")}
+    uids = {"lung": _study(incoming, "lung", "1"), "brain": _study(incoming, "brain", "2")}
     assert _cli(srv.config, "import", str(incoming)).returncode == 0
     srv.start()
+    try:
+        _setup(srv, uids)
+        yield srv, uids
+    finally:
+        srv.stop()
+
+
+def _setup(srv: Server, uids: dict[str, str]) -> None:
     _wait_archived(srv, 2)
     # Stands in for the prearchive's move action: put one study into BRAIN.
-    with sqlite3.connect(tmp_path / "data" / "index.sqlite3") as conn:
+    with sqlite3.connect(srv.tmp / "data" / "index.sqlite3") as conn:
         conn.execute(
             "UPDATE studies SET project_id = 'BRAIN' WHERE study_uid = ?", (uids["brain"],)
         )
     assert _cli(srv.config, "users", "add", "alice", "--password", ALICE_PASSWORD).returncode == 0
     assert _cli(srv.config, "users", "grant", "alice", "LUNG", "collaborator").returncode == 0
-    yield srv, uids
-    srv.stop()
 
 
 def _wait_archived(srv: Server, count: int) -> None:
