@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.models import Instance, StagingSession, utcnow
-from dicomgate.errors import ConflictError, NotFoundError
+from dicomgate.errors import ConflictError, InvalidInputError, NotFoundError
 from dicomgate.jobs import JobContext, Jobs, JobStatus
 from dicomgate.jobs.models import Job
 from tests.conftest import PYDICOM_FILES
@@ -190,3 +190,12 @@ def test_shutdown_mid_run_hands_the_job_back(jobs: Jobs) -> None:
     finally:
         jobs.stop()
     assert job.status is JobStatus.SUCCEEDED and job.counts == {"stored": 4}
+
+
+def test_malformed_parameters(jobs: Jobs) -> None:
+    with pytest.raises(InvalidInputError):
+        jobs.submit("import_files", {"paths": [object()]})
+    for params in ({"paths": []}, {"paths": "not a list"}, {"paths": ["x"], "surprise": 1}):
+        job = jobs.run_inline(jobs.submit("import_files", params))
+        assert job.status is JobStatus.FAILED
+        assert job.message.startswith("invalid import_files parameters")
