@@ -101,6 +101,16 @@ def test_deferred_job_waits_with_resume_time(jobs: Jobs) -> None:
     assert jobs.cancel(job_id).status is JobStatus.CANCELLED
 
 
+def test_retriable_error_with_resume_at_waits_without_an_attempt(jobs: Jobs) -> None:
+    job_id = jobs.submit("test_window", {})
+    jobs.engine.run(job_id)
+    job = jobs.get(job_id)
+    assert job.status is JobStatus.WAITING and job.attempts == 0
+    assert job.resume_at is not None
+    assert job.resume_at > utcnow() + dt.timedelta(hours=1)
+    assert job.message == "outside the node's window"
+
+
 def test_cancel_and_retry_refuse_wrong_states(jobs: Jobs, tmp_path: Path) -> None:
     copy_files(tmp_path / "in", "CT_small.dcm")
     job_id = jobs.submit("import_files", {"paths": [str(tmp_path / "in")]})
