@@ -28,6 +28,7 @@ from dicomgate.jobs import ItemOutcome, JobContext, register
 KIND = "import_files"
 NOT_FOUND = "not a file or folder"
 READERS = 4  # files imported at once by one job
+_BATCH = 1000
 
 
 class ImportParams(BaseModel):
@@ -133,10 +134,12 @@ def _import_pending(ctx: JobContext, params: ImportParams) -> None:
             abort.set()
             raise
 
+    pending = ctx.pending()
     with ThreadPoolExecutor(READERS, thread_name_prefix=f"import-{ctx.job_id[:8]}") as pool:
-        futures = [pool.submit(one, key) for key in ctx.pending()]
-    for future in futures:
-        future.result()  # raises the first error, after every started file has finished
+        for start in range(0, len(pending), _BATCH):  # bounded: no million futures at once
+            futures = [pool.submit(one, key) for key in pending[start : start + _BATCH]]
+            for future in futures:
+                future.result()  # raises the first error once the started files finished
 
 
 def _import_one(ctx: JobContext, params: ImportParams, key: str) -> None:
