@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from dicomgate.errors import DicomgateError
+from dicomgate.errors import ConflictError, DicomgateError
 from dicomgate.jobs import JobOut, Jobs, JobStatus
 from dicomgate.settings import Settings
 
-jobs_app = typer.Typer(help="Jobs: list, follow, cancel, retry.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs: list, follow, cancel, retry, run here.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 POLL_SECONDS = 0.1
@@ -81,6 +81,11 @@ def run_with_progress(jobs: Jobs, job_id: str) -> JobOut:
     try:
         job = follow(jobs, job_id, finished)
         worker.join()
+    except KeyboardInterrupt:
+        jobs.engine.begin_stop()  # the handler stops at its next item and hands the job back
+        worker.join(timeout=30)
+        err.print(f"interrupted; resume with: dicomgate jobs run {job_id}")
+        raise typer.Exit(130) from None
     finally:
         jobs.stop()
     if failure:
@@ -145,6 +150,31 @@ def show(
             for item in jobs.items(job_id, outcome, limit=1000).items:
                 line = f"  {outcome}: {item.key}: {item.reason}"
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@jobs_app.command("run")
+def run(job_id: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
+    """Run a pending, waiting or abandoned job here, with a progress bar.
+
+    A job whose process died (e.g. a killed ``dicomgate import``) is taken over once its
+    heartbeat is older than ``jobs.lease_seconds``; it resumes with the items left.
+    """
+    from dicomgate.app import open_intake, open_jobs
+    from dicomgate.cli import _settings
+
+    settings = _settings(config)
+    jobs = open_jobs(settings, open_intake(settings), queue=False)
+    try:
+        job = jobs.get(job_id)
+        if job.final:
+            raise ConflictError(f"the job has already ended ({job.status.value}); retry it")
+        job = run_with_progress(jobs, job_id)
+    except DicomgateError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    print_job(job)
+    if job.status is not JobStatus.SUCCEEDED:
+        raise typer.Exit(1)
 
 
 def _command(job_id: str, config: Path | None, retry: bool) -> None:

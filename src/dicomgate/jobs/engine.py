@@ -152,7 +152,13 @@ class Engine:
         except PermanentError as exc:
             self._fail(ctx.job_id, str(exc))
         except (RetriableError, StorageError) as exc:
-            self._retry_later(ctx.job_id, str(exc) or type(exc).__name__)
+            when = getattr(exc, "resume_at", None)
+            if isinstance(when, dt.datetime):
+                # A retriable error that knows when it passes (a PACS window closed until
+                # tonight): wait until then; not a failed attempt.
+                self._defer(ctx.job_id, store.as_utc(when) or utcnow(), str(exc))
+            else:
+                self._retry_later(ctx.job_id, str(exc) or type(exc).__name__)
         except DicomgateError as exc:
             self._fail(ctx.job_id, str(exc))
         except Exception as exc:

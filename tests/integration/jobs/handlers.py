@@ -59,3 +59,14 @@ def _interrupted(ctx: JobContext) -> None:
         ctx.record(key, ItemOutcome.STORED)
         if key == "b" and not ctx.resumed:
             facade["jobs"].engine.begin_stop()  # the service shuts down mid-run
+
+
+class _WindowClosedError(RetriableError):
+    def __init__(self) -> None:
+        super().__init__("outside the node's window")
+        self.resume_at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+
+
+@register("test_window")
+def _window(ctx: JobContext) -> None:
+    raise _WindowClosedError()

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.models import Instance, StagingSession, utcnow
-from dicomgate.errors import ConflictError, NotFoundError
+from dicomgate.errors import ConflictError, InvalidInputError, NotFoundError
 from dicomgate.jobs import JobContext, Jobs, JobStatus
 from dicomgate.jobs.models import Job
 from tests.conftest import PYDICOM_FILES
@@ -99,6 +99,16 @@ def test_deferred_job_waits_with_resume_time(jobs: Jobs) -> None:
     jobs.engine.run(job_id)  # too early: not claimed
     assert jobs.get(job_id).status is JobStatus.WAITING
     assert jobs.cancel(job_id).status is JobStatus.CANCELLED
+
+
+def test_retriable_error_with_resume_at_waits_without_an_attempt(jobs: Jobs) -> None:
+    job_id = jobs.submit("test_window", {})
+    jobs.engine.run(job_id)
+    job = jobs.get(job_id)
+    assert job.status is JobStatus.WAITING and job.attempts == 0
+    assert job.resume_at is not None
+    assert job.resume_at > utcnow() + dt.timedelta(hours=1)
+    assert job.message == "outside the node's window"
 
 
 def test_cancel_and_retry_refuse_wrong_states(jobs: Jobs, tmp_path: Path) -> None:
@@ -190,3 +200,12 @@ def test_shutdown_mid_run_hands_the_job_back(jobs: Jobs) -> None:
     finally:
         jobs.stop()
     assert job.status is JobStatus.SUCCEEDED and job.counts == {"stored": 4}
+
+
+def test_malformed_parameters(jobs: Jobs) -> None:
+    with pytest.raises(InvalidInputError):
+        jobs.submit("import_files", {"paths": [object()]})
+    for params in ({"paths": []}, {"paths": "not a list"}, {"paths": ["x"], "surprise": 1}):
+        job = jobs.run_inline(jobs.submit("import_files", params))
+        assert job.status is JobStatus.FAILED
+        assert job.message.startswith("invalid import_files parameters")

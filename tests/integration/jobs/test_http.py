@@ -114,6 +114,7 @@ def test_inbox_refuses_paths_outside_the_project(server: JobServer) -> None:
     os.symlink(outside / "00000.dcm", p1 / "file-out.dcm")
     copy_files(server.inbox / "P2" / "other", "MR_small.dcm")
     os.symlink(server.inbox / "P2" / "other", p1 / "link-p2")
+    os.symlink(p1 / "loop", p1 / "loop")
     before = server.job_count()
     for path in [
         str(outside),
@@ -127,13 +128,15 @@ def test_inbox_refuses_paths_outside_the_project(server: JobServer) -> None:
         "..",
         "../../outside",
         "does-not-exist",
+        "loop",
         "with\x00nul",
     ]:
         answer = _post_import(server, path=path, project="P1")
         assert answer.status_code == 400, (path, answer.text)
         assert answer.headers["content-type"] == PROBLEM
         detail = answer.json()["detail"]
-        assert any(word in detail for word in ("outside the inbox", "not exist", "NUL")), detail
+        words = ("outside the inbox", "not exist", "NUL", "link loop")
+        assert any(word in detail for word in words), detail
     assert server.job_count() == before
     assert httpx.get(server.url(f"/api/instances/{uid}/file")).status_code == 404
 
