@@ -243,6 +243,11 @@ class _SharedListenerServer(ThreadedAssociationServer):
     def server_activate(self) -> None:
         """Do nothing: the shared socket is already listening."""
 
+    def server_close(self) -> None:
+        """Close our descriptor only: shutdown() would stop the listener of every process."""
+        if self.socket is not None:
+            self.socket.close()
+
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept when it is this process's turn; raise BlockingIOError to let another."""
         if not self.load.my_turn():
