@@ -2,12 +2,17 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL`` so that a committed transaction survives a
 power loss, and every transaction starts with ``BEGIN IMMEDIATE`` so that concurrent writers
-(receiver processes) queue on the lock instead of failing on a lock upgrade.
+(receiver processes) queue on the lock instead of failing on a lock upgrade. Writers queue on
+a lock of their own first (threads on a process lock, processes on an ``flock`` of a file
+beside the index), which hands the write lock over at once instead of SQLite's busy handler
+sleeping in growing steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +57,47 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+class _WriteLock:
+    """A reentrant lock across the threads of this process and, by ``flock``, across processes.
+
+    Parameters
+    ----------
+    path
+        The lock file (created when missing); None for a lock within this process only.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._threads = threading.RLock()
+        self._path = path
+        self._fd: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._depth == 0 and self._path is not None:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without holding the GIL
+        except BaseException:
+            self._threads.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
+def _sqlite_lock_path(engine: Engine) -> str | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{database}.write-lock"
+
+
 class Database:
     """Owns the engine and hands out units of work.
 
@@ -65,8 +111,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock: threading.RLock | contextlib.nullcontext[None] = (
-            threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        self._write_lock: _WriteLock | contextlib.nullcontext[None] = (
+            _WriteLock(_sqlite_lock_path(self.engine))
+            if self.engine.dialect.name == "sqlite"
+            else contextlib.nullcontext()
         )
         self._readers = sessionmaker(
             self.engine.execution_options(dicomgate_readonly=True), expire_on_commit=False
@@ -81,7 +129,7 @@ class Database:
     def unit_of_work(self) -> Iterator[Session]:
         """Yield a session; commit when the block ends normally, roll back otherwise."""
         # SQLite has one writer; threads that find its lock taken sleep in growing steps in the
-        # busy handler. Queueing them on a process lock instead hands the lock over at once.
+        # busy handler. Queueing them on our lock (threads and processes) hands it over at once.
         with self._write_lock:
             session = self._sessions()
             try:

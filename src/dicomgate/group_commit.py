@@ -64,6 +64,12 @@ class GroupCommit:
         self._leading = False
         self.groups = 0  # transactions committed or attempted, for tests and statistics
 
+    @property
+    def waiting(self) -> int:
+        """Return how many units of work wait for the next group."""
+        with self._lock:
+            return len(self._queue)
+
     def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in a shared transaction; return its result after the commit.
 

@@ -30,6 +30,7 @@ from dicomgate.dicom.nodes import PacsSettings
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.prearchive.config import PrearchiveSettings
+from dicomgate.sources.scp_processes import ReceiverProcesses
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
 
@@ -104,6 +105,7 @@ class Settings(BaseSettings):
     dicom_dimse_timeout: float = Field(default=60.0, gt=0)
     dicom_network_timeout: float = Field(default=60.0, gt=0)
     dicom_allowed_calling_aes: list[str] = Field(default_factory=list)
+    dicom_receiver: ReceiverProcesses = Field(default_factory=ReceiverProcesses)
     default_project: str = Field(default="DEFAULT", pattern=_PROJECT_ID, max_length=64)
     projects: list[ProjectConfig] = Field(default_factory=list)
     stable_after: float = Field(default=30.0, ge=0)

@@ -8,19 +8,27 @@ outcome or exception to a DIMSE status in one place. Success is answered only af
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import socket
+import threading
+import time
+from multiprocessing import get_context
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pydicom import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
 from dicomgate.settings import Settings
 from dicomgate.sources.moves import ActiveMove, active_moves
+from dicomgate.sources.scp_workers import start_workers, stop_workers
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +140,9 @@ PREFERRED_TRANSFER_SYNTAXES = [
 def build_ae(settings: Settings) -> AE:
     """Return an AE that accepts every storage SOP class in every transfer syntax."""
     ae = AE(ae_title=settings.ae_title)
-    ae.maximum_associations = settings.dicom_max_associations
+    # The limit holds across all receiving processes: each takes its share.
+    processes = settings.dicom_receiver.count()
+    ae.maximum_associations = -(-settings.dicom_max_associations // processes)
     ae.maximum_pdu_size = settings.dicom_max_pdu
     ae.acse_timeout = settings.dicom_acse_timeout
     ae.dimse_timeout = settings.dicom_dimse_timeout
@@ -147,8 +157,151 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+def _copy_context(context: PresentationContext) -> PresentationContext:
+    fresh = copy.copy(context)
+    fresh._transfer_syntax = list(context._transfer_syntax)  # its only mutable attribute
+    return fresh
+
+
+class _Contexts(list[PresentationContext]):
+    """The supported contexts, copied for each association without re-validating every UID.
+
+    pynetdicom deep-copies the server's contexts for every association; for all storage SOP
+    classes in every transfer syntax that rebuilds (and regex-checks) thousands of UIDs, about
+    a fifth of a second of CPU per association. UIDs are immutable, so sharing them is safe.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
+        return [_copy_context(context) for context in self]
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    """Bind and listen on the DICOM port; the socket every receiving process accepts from."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=128)
+    # Several processes accept from this socket: one that loses the race must not block in
+    # accept() (it would not notice shutdown), so accepting never waits.
+    listener.setblocking(False)
+    return listener
+
+
+class Load:
+    """Associations in progress per receiving process, shared by all of them.
+
+    A process accepts the next association only while no other process has fewer in progress
+    (or when the others left it waiting for 50 ms), so a burst of associations spreads over the
+    processes instead of going to whichever process woke first.
+
+    Parameters
+    ----------
+    counts
+        A shared integer array (``multiprocessing.Array``), one slot per process; None when
+        only this process receives.
+    slot
+        This process's slot.
+    """
+
+    _PATIENCE = 0.05
+
+    def __init__(self, counts: Any | None, slot: int) -> None:
+        self.counts = counts
+        self.slot = slot
+        self._waiting_since: float | None = None
+        self._changed_at = 0.0
+
+    def my_turn(self) -> bool:
+        """Return True when this process should accept the waiting association."""
+        if self.counts is None:
+            return True
+        now = time.monotonic()
+        if self.counts[self.slot] <= min(self.counts[:]):
+            self._waiting_since = None
+            return True
+        self._waiting_since = self._waiting_since or now
+        if now - self._waiting_since > self._PATIENCE:
+            self._waiting_since = None
+            return True
+        return False
+
+    def add(self, delta: int) -> None:
+        """Count associations starting (+1) or ending (-1) in this process."""
+        if self.counts is not None:
+            self._changed_at = time.monotonic()
+            with self.counts.get_lock():
+                self.counts[self.slot] = max(0, self.counts[self.slot] + delta)
+
+    def resync(self, active: int) -> None:
+        """Correct this process's count to the associations alive, once it has been steady.
+
+        A just-accepted association is not alive yet, so only a count that nothing changed for
+        a second is corrected (in case a connection ended without its close event).
+        """
+        if self.counts is not None and time.monotonic() - self._changed_at > 1.0:
+            self.counts[self.slot] = active
+
+
+class _SharedListenerServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, accepting from a listening socket opened elsewhere."""
+
+    listener: socket.socket
+    load: Load
+
+    def server_bind(self) -> None:
+        """Serve the shared listener instead of binding a socket of our own."""
+        if self.socket is not None:
+            self.socket.close()
+        self.socket = self.listener
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """Do nothing: the shared socket is already listening."""
+
+    def server_close(self) -> None:
+        """Close our descriptor only: shutdown() would stop the listener of every process."""
+        if self.socket is not None:
+            self.socket.close()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept when it is this process's turn; raise BlockingIOError to let another."""
+        if not self.load.my_turn():
+            time.sleep(0.002)
+            raise BlockingIOError("a less busy receiving process takes this association")
+        request = super().get_request()  # BlockingIOError when another process was quicker
+        self.load.add(1)
+        return request
+
+    def service_actions(self) -> None:
+        """Run pynetdicom's housekeeping, then correct our association count."""
+        super().service_actions()
+        self.load.resync(len(self.ae.active_associations))
+
+
+def _on_close(event: Any, load: Load) -> None:
+    load.add(-1)
+
+
+def _serve(
+    ae: AE, listener: socket.socket, handlers: list[Any], load: Load
+) -> ThreadedAssociationServer:
+    attributes = {"listener": listener, "load": load}
+    server_class = type("_Server", (_SharedListenerServer,), attributes)
+    server = ae.make_server(
+        listener.getsockname()[:2],
+        evt_handlers=[*handlers, (evt.EVT_CONN_CLOSE, _on_close, [load])],
+        contexts=_Contexts(ae.supported_contexts),
+        server_class=server_class,
+    )
+    thread = threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True)
+    thread.start()
+    ae._servers.append(server)  # as start_server does: server.shutdown() removes it
+    return server
+
+
 class Receiver:
     """A running C-STORE SCP bound to the configured port.
+
+    With ``dicom_receiver.processes`` above 1 (0: one per core), worker processes serve the
+    same port too (``scp_workers``), so receiving uses more than one core.
 
     Parameters
     ----------
@@ -156,9 +309,21 @@ class Receiver:
         Port, AE title, limits.
     intake
         Where received instances go.
+    listener
+        Serve this listening socket instead of opening the configured port (a worker does);
+        no further workers are started then.
+    load
+        With ``listener``: the association counts shared with the other processes.
     """
 
-    def __init__(self, settings: Settings, intake: Intake) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        intake: Intake,
+        *,
+        listener: socket.socket | None = None,
+        load: Load | None = None,
+    ) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
         handlers: list[Any] = [
@@ -166,13 +331,17 @@ class Receiver:
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_CONN_OPEN, _on_open),
         ]
-        server = self.ae.start_server(
-            (settings.dicom_host, settings.dicom_port),
-            block=False,
-            evt_handlers=handlers,
-        )
-        assert server is not None  # non-blocking start always returns the server
-        self.server = server
+        self.workers: list[BaseProcess] = []
+        if listener is not None:  # a worker: serve the shared socket, start no others
+            self.listener = listener
+            self.server = _serve(self.ae, listener, handlers, load or Load(None, 0))
+            return
+        self.listener = open_listener(settings.dicom_host, settings.dicom_port)
+        processes = settings.dicom_receiver.count()
+        counts = get_context("spawn").Array("i", processes) if processes > 1 else None
+        self.server = _serve(self.ae, self.listener, handlers, Load(counts, 0))
+        if counts is not None:
+            self.workers = start_workers(self.listener, counts, settings, intake)
 
     @property
     def port(self) -> int:
@@ -180,5 +349,6 @@ class Receiver:
         return int(self.server.server_address[1])
 
     def stop(self) -> None:
-        """Stop accepting and close every association."""
+        """Stop accepting and close every association (the workers' too)."""
+        stop_workers(self.workers)
         self.server.shutdown()

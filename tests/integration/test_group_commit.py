@@ -1,0 +1,122 @@
+"""Group commit on SQLite and PostgreSQL: shared transactions, savepoint per unit of work."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from dicomgate.archive.index import log_change
+from dicomgate.archive.models import Change
+from dicomgate.db import Database
+from dicomgate.group_commit import GroupCommit
+
+
+def _logged(pk: int) -> Callable[[Session], int]:
+    def work(session: Session) -> int:
+        log_change(session, "test", "test", pk)
+        return pk
+
+    return work
+
+
+_LEADING = threading.Event()
+
+
+def _holding(committer: GroupCommit, others: int, work: Callable[[Session], Any]) -> Any:
+    """Wrap ``work`` so that it waits until ``others`` units of work queue behind it."""
+
+    def held(session: Session) -> Any:
+        _LEADING.set()
+        deadline = time.monotonic() + 30
+        while committer.waiting < others and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return work(session)
+
+    return held
+
+
+def _run_all(committer: GroupCommit, works: list[Callable[[Session], Any]]) -> list[Any]:
+    """Run the first work, then the rest from their own threads while it holds the lead."""
+    results: list[Any] = [None] * len(works)
+
+    def call(i: int) -> None:
+        try:
+            results[i] = committer.run(works[i])
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(works))]
+    _LEADING.clear()
+    threads[0].start()
+    assert _LEADING.wait(30)  # the first one leads, inside its transaction
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def _changes(db: Database) -> list[int]:
+    with db.reader() as session:
+        query = select(Change.resource_pk).where(Change.change_type == "test")
+        return sorted(session.scalars(query))
+
+
+def test_concurrent_units_share_one_commit(database: Database) -> None:
+    committer = GroupCommit(database)
+    works = [_holding(committer, 7, _logged(0)), *(_logged(i) for i in range(1, 8))]
+    assert _run_all(committer, works) == list(range(8))
+    assert _changes(database) == list(range(8))
+    assert committer.groups == 2  # the leader's own group, then all seven that queued behind it
+
+
+def test_a_failing_unit_is_undone_alone(database: Database) -> None:
+    committer = GroupCommit(database)
+
+    def failing(session: Session) -> int:
+        log_change(session, "test", "test", 99)
+        raise ValueError("this unit of work fails")
+
+    works = [_holding(committer, 3, _logged(0)), _logged(1), failing, _logged(3)]
+    results = _run_all(committer, works)
+    assert results[:2] == [0, 1] and results[3] == 3
+    assert isinstance(results[2], ValueError)
+    assert _changes(database) == [0, 1, 3]  # the failing unit's own write was rolled back
+
+
+def test_a_failing_commit_fails_every_unit_of_its_group(database: Database) -> None:
+    # A deferred foreign key is checked at COMMIT: a real commit failure on both databases.
+    with database.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE commit_guard (project_id VARCHAR(64) "
+                "REFERENCES projects(id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    committer = GroupCommit(database)
+
+    def breaks_the_commit(session: Session) -> int:
+        session.execute(text("INSERT INTO commit_guard VALUES ('no such project')"))
+        return 2
+
+    first = _holding(committer, 3, _logged(0))
+    results = _run_all(committer, [first, _logged(1), breaks_the_commit, _logged(3)])
+    assert results[0] == 0  # the first group committed alone before the others queued
+    assert all(isinstance(r, Exception) for r in results[1:]), results
+    assert _changes(database) == [0]
+    with database.reader() as session:
+        assert session.scalar(select(func.count()).select_from(text("commit_guard"))) == 0
+
+
+def test_run_after_a_failed_group_still_commits(database: Database) -> None:
+    committer = GroupCommit(database)
+    with pytest.raises(ValueError, match="boom"):
+        committer.run(lambda session: (_ for _ in ()).throw(ValueError("boom")))
+    assert committer.run(_logged(5)) == 5
+    assert _changes(database) == [5]
