@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.dimse.retrieve import Archive
+from dicomgate.access.dimse.service import query_retrieve_extension
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
@@ -20,7 +22,7 @@ from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
-from dicomgate.sources.scp import Receiver
+from dicomgate.sources.scp import Extension, Receiver
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,19 @@ class Service:
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver and the spine thread."""
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
-        self.receiver = Receiver(self.settings, self.intake)
+        self.receiver = Receiver(self.settings, self.intake, self._dimse_extensions())
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
+
+    def _dimse_extensions(self) -> list[Extension]:
+        qr = self.settings.query_retrieve
+        if not qr.enabled:
+            return []
+        archive = Archive(self.intake.db, self.intake.blobs)
+        return [query_retrieve_extension(archive, qr, self.settings.ae_title)]
 
     def _run_spine(self) -> None:
         while not self._stop.wait(self.settings.stability_check_interval):

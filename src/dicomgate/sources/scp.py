@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom import Dataset
@@ -134,6 +136,39 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+@dataclass(frozen=True, slots=True)
+class SupportedContext:
+    """A presentation context an extension accepts (see ``AE.add_supported_context``).
+
+    An abstract syntax the receiver already supports keeps its transfer syntaxes (new ones are
+    appended) and takes the roles given here.
+    """
+
+    abstract_syntax: str
+    transfer_syntaxes: Sequence[str]
+    scu_role: bool | None = None
+    scp_role: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """More DIMSE services answered on the receiver's AE and port.
+
+    The composition root (``app.py``) passes extensions such as the query/retrieve SCP of
+    ``access.dimse``, so one AE title and port serve C-STORE and everything else.
+
+    Parameters
+    ----------
+    contexts
+        Presentation contexts to accept in addition to Verification and every storage class.
+    handlers
+        pynetdicom event handlers, ``(event, handler)`` or ``(event, handler, args)``.
+    """
+
+    contexts: Sequence[SupportedContext] = ()
+    handlers: Sequence[tuple[Any, ...]] = ()
+
+
 class Receiver:
     """A running C-STORE SCP bound to the configured port.
 
@@ -143,9 +178,13 @@ class Receiver:
         Port, AE title, limits.
     intake
         Where received instances go.
+    extensions
+        Further services answered on the same AE (see :class:`Extension`).
     """
 
-    def __init__(self, settings: Settings, intake: Intake) -> None:
+    def __init__(
+        self, settings: Settings, intake: Intake, extensions: Sequence[Extension] = ()
+    ) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
         handlers: list[Any] = [
@@ -153,6 +192,12 @@ class Receiver:
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_CONN_OPEN, _on_open),
         ]
+        for extension in extensions:
+            for cx in extension.contexts:
+                self.ae.add_supported_context(
+                    cx.abstract_syntax, list(cx.transfer_syntaxes), cx.scu_role, cx.scp_role
+                )
+            handlers.extend(extension.handlers)
         server = self.ae.start_server(
             (settings.dicom_host, settings.dicom_port),
             block=False,
