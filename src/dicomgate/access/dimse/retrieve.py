@@ -93,7 +93,7 @@ def load(blobs: BlobStore, item: StoredInstance, accepted: set[tuple[str, str]])
     try:
         ds = dcmread(BytesIO(blobs.read(item.blob_key)))
         if _needs_decompression(item, accepted):
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)  # the peer asked for this UID
         return ds
     except Exception as exc:
         log.error("cannot send instance %s: %s", item.sop_instance_uid, type(exc).__name__)
