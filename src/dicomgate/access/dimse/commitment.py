@@ -163,10 +163,15 @@ class Committer:
             log.exception("storage commitment report %s failed", request.transaction_uid)
 
     def _send(self, assoc: Any, event_type: int, info: Dataset) -> bool:
-        status = assoc.send_n_event_report(
+        # A requester that released right after our N-ACTION response ignores the report;
+        # wait for its answer no longer than the report timeout, then use a new association.
+        assoc.dimse_timeout = min(
+            assoc.dimse_timeout or 1e9, self.settings.commitment_report_timeout
+        )
+        status, _reply = assoc.send_n_event_report(
             info, event_type, STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE
         )
-        ok = status is not None and int(status.get("Status", 0xFFFF)) == 0x0000
+        ok = int(status.get("Status", 0xFFFF)) == 0x0000  # empty: no answer in time
         log.info("commitment %s reported: type %d, ok=%s", info.TransactionUID, event_type, ok)
         return ok
 

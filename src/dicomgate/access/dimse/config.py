@@ -43,7 +43,7 @@ class QueryRetrieveSettings(BaseModel):
     enabled: bool = True
     destinations: list[Destination] = Field(default_factory=list)
     max_find_results: int = Field(default=10000, ge=1, le=1_000_000)
-    commitment_report_timeout: float = Field(default=30.0, gt=0)
+    commitment_report_timeout: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _unique_destinations(self) -> QueryRetrieveSettings:
