@@ -118,9 +118,26 @@ PREFERRED_TRANSFER_SYNTAXES = [
 ]
 
 
+class ReceiverAE(AE):
+    """The receiver's AE: a C-MOVE handler may bring its own sub-association.
+
+    pynetdicom's C-MOVE service opens the association to the move destination with
+    ``ae.associate(addr, port, **kwargs)``, ``kwargs`` being those the handler yielded with the
+    destination; a ``connect(addr, port, called_ae)`` callable among them is used instead and
+    must return an object with the association methods that service calls.
+    """
+
+    def associate(self, addr: str, port: int, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Open an association, or let the handler's ``connect`` open its own."""
+        connect = kwargs.pop("connect", None)
+        if connect is not None:
+            return connect(addr, port, kwargs.get("ae_title", ""))
+        return super().associate(addr, port, *args, **kwargs)
+
+
 def build_ae(settings: Settings) -> AE:
     """Return an AE that accepts every storage SOP class in every transfer syntax."""
-    ae = AE(ae_title=settings.ae_title)
+    ae = ReceiverAE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.dicom_max_associations
     ae.maximum_pdu_size = settings.dicom_max_pdu
     ae.acse_timeout = settings.dicom_acse_timeout

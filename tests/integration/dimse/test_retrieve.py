@@ -248,3 +248,18 @@ def test_move_to_orthanc(intake: Intake, corpus: Corpus, tmp_path: Path) -> None
         assert orthanc.instance_uids() == set(corpus.files)
     finally:
         orthanc.stop()
+
+
+def test_unreachable_destination_refused_with_a801(intake: Intake, corpus: Corpus) -> None:
+    from tests.conftest import _free_port
+
+    nobody = {"ae_title": "OFFLINE", "host": "127.0.0.1", "port": _free_port()}
+    server = serve(intake, destinations=[nobody])
+    try:
+        study = corpus.studies[1]
+        code, output = _movescu(
+            server.port, "OFFLINE", "-S", *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+        )
+    finally:
+        server.stop()
+    assert code != 0 and "Refused: MoveDestinationUnknown" in output, output

@@ -15,21 +15,23 @@ under its UID, so nothing is silently dropped.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
+from types import SimpleNamespace
 from typing import Any
 
 from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context, evt
+from pynetdicom import build_context
 
 from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.access.dimse.find import read_query, refusal
 from dicomgate.access.dimse.queries import StoredInstance, instances_to_retrieve
+from dicomgate.access.dimse.sender import RawInstance, StoreSender, Unsendable
 from dicomgate.archive.blobstore import BlobStore
 from dicomgate.db import Database
+from dicomgate.dicom.structure import meta_end
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,25 @@ class _Peer:
     assoc: Any = None
     accepted: set[tuple[str, str]] = field(default_factory=set)
 
-    def capture(self, event: Any) -> None:
-        self.assoc = event.assoc
-        self.accepted = accepted_pairs(event.assoc, as_scu=True)
+    def open(
+        self, host: str, port: int, calling: str, called: str, contexts: list[Any], timeout: float
+    ) -> Any:
+        """Associate with the destination (pynetdicom's move service calls this)."""
+        try:
+            self.assoc = StoreSender(host, port, calling, called, contexts, timeout)
+        except OSError as exc:
+            log.warning("cannot associate with %s: %s", called, type(exc).__name__)
+            self.assoc = _Unreachable()
+            return self.assoc
+        self.accepted = accepted_pairs(self.assoc, as_scu=True)
+        return self.assoc
+
+
+class _Unreachable:
+    """A sub-association that never came up (pynetdicom then answers 0xA801)."""
+
+    is_established = False
+    dul = SimpleNamespace(socket=SimpleNamespace(close=lambda: None))
 
 
 def accepted_pairs(assoc: Any, as_scu: bool) -> set[tuple[str, str]]:
@@ -66,18 +84,9 @@ def accepted_pairs(assoc: Any, as_scu: bool) -> set[tuple[str, str]]:
     }
 
 
-def _nodelay(event: Any) -> None:
-    sock = event.assoc.dul.socket
-    if sock is not None and sock.socket is not None:
-        sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _placeholder(item: StoredInstance) -> Dataset:
-    # No file meta: pynetdicom refuses to send it and lists its UID as failed.
-    ds = Dataset()
-    ds.SOPClassUID = item.sop_class_uid
-    ds.SOPInstanceUID = item.sop_instance_uid
-    return ds
+    # No file meta, no raw bytes: neither sender sends it; its UID is listed as failed.
+    return Unsendable(item.sop_class_uid, item.sop_instance_uid)
 
 
 def _needs_decompression(item: StoredInstance, accepted: set[tuple[str, str]]) -> bool:
@@ -98,6 +107,19 @@ def load(blobs: BlobStore, item: StoredInstance, accepted: set[tuple[str, str]])
     except Exception as exc:
         log.error("cannot send instance %s: %s", item.sop_instance_uid, type(exc).__name__)
         return _placeholder(item)
+
+
+def load_raw(blobs: BlobStore, item: StoredInstance, accepted: set[tuple[str, str]]) -> Dataset:
+    """Return the stored dataset bytes undecoded when the peer accepted the stored syntax."""
+    if (item.sop_class_uid, item.transfer_syntax_uid) not in accepted:
+        return load(blobs, item, accepted)  # decoded: converted or decompressed on the way
+    try:
+        data = memoryview(blobs.read(item.blob_key))
+        raw = data[meta_end(data, 132) :]
+    except Exception as exc:
+        log.error("cannot send instance %s: %s", item.sop_instance_uid, type(exc).__name__)
+        return _placeholder(item)
+    return RawInstance(item.sop_class_uid, item.sop_instance_uid, raw, item.transfer_syntax_uid)
 
 
 def contexts_for(items: Sequence[StoredInstance]) -> list[Any]:
@@ -125,13 +147,13 @@ def _instances(archive: Archive, event: Any) -> list[StoredInstance]:
 
 
 def _sub_operations(
-    event: Any, archive: Archive, items: list[StoredInstance], peer: _Peer
+    event: Any, archive: Archive, items: list[StoredInstance], peer: _Peer, loader: Any = load
 ) -> Iterator[tuple[int, Any]]:
     for item in items:
         if event.is_cancelled:
             yield 0xFE00, None
             return
-        yield 0xFF00, load(archive.blobs, item, peer.accepted)
+        yield 0xFF00, loader(archive.blobs, item, peer.accepted)
 
 
 def on_move(event: Any, archive: Archive, settings: QueryRetrieveSettings) -> Iterator[Any]:
@@ -147,18 +169,16 @@ def on_move(event: Any, archive: Archive, settings: QueryRetrieveSettings) -> It
         yield from _refuse_move(event, exc, destination.host, destination.port)
         return
     peer = _Peer()
-    handlers = [(evt.EVT_CONN_OPEN, _nodelay), (evt.EVT_ESTABLISHED, peer.capture)]
-    yield (
-        destination.host,
-        destination.port,
-        {
-            "contexts": contexts_for(items),
-            "evt_handlers": handlers,
-        },
-    )
+    contexts = contexts_for(items)
+    calling, timeout = event.assoc.ae.ae_title, event.assoc.ae.dimse_timeout
+
+    def connect(host: str, port: int, called: str) -> Any:
+        return peer.open(host, port, calling, called, contexts, timeout)
+
+    yield destination.host, destination.port, {"connect": connect}
     log.info("C-MOVE to %s: %d instances", destination.ae_title, len(items))
     yield len(items)
-    yield from _sub_operations(event, archive, items, peer)
+    yield from _sub_operations(event, archive, items, peer, load_raw)
 
 
 def _refuse_move(event: Any, exc: Exception, host: str, port: int) -> Iterator[Any]:
