@@ -191,6 +191,7 @@ class StoredInstance:
     sop_instance_uid: str
     transfer_syntax_uid: str
     blob_key: str
+    size: int
 
 
 def instances_to_retrieve(session: Session, query: Query) -> list[StoredInstance]:
@@ -217,6 +218,7 @@ def instances_to_retrieve(session: Session, query: Query) -> list[StoredInstance
             Instance.sop_instance_uid,
             Instance.transfer_syntax_uid,
             Instance.blob_key,
+            Instance.size,
         )
         .join(Series, Instance.series_pk == Series.pk)
         .join(Study, Series.study_pk == Study.pk)

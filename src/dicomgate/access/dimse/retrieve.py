@@ -28,6 +28,7 @@ from pynetdicom import build_context
 from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.access.dimse.find import read_query, refusal
 from dicomgate.access.dimse.queries import StoredInstance, instances_to_retrieve
+from dicomgate.access.dimse.readahead import read_ahead
 from dicomgate.access.dimse.sender import RawInstance, StoreSender, Unsendable
 from dicomgate.archive.blobstore import BlobStore
 from dicomgate.db import Database
@@ -149,11 +150,11 @@ def _instances(archive: Archive, event: Any) -> list[StoredInstance]:
 def _sub_operations(
     event: Any, archive: Archive, items: list[StoredInstance], peer: _Peer, loader: Any = load
 ) -> Iterator[tuple[int, Any]]:
-    for item in items:
+    for dataset in read_ahead(items, lambda item: loader(archive.blobs, item, peer.accepted)):
         if event.is_cancelled:
             yield 0xFE00, None
             return
-        yield 0xFF00, loader(archive.blobs, item, peer.accepted)
+        yield 0xFF00, dataset
 
 
 def on_move(event: Any, archive: Archive, settings: QueryRetrieveSettings) -> Iterator[Any]:

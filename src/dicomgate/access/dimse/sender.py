@@ -13,10 +13,11 @@ It offers the API pynetdicom's C-MOVE service uses on the sub-association:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,6 +43,7 @@ _RELEASE_RQ = b"\x05\x00" + struct.pack(">I", 4) + bytes(4)
 _ABORT_RQ = b"\x07\x00" + struct.pack(">I", 4) + bytes(4)
 _OWN_MAX_PDU = 262144
 _UNLIMITED_CHUNK = 1 << 20
+_FLUSH_BYTES = 4 << 20
 
 
 class SenderError(OSError):
@@ -234,14 +236,30 @@ class StoreSender:
         (length,) = struct.unpack(">I", header[2:6])
         return header[0], header + self._recv_exact(length)
 
-    def _pdus(self, context_id: int, data: memoryview, command: bool) -> Iterator[bytes]:
+    def _pdus(
+        self, context_id: int, data: memoryview, command: bool
+    ) -> Iterator[bytes | memoryview]:
+        """Yield P-DATA-TF PDUs of one PDV each, as header and value slices (no copies)."""
         chunk = (self._peer_max - 6) if self._peer_max > 6 else _UNLIMITED_CHUNK
         for start in range(0, max(len(data), 1), chunk):
             piece = data[start : start + chunk]
             last = start + chunk >= len(data)
             control = (0x01 if command else 0x00) | (0x02 if last else 0x00)
-            item = struct.pack(">IBB", len(piece) + 2, context_id, control)
-            yield b"\x04\x00" + struct.pack(">I", len(item) + len(piece)) + item + bytes(piece)
+            yield struct.pack(
+                ">BBIIBB", 0x04, 0, len(piece) + 6, len(piece) + 2, context_id, control
+            )
+            yield piece
+
+    def _write(self, parts: Iterable[bytes | memoryview]) -> None:
+        """Send ``parts`` in few large writes (one per message unless it is very large)."""
+        buffer = bytearray()
+        for part in parts:
+            buffer += part
+            if len(buffer) >= _FLUSH_BYTES:
+                self._sock.sendall(buffer)
+                buffer.clear()
+        if buffer:
+            self._sock.sendall(buffer)
 
     def _read_command(self) -> dict[int, bytes]:
         fragments = bytearray()
@@ -313,10 +331,12 @@ class StoreSender:
             originator_aet,
             originator_id,
         )
-        for pdu in self._pdus(cx.context_id, memoryview(command), command=True):
-            self._sock.sendall(pdu)
-        for pdu in self._pdus(cx.context_id, payload, command=False):
-            self._sock.sendall(pdu)
+        self._write(
+            itertools.chain(
+                self._pdus(cx.context_id, memoryview(command), command=True),
+                self._pdus(cx.context_id, payload, command=False),
+            )
+        )
         response = self._read_command()
         status = Dataset()
         raw_status = response.get(0x0900, b"")
