@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dicomgate.access.dimse.retrieve import Archive
 from dicomgate.access.dimse.service import query_retrieve_extension
+from dicomgate.archive.migrate import upgrade
+from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.settings import load_settings
 from dicomgate.sources.scp import Receiver
 from tests.integration.dimse.corpus import Corpus, build
 
 AE_TITLE = "DGTEST"
+
+
+@pytest.fixture()
+def sqlite_database(tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty SQLite index (retrieve tests: their SQL is covered on PostgreSQL by
+    the C-FIND tests and one retrieve test; peers, not dialects, are what they exercise)."""
+    db = Database(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    upgrade(db)
+    yield db
+    db.dispose()
 
 
 @pytest.fixture()

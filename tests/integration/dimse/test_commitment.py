@@ -12,6 +12,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
+from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.sources.scp import Receiver
 from tests.conftest import _free_port
@@ -21,6 +22,12 @@ from tests.integration.dimse.corpus import Corpus
 INSTANCE = "1.2.840.10008.1.20.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
+
+
+@pytest.fixture()
+def database(sqlite_database: Database) -> Database:
+    """SQLite only here (see ``sqlite_database``)."""
+    return sqlite_database
 
 
 def _request(refs: list[tuple[str, str]], transaction: str | None = None) -> pydicom.Dataset:

@@ -14,6 +14,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from dicomgate.db import Database
 from dicomgate.dicom.part10 import parse_file
 from dicomgate.intake.receive import Intake
 from dicomgate.sources.scp import Receiver
@@ -21,6 +22,12 @@ from tests.integration.dimse.conftest import AE_TITLE, serve
 from tests.integration.dimse.corpus import Corpus
 from tests.integration.dimse.dcmtk import StoreSCP, keys, run
 from tests.orthanc import start_orthanc
+
+
+@pytest.fixture()
+def database(sqlite_database: Database) -> Database:
+    """SQLite only here (see ``sqlite_database``)."""
+    return sqlite_database
 
 
 def _dataset_bytes(data: bytes) -> bytes:
