@@ -150,7 +150,12 @@ def _instances(archive: Archive, event: Any) -> list[StoredInstance]:
 def _sub_operations(
     event: Any, archive: Archive, items: list[StoredInstance], peer: _Peer, loader: Any = load
 ) -> Iterator[tuple[int, Any]]:
-    for dataset in read_ahead(items, lambda item: loader(archive.blobs, item, peer.accepted)):
+    def read(item: StoredInstance) -> Dataset:
+        return loader(archive.blobs, item, peer.accepted)  # type: ignore[no-any-return]
+
+    # Decoding (C-GET) holds the GIL, so reading ahead on a thread only adds contention.
+    datasets = read_ahead(items, read) if loader is load_raw else map(read, items)
+    for dataset in datasets:
         if event.is_cancelled:
             yield 0xFE00, None
             return
