@@ -43,6 +43,7 @@ bench: $(TEST_STAMP) debian-test-packages
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_deid.py --count 300
 	$(BIN)/python bench/bench_retrieve.py
+	$(BIN)/python bench/bench_archive_retrieve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,8 @@ from fastapi import Depends, FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.dimse.retrieve import Archive
+from dicomgate.access.dimse.service import query_retrieve_extension
 from dicomgate.access.pacs_api import create_pacs_api
 from dicomgate.access.pacs_jobs_api import create_pacs_jobs_api
 from dicomgate.access.projects_api import create_projects_api
@@ -38,7 +40,7 @@ from dicomgate.sources.inbox_api import create_inbox_router
 from dicomgate.sources.pacs import csv_import as _csv_import  # noqa: F401  (registers its kind)
 from dicomgate.sources.pacs import jobs as pacs_jobs
 from dicomgate.sources.pacs.service import PacsService
-from dicomgate.sources.scp import Receiver
+from dicomgate.sources.scp import Extension, Receiver
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,18 @@ def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
     return Jobs(intake, settings.jobs, Queue(huey))
 
 
+def receiver_extensions(settings: Settings, intake: Intake) -> list[Extension]:
+    """Return the services the receiver's AE answers besides C-ECHO and C-STORE.
+
+    Module level so that receiver worker processes can rebuild them over their own intake.
+    """
+    qr = settings.query_retrieve
+    if not qr.enabled:
+        return []
+    archive = Archive(intake.db, intake.blobs)
+    return [query_retrieve_extension(archive, qr, settings.ae_title)]
+
+
 @dataclass
 class Service:
     """Everything ``dicomgate serve`` runs, started and stopped together."""
@@ -118,7 +132,7 @@ class Service:
         self.review = self.review or build_review(self.settings, self.intake)
         with self.intake.db.unit_of_work() as session:
             recover_archiving(session)
-        self.receiver = Receiver(self.settings, self.intake)
+        self.receiver = Receiver(self.settings, self.intake, receiver_extensions)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
         self.jobs.start()

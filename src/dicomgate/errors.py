@@ -9,7 +9,8 @@
     ├── ForbiddenError              the caller may see the resource but not do this to it
     ├── ConflictError               the request conflicts with the current state
     ├── InvalidInputError           bad input from outside: the client must fix it
-    │   └── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
+    │   ├── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
+    │   └── TooManyMatchesError     a query matches more than the configured maximum
     ├── StorageError                the archive could not make the data durable (retriable)
     │   └── StorageFullError        no space left
     └── PermanentError / RetriableError   job steps: never retried / retried with backoff
@@ -60,6 +61,10 @@ class RejectedInstanceError(InvalidInputError):
         self.reason = reason
 
 
+class TooManyMatchesError(InvalidInputError):
+    """A query matches more records than the configured maximum: the client must narrow it."""
+
+
 class StorageError(DicomgateError):
     """The archive could not make data durable; the caller may retry."""
 
@@ -98,6 +103,14 @@ _DIMSE_STORE_STATUS: list[tuple[type[Exception], int]] = [
     (StorageError, 0xA700),
 ]
 
+# DIMSE C-FIND/C-MOVE/C-GET statuses (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4) for a request
+# refused before any match or sub-operation.
+_DIMSE_QUERY_STATUS: list[tuple[type[Exception], int]] = [
+    (TooManyMatchesError, 0xA700),  # Refused: Out of Resources
+    (InvalidInputError, 0xA900),  # Identifier does not match SOP Class
+    (StorageError, 0xA700),
+]
+
 _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404),
     (UnauthenticatedError, 401),
@@ -118,6 +131,14 @@ def dimse_store_status(exc: Exception) -> int:
         if isinstance(exc, cls):
             return status
     return 0xC001  # Error: Processing failure
+
+
+def dimse_query_status(exc: Exception) -> int:
+    """Return the C-FIND/C-MOVE/C-GET failure status for an exception (0xC000 when unknown)."""
+    for cls, status in _DIMSE_QUERY_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 0xC000  # Failed: Unable to process
 
 
 def http_status(exc: Exception) -> int:

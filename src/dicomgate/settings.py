@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.auth.settings import AuthSettings
 from dicomgate.dicom.nodes import PacsSettings
 from dicomgate.errors import ConfigError
@@ -116,6 +117,7 @@ class Settings(BaseSettings):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     prearchive: PrearchiveSettings = Field(default_factory=PrearchiveSettings)
     pacs: PacsSettings = Field(default_factory=PacsSettings)
+    query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod

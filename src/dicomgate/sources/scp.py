@@ -13,6 +13,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -137,9 +139,26 @@ PREFERRED_TRANSFER_SYNTAXES = [
 ]
 
 
+class ReceiverAE(AE):
+    """The receiver's AE: a C-MOVE handler may bring its own sub-association.
+
+    pynetdicom's C-MOVE service opens the association to the move destination with
+    ``ae.associate(addr, port, **kwargs)``, ``kwargs`` being those the handler yielded with the
+    destination; a ``connect(addr, port, called_ae)`` callable among them is used instead and
+    must return an object with the association methods that service calls.
+    """
+
+    def associate(self, addr: str, port: int, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Open an association, or let the handler's ``connect`` open its own."""
+        connect = kwargs.pop("connect", None)
+        if connect is not None:
+            return connect(addr, port, kwargs.get("ae_title", ""))
+        return super().associate(addr, port, *args, **kwargs)
+
+
 def build_ae(settings: Settings) -> AE:
     """Return an AE that accepts every storage SOP class in every transfer syntax."""
-    ae = AE(ae_title=settings.ae_title)
+    ae = ReceiverAE(ae_title=settings.ae_title)
     # The limit holds across all receiving processes: each takes its share.
     processes = settings.dicom_receiver.count()
     ae.maximum_associations = -(-settings.dicom_max_associations // processes)
@@ -297,6 +316,43 @@ def _serve(
     return server
 
 
+@dataclass(frozen=True, slots=True)
+class SupportedContext:
+    """A presentation context an extension accepts (see ``AE.add_supported_context``).
+
+    An abstract syntax the receiver already supports keeps its transfer syntaxes (new ones are
+    appended) and takes the roles given here.
+    """
+
+    abstract_syntax: str
+    transfer_syntaxes: Sequence[str]
+    scu_role: bool | None = None
+    scp_role: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """More DIMSE services answered on the receiver's AE and port.
+
+    The composition root (``app.py``) passes extensions such as the query/retrieve SCP of
+    ``access.dimse``, so one AE title and port serve C-STORE and everything else.
+
+    Parameters
+    ----------
+    contexts
+        Presentation contexts to accept in addition to Verification and every storage class.
+    handlers
+        pynetdicom event handlers, ``(event, handler)`` or ``(event, handler, args)``.
+    """
+
+    contexts: Sequence[SupportedContext] = ()
+    handlers: Sequence[tuple[Any, ...]] = ()
+
+
+ExtensionFactory = Callable[[Settings, Intake], Sequence[Extension]]
+"""Builds a receiver's extensions over one process's intake (must be picklable by name)."""
+
+
 class Receiver:
     """A running C-STORE SCP bound to the configured port.
 
@@ -309,6 +365,10 @@ class Receiver:
         Port, AE title, limits.
     intake
         Where received instances go.
+    extensions
+        Further services answered on the same AE (see :class:`Extension`): a list, or a
+        module-level factory ``(settings, intake) -> extensions`` that worker processes call
+        again over their own intake (a list cannot travel to them, so it keeps one process).
     listener
         Serve this listening socket instead of opening the configured port (a worker does);
         no further workers are started then.
@@ -320,6 +380,7 @@ class Receiver:
         self,
         settings: Settings,
         intake: Intake,
+        extensions: Sequence[Extension] | ExtensionFactory = (),
         *,
         listener: socket.socket | None = None,
         load: Load | None = None,
@@ -331,17 +392,25 @@ class Receiver:
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_CONN_OPEN, _on_open),
         ]
+        built = extensions(settings, intake) if callable(extensions) else extensions
+        for extension in built:
+            for cx in extension.contexts:
+                self.ae.add_supported_context(
+                    cx.abstract_syntax, list(cx.transfer_syntaxes), cx.scu_role, cx.scp_role
+                )
+            handlers.extend(extension.handlers)
         self.workers: list[BaseProcess] = []
         if listener is not None:  # a worker: serve the shared socket, start no others
             self.listener = listener
             self.server = _serve(self.ae, listener, handlers, load or Load(None, 0))
             return
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
-        processes = settings.dicom_receiver.count()
+        factory = extensions if callable(extensions) else None
+        processes = settings.dicom_receiver.count() if factory or not built else 1
         counts = get_context("spawn").Array("i", processes) if processes > 1 else None
         self.server = _serve(self.ae, self.listener, handlers, Load(counts, 0))
         if counts is not None:
-            self.workers = start_workers(self.listener, counts, settings, intake)
+            self.workers = start_workers(self.listener, counts, settings, intake, factory)
 
     @property
     def port(self) -> int:

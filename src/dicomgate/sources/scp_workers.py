@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -43,7 +44,11 @@ class _IntakeSpec:
 
 
 def start_workers(
-    listener: socket.socket, counts: Any, settings: Settings, intake: Intake
+    listener: socket.socket,
+    counts: Any,
+    settings: Settings,
+    intake: Intake,
+    extensions: Callable[[Settings, Intake], Sequence[Any]] | None = None,
 ) -> list[BaseProcess]:
     """Start a worker for each slot of ``counts`` but the first (ours); return once all serve.
 
@@ -59,7 +64,7 @@ def start_workers(
         ready = context.Event()
         worker: BaseProcess = context.Process(
             target=_worker_main,
-            args=(settings, spec, listener, (counts, slot), os.getpid(), ready),
+            args=(settings, spec, listener, (counts, slot), os.getpid(), ready, extensions),
             name=f"dicomgate-receiver-{slot}",
             daemon=True,
         )
@@ -114,6 +119,7 @@ def _worker_main(
     load: tuple[Any, int],
     parent: int,
     ready: Any,
+    extensions: Callable[[Settings, Intake], Sequence[Any]] | None,
 ) -> None:
     _die_with_parent(parent)
     logging.basicConfig(
@@ -126,7 +132,7 @@ def _worker_main(
     db = Database(spec.database_url)
     blobs, set_aside = FilesystemBlobStore(spec.blobs), FilesystemBlobStore(spec.set_aside)
     intake = Intake(db, blobs, set_aside, spec.duplicate_policy)
-    receiver = Receiver(settings, intake, listener=listener, load=Load(*load))
+    receiver = Receiver(settings, intake, extensions or (), listener=listener, load=Load(*load))
     log.debug("receiver worker %s serving", os.getpid())
     ready.set()
     while not stop.wait(1.0):

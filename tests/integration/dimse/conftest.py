@@ -1,0 +1,53 @@
+"""Fixtures of the DIMSE access tests: a populated archive served by a receiver with Q/R."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dicomgate.access.dimse.retrieve import Archive
+from dicomgate.access.dimse.service import query_retrieve_extension
+from dicomgate.archive.migrate import upgrade
+from dicomgate.db import Database
+from dicomgate.intake.receive import Intake
+from dicomgate.settings import load_settings
+from dicomgate.sources.scp import Receiver
+from tests.integration.dimse.corpus import Corpus, build
+
+AE_TITLE = "DGTEST"
+
+
+@pytest.fixture()
+def sqlite_database(tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty SQLite index (retrieve tests: their SQL is covered on PostgreSQL by
+    the C-FIND tests and one retrieve test; peers, not dialects, are what they exercise)."""
+    db = Database(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture()
+def corpus(intake: Intake) -> Corpus:
+    """The test corpus stored in a fresh archive."""
+    return build(intake)
+
+
+def serve(intake: Intake, **query_retrieve: Any) -> Receiver:
+    """Start a receiver with the query/retrieve extension on a free port."""
+    settings = load_settings(dicom_port=0, ae_title=AE_TITLE, query_retrieve=query_retrieve)
+    extension = query_retrieve_extension(
+        Archive(intake.db, intake.blobs), settings.query_retrieve, AE_TITLE
+    )
+    return Receiver(settings, intake, [extension])
+
+
+@pytest.fixture()
+def qr_scp(intake: Intake, corpus: Corpus) -> Iterator[Receiver]:
+    """A receiver serving the corpus, with no move destination."""
+    server = serve(intake)
+    yield server
+    server.stop()

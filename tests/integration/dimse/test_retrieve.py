@@ -1,0 +1,272 @@
+"""C-MOVE and C-GET SCP against dcmtk movescu/getscu, a dcmtk storescp and Orthanc."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import JPEGBaseline8Bit
+from pynetdicom import AE
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from dicomgate.db import Database
+from dicomgate.dicom.part10 import parse_file
+from dicomgate.intake.receive import Intake
+from dicomgate.sources.scp import Receiver
+from tests.integration.dimse.conftest import AE_TITLE, serve
+from tests.integration.dimse.corpus import Corpus
+from tests.integration.dimse.dcmtk import StoreSCP, keys, run
+from tests.orthanc import start_orthanc
+
+
+@pytest.fixture()
+def database(sqlite_database: Database) -> Database:
+    """SQLite only here (see ``sqlite_database``)."""
+    return sqlite_database
+
+
+def _dataset_bytes(data: bytes) -> bytes:
+    parsed = parse_file(data)
+    return parsed.data[parsed.dataset_offset :]
+
+
+@pytest.fixture()
+def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
+    peer = StoreSCP(tmp_path / "storescp")
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture()
+def mover(intake: Intake, corpus: Corpus, storescp: StoreSCP) -> Iterator[Receiver]:
+    server = serve(intake, destinations=[storescp.destination()])
+    yield server
+    server.stop()
+
+
+def _movescu(port: int, destination: str, *args: str) -> tuple[int, str]:
+    done = run("movescu", port, "-aem", destination, *args)
+    return done.returncode, done.stderr + done.stdout
+
+
+def test_move_study_to_storescp_sends_the_stored_bytes(
+    mover: Receiver, corpus: Corpus, storescp: StoreSCP
+) -> None:
+    study = corpus.studies[0]
+    code, output = _movescu(
+        mover.port, "STORESCP", "-S", *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+    )
+    assert code == 0, output
+    assert "Received Final Move Response (Success)" in output
+    received = storescp.received()
+    expected = [uid for series in corpus.series[study] for uid in corpus.instances[series]]
+    assert sorted(received) == sorted(expected)
+    for uid in expected:
+        assert _dataset_bytes(received[uid]) == _dataset_bytes(corpus.files[uid]), uid
+
+
+def test_move_series_and_images_with_uid_lists(
+    mover: Receiver, corpus: Corpus, storescp: StoreSCP
+) -> None:
+    study = corpus.studies[0]
+    ct, mr = corpus.series[study]
+    code, output = _movescu(
+        mover.port,
+        "STORESCP",
+        "-S",
+        *keys(QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID=mr),
+    )
+    assert code == 0, output
+    two = "\\".join(corpus.instances[ct][:2])
+    code, output = _movescu(
+        mover.port,
+        "STORESCP",
+        "-P",
+        *keys(QueryRetrieveLevel="IMAGE", PatientID="PID001", SOPInstanceUID=two),
+    )
+    assert code == 0, output
+    assert sorted(storescp.received()) == sorted(corpus.instances[mr] + corpus.instances[ct][:2])
+
+
+def test_move_patient_level(mover: Receiver, corpus: Corpus, storescp: StoreSCP) -> None:
+    code, output = _movescu(
+        mover.port, "STORESCP", "-P", *keys(QueryRetrieveLevel="PATIENT", PatientID="PID002")
+    )
+    assert code == 0, output
+    study = corpus.studies[2]
+    assert sorted(storescp.received()) == sorted(corpus.instances[corpus.series[study][0]])
+
+
+def test_compressed_instance_sent_as_stored_when_accepted(
+    intake: Intake, corpus: Corpus, tmp_path: Path
+) -> None:
+    peer = StoreSCP(tmp_path / "all", "STOREALL", "+xa")  # accepts every transfer syntax
+    server = serve(intake, destinations=[peer.destination()])
+    try:
+        study = corpus.jpeg_study
+        code, output = _movescu(
+            server.port, "STOREALL", "-S", *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+        )
+        assert code == 0, output
+        data = peer.received()[corpus.jpeg_instance]
+    finally:
+        server.stop()
+        peer.stop()
+    assert pydicom.dcmread(BytesIO(data)).file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    assert _dataset_bytes(data) == _dataset_bytes(corpus.files[corpus.jpeg_instance])
+
+
+def test_compressed_instance_decompressed_only_when_refused(
+    mover: Receiver, corpus: Corpus, storescp: StoreSCP
+) -> None:
+    # storescp accepts only uncompressed syntaxes by default.
+    code, output = _movescu(
+        mover.port,
+        "STORESCP",
+        "-S",
+        *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=corpus.jpeg_study),
+    )
+    assert code == 0, output
+    received = pydicom.dcmread(BytesIO(storescp.received()[corpus.jpeg_instance]))
+    assert not received.file_meta.TransferSyntaxUID.is_compressed
+    original = pydicom.dcmread(BytesIO(corpus.files[corpus.jpeg_instance]))
+    assert received.pixel_array.shape == original.pixel_array.shape
+
+
+def test_unknown_move_destination_refused_with_a801(
+    mover: Receiver, corpus: Corpus, storescp: StoreSCP
+) -> None:
+    code, output = _movescu(
+        mover.port,
+        "ELSEWHERE",
+        "-S",
+        *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=corpus.studies[0]),
+    )
+    assert code != 0
+    assert "Refused: MoveDestinationUnknown" in output
+    assert storescp.received() == {}
+
+
+def test_malformed_move_identifiers_refused_and_nothing_sent(
+    mover: Receiver, corpus: Corpus, storescp: StoreSCP
+) -> None:
+    bad = [
+        keys(QueryRetrieveLevel="STUDY"),  # no Study Instance UID: never "everything"
+        keys(QueryRetrieveLevel="STUDY", StudyInstanceUID="*"),
+        keys(QueryRetrieveLevel="PATIENT", PatientID="PID00*"),
+        keys(QueryRetrieveLevel="FRAME", StudyInstanceUID=corpus.studies[0]),
+        keys(StudyInstanceUID=corpus.studies[0]),
+    ]
+    for args in bad:
+        code, output = _movescu(mover.port, "STORESCP", "-P", *args)
+        assert code != 0, (args, output)
+        assert "Failed: UnableToProcess" in output, (args, output)
+    assert storescp.received() == {}
+
+
+def test_missing_blob_gives_b000_with_the_failed_uid(
+    intake: Intake, mover: Receiver, corpus: Corpus, storescp: StoreSCP
+) -> None:
+    from sqlalchemy import select
+
+    from dicomgate.archive.models import Instance
+
+    study = corpus.studies[0]
+    lost = corpus.instances[corpus.series[study][1]][0]
+    with intake.db.reader() as session:
+        key = session.scalars(
+            select(Instance.blob_key).where(Instance.sop_instance_uid == lost)
+        ).one()
+    intake.blobs.remove(key)
+    _, output = _movescu(
+        mover.port, "STORESCP", "-S", *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+    )
+    assert "Warning: SubOperationsCompleteOneOrMoreFailures" in output, output
+    assert len(storescp.received()) == 4 and lost not in storescp.received()
+    # pynetdicom as a second, real client shows the final identifier dcmtk does not print.
+    ae = AE(ae_title="PYMOVE")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate("127.0.0.1", mover.port, ae_title=AE_TITLE)
+    identifier = pydicom.Dataset()
+    identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", study
+    responses = list(
+        assoc.send_c_move(identifier, "STORESCP", StudyRootQueryRetrieveInformationModelMove)
+    )
+    assoc.release()
+    status, final = responses[-1]
+    assert status.Status == 0xB000
+    assert (status.NumberOfCompletedSuboperations, status.NumberOfFailedSuboperations) == (4, 1)
+    assert final.FailedSOPInstanceUIDList == lost
+    pending = [s for s, _ in responses[:-1]]
+    assert [s.NumberOfRemainingSuboperations for s in pending] == [4, 3, 2, 1, 0]
+
+
+def test_get_series_with_getscu(qr_scp: Receiver, corpus: Corpus, tmp_path: Path) -> None:
+    study = corpus.studies[0]
+    series = corpus.series[study][0]
+    out = tmp_path / "got"
+    out.mkdir()
+    done = run(
+        "getscu",
+        qr_scp.port,
+        "-S",
+        "+B",
+        "-od",
+        str(out),
+        *keys(QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID=series),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Number of Completed Suboperations : 3" in done.stderr
+    got = {str(pydicom.dcmread(p).SOPInstanceUID): p.read_bytes() for p in out.iterdir()}
+    assert sorted(got) == sorted(corpus.instances[series])
+    for uid, data in got.items():
+        assert _dataset_bytes(data) == _dataset_bytes(corpus.files[uid])
+
+
+def test_get_refused_without_unique_key(qr_scp: Receiver, corpus: Corpus, tmp_path: Path) -> None:
+    done = run(
+        "getscu", qr_scp.port, "-S", "-od", str(tmp_path), *keys(QueryRetrieveLevel="SERIES")
+    )
+    assert "Failed: UnableToProcess" in done.stderr, done.stderr  # getscu still exits 0
+    assert list(tmp_path.glob("*.dcm")) == []
+
+
+def test_move_to_orthanc(intake: Intake, corpus: Corpus, tmp_path: Path) -> None:
+    orthanc = start_orthanc(tmp_path / "orthanc")
+    try:
+        target = {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": orthanc.dicom_port}
+        server = serve(intake, destinations=[target])
+        try:
+            studies = "\\".join([*corpus.studies, corpus.jpeg_study])
+            code, output = _movescu(
+                server.port,
+                "ORTHANC",
+                "-S",
+                *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=studies),
+            )
+            assert code == 0, output
+        finally:
+            server.stop()
+        assert orthanc.instance_uids() == set(corpus.files)
+    finally:
+        orthanc.stop()
+
+
+def test_unreachable_destination_refused_with_a801(intake: Intake, corpus: Corpus) -> None:
+    from tests.conftest import _free_port
+
+    nobody = {"ae_title": "OFFLINE", "host": "127.0.0.1", "port": _free_port()}
+    server = serve(intake, destinations=[nobody])
+    try:
+        study = corpus.studies[1]
+        code, output = _movescu(
+            server.port, "OFFLINE", "-S", *keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+        )
+    finally:
+        server.stop()
+    assert code != 0 and "Refused: MoveDestinationUnknown" in output, output
