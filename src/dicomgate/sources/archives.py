@@ -13,29 +13,27 @@ with a clear message (a zip bomb is such an archive).
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import stat
-import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import IO, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dicomgate.errors import InvalidInputError
 
 _CHUNK = 1 << 20
-_TAR_OVERHEAD = 1 << 20  # headers and padding allowed beyond the entries' own bytes
-_MAX_TAR_METADATA = 1 << 20  # pax and GNU long-name headers
 
 
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+class Readable(Protocol):
+    """Anything with ``read(size)``: raw files and decompressing streams."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Return up to ``size`` bytes (all when negative); ``b""`` at the end."""
+        ...
 
 
 class ArchiveError(InvalidInputError):
@@ -105,13 +103,14 @@ def _normalise(name: str) -> str:
     return "/".join(parts) or name
 
 
-class _Keys:
+class EntryKeys:
     """Hands out unique keys for entry names."""
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
 
     def __call__(self, name: str) -> str:
+        """Return the key of the next entry called ``name``."""
         base = _normalise(name)
         count = self._seen.get(base, 0) + 1
         self._seen[base] = count
@@ -151,6 +150,8 @@ def _v7_checksum_ok(block: bytes) -> bool:
 
 def open_archive(path: Path, limits: ArchiveLimits) -> ArchiveReader:
     """Return a reader for the zip or tar file at ``path`` (format found from the content)."""
+    from dicomgate.sources.tar_archive import TarReader
+
     kind = sniff(path)
     if kind == "zip":
         return ZipReader(path, limits)
@@ -198,10 +199,10 @@ class ArchiveReader:
             if entry.problem:
                 continue
             if entry.size > self.limits.max_entry_bytes:
-                raise ArchiveLimitError(_entry_limit(entry.key, self.limits.max_entry_bytes))
+                raise ArchiveLimitError(entry_limit_message(entry.key, self.limits.max_entry_bytes))
             total += entry.size
         if total > self.limits.max_total_bytes:
-            raise ArchiveLimitError(_total_limit(self.limits.max_total_bytes))
+            raise ArchiveLimitError(total_limit_message(self.limits.max_total_bytes))
 
     def _count(self, count: int) -> None:
         if count > self.limits.max_entries:
@@ -210,21 +211,24 @@ class ArchiveReader:
             )
 
 
-def _entry_limit(key: str, cap: int) -> str:
+def entry_limit_message(key: str, cap: int) -> str:
+    """Return the message of an entry over the per-entry cap."""
     return f"entry {key!r} decompresses beyond the per-entry limit of {cap} bytes (a zip bomb?)"
 
 
-def _total_limit(cap: int) -> str:
+def total_limit_message(cap: int) -> str:
+    """Return the message of an archive over the total cap."""
     return f"the archive decompresses beyond the total limit of {cap} bytes (a zip bomb?)"
 
 
-def _read_capped(stream: IO[bytes], key: str, cap: int) -> bytes:
+def read_capped(stream: IO[bytes], key: str, cap: int) -> bytes:
+    """Read ``stream`` to its end, refusing more than ``cap`` bytes."""
     chunks: list[bytes] = []
     size = 0
     while chunk := stream.read(_CHUNK):
         size += len(chunk)
         if size > cap:
-            raise ArchiveLimitError(_entry_limit(key, cap))
+            raise ArchiveLimitError(entry_limit_message(key, cap))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -261,7 +265,7 @@ class ZipReader(ArchiveReader):
     def _infos(self, zf: zipfile.ZipFile) -> list[tuple[Entry, zipfile.ZipInfo]]:
         infos = zf.infolist()
         self._count(len(infos))
-        keys = _Keys()
+        keys = EntryKeys()
         return [
             (Entry(keys(i.filename), i.filename, i.file_size, _zip_problem(i)), i)
             for i in infos
@@ -299,157 +303,14 @@ class ZipReader(ArchiveReader):
                     continue
                 total += len(data)
                 if total > self.limits.max_total_bytes:
-                    raise ArchiveLimitError(_total_limit(self.limits.max_total_bytes))
+                    raise ArchiveLimitError(total_limit_message(self.limits.max_total_bytes))
                 yield entry, data
 
     def _read_one(self, zf: zipfile.ZipFile, entry: Entry, info: zipfile.ZipInfo) -> bytes:
         try:
             with zf.open(info) as stream:
-                return _read_capped(stream, entry.key, self.limits.max_entry_bytes)
+                return read_capped(stream, entry.key, self.limits.max_entry_bytes)
         except ArchiveLimitError:
             raise
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
             raise ArchiveError(f"entry {entry.key!r} is corrupt: {exc}") from exc
-
-
-class _TarGuard:
-    """A read-only tar stream that caps the bytes handed out and the size of metadata headers.
-
-    It follows the 512-byte block structure as the bytes pass, so that a pax or GNU long-name
-    header declaring gigabytes is refused before ``tarfile`` tries to hold it in memory.
-    """
-
-    def __init__(self, raw: _Readable, budget: int, message: str) -> None:
-        self._raw = raw
-        self._left = budget
-        self._message = message
-        self._skip = 0
-        self._header = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0 or size > self._left:
-            size = self._left + 1
-        data = self._raw.read(size)
-        self._left -= len(data)
-        if self._left < 0:
-            raise ArchiveLimitError(self._message)
-        self._scan(data)
-        return data
-
-    def _scan(self, data: bytes) -> None:
-        at = 0
-        while at < len(data):
-            if self._skip:
-                step = min(self._skip, len(data) - at)
-                self._skip -= step
-                at += step
-                continue
-            need = 512 - len(self._header)
-            self._header += data[at : at + need]
-            at += need
-            if len(self._header) == 512:
-                self._skip = _header_data_size(self._header)
-                self._header = b""
-
-
-def _header_data_size(block: bytes) -> int:
-    """Return the padded size of the data after a tar header block; refuse huge metadata."""
-    field = block[124:136]
-    if field[:1] and field[0] & 0x80:
-        size = int.from_bytes(field[1:], "big")
-    else:
-        try:
-            size = int(field.split(b"\x00")[0].strip() or b"0", 8)
-        except ValueError:
-            return 0  # not a header tarfile can read either: it reports the corruption
-    if block[156:157] in (b"x", b"g", b"L", b"K") and size > _MAX_TAR_METADATA:
-        raise ArchiveLimitError(f"a tar metadata header declares {size} bytes (a tar bomb?)")
-    return (size + 511) // 512 * 512
-
-
-_TAR_TYPES = (
-    (tarfile.TarInfo.issym, "symbolic link entry (not followed)"),
-    (tarfile.TarInfo.islnk, "hard link entry (not followed)"),
-    (tarfile.TarInfo.ischr, "device entry"),
-    (tarfile.TarInfo.isblk, "device entry"),
-    (tarfile.TarInfo.isfifo, "FIFO entry"),
-)
-
-
-def _tar_problem(member: tarfile.TarInfo) -> str:
-    problem = name_problem(member.name)
-    if problem:
-        return problem
-    for test, reason in _TAR_TYPES:
-        if test(member):
-            return reason
-    return "" if member.isfile() else "unsupported entry type"
-
-
-def _decompressed(kind: str, raw: BinaryIO) -> _Readable:
-    if kind == "tar.gz":
-        return gzip.GzipFile(fileobj=raw)
-    if kind == "tar.bz2":
-        return bz2.BZ2File(raw)
-    if kind == "tar.xz":
-        return lzma.LZMAFile(raw)
-    return raw
-
-
-class TarReader(ArchiveReader):
-    """A tar file, plain or compressed, read as a stream (never seeked, never extracted)."""
-
-    def __init__(self, path: Path, limits: ArchiveLimits, kind: str) -> None:
-        super().__init__(path, limits)
-        self.kind = kind
-
-    def _members(self) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-        budget = self.limits.max_total_bytes + _TAR_OVERHEAD + 1024 * self.limits.max_entries
-        with self.path.open("rb") as raw:
-            message = _total_limit(self.limits.max_total_bytes)
-            capped = _TarGuard(_decompressed(self.kind, raw), budget, message)
-            try:
-                with tarfile.open(fileobj=capped, mode="r|") as tf:  # type: ignore[call-overload]
-                    total = 0
-                    for count, member in enumerate(tf, start=1):
-                        self._count(count)
-                        total += self._check_member(member)
-                        if total > self.limits.max_total_bytes:
-                            raise ArchiveLimitError(message)
-                        yield tf, member
-            except ArchiveLimitError:
-                raise
-            except (tarfile.TarError, zlib.error, EOFError, OSError, lzma.LZMAError) as exc:
-                raise ArchiveError(f"corrupt {self.kind} file: {exc}") from exc
-
-    def _check_member(self, member: tarfile.TarInfo) -> int:
-        """Refuse a regular member declaring more than the per-entry cap; return its size."""
-        if not member.isfile() or _tar_problem(member):
-            return 0
-        if member.size > self.limits.max_entry_bytes:
-            raise ArchiveLimitError(_entry_limit(member.name, self.limits.max_entry_bytes))
-        return int(member.size)
-
-    def entries(self) -> list[Entry]:
-        """Return every non-directory entry, refused ones with their problem."""
-        keys = _Keys()
-        entries = [
-            Entry(keys(m.name), m.name, m.size, _tar_problem(m))
-            for _, m in self._members()
-            if not m.isdir()
-        ]
-        self._check_declared(entries)
-        return entries
-
-    def read(self, wanted: set[str]) -> Iterator[tuple[Entry, bytes]]:
-        """Yield the wanted regular entries with their bytes, one at a time."""
-        keys = _Keys()
-        for tf, member in self._members():
-            if member.isdir():
-                continue
-            entry = Entry(keys(member.name), member.name, member.size, _tar_problem(member))
-            if entry.problem or entry.key not in wanted:
-                continue
-            stream = tf.extractfile(member)
-            assert stream is not None  # a regular file member always has a stream
-            yield entry, _read_capped(stream, entry.key, self.limits.max_entry_bytes)

@@ -1,0 +1,193 @@
+"""Watched import folders: each subfolder or loose file dropped in is one import once stable.
+
+A drop is stable when nothing in it (names, sizes, mtimes, types) changed for ``stable_for``
+seconds. It is then *claimed*: moved (one atomic rename) into ``processing/<claim>/`` with a
+``claim.json`` beside it, so that later drops under the same name never mix with it, and an
+import job is submitted for it. The claim file records the job id once it is known; after a
+restart, a claim without a job id is submitted again and a claim with one is left to the job
+engine, which resumes the job. The job itself moves or removes each file once its outcome is
+committed (see :mod:`dicomgate.sources.folder_job`); nothing here deletes data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dicomgate.sources.config import WatchFolder
+
+log = logging.getLogger(__name__)
+
+CLAIM_FILE = "claim.json"
+Submit = Callable[[dict[str, Any]], str]
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """Return what must stay unchanged for a drop to count as stable (links not followed)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return ()
+    rows = [("", info.st_mode, info.st_size, info.st_mtime_ns)]
+    stack = [(path, "")] if stat.S_ISDIR(info.st_mode) else []
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            key = f"{prefix}{entry.name}"
+            rows.append((key, st.st_mode, st.st_size, st.st_mtime_ns))
+            if stat.S_ISDIR(st.st_mode):
+                stack.append((Path(entry.path), f"{key}/"))
+    return tuple(sorted(rows))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` durably: temp file, fsync, rename, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Seen:
+    fingerprint: Fingerprint
+    since: float
+
+
+def job_params(folder: WatchFolder, claim: Path, name: str) -> dict[str, Any]:
+    """Return the parameters of the import job of one claimed drop."""
+    return {
+        "root": str(claim / name),
+        "claim": str(claim),
+        "name": name,
+        "project": folder.project,
+        "after_import": folder.after_import.value,
+        "non_dicom": folder.non_dicom.value,
+        "done": str(folder.done),
+        "rejected": str(folder.rejected),
+    }
+
+
+class FolderWatcher:
+    """Polls import folders, claims stable drops and submits one import job per drop.
+
+    Parameters
+    ----------
+    folders
+        The configured import folders.
+    stable_for
+        Seconds without any change before a drop is imported.
+    submit
+        Submits an import job with the given parameters and returns its id.
+    clock
+        Monotonic seconds (tests may pass their own).
+    """
+
+    def __init__(
+        self,
+        folders: list[WatchFolder],
+        stable_for: float,
+        submit: Submit,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.folders = folders
+        self.stable_for = stable_for
+        self.submit = submit
+        self.clock = clock
+        self._seen: dict[Path, _Seen] = {}
+        for folder in folders:
+            for path in (folder.path, folder.processing):
+                path.mkdir(parents=True, exist_ok=True)
+
+    def poll(self) -> list[str]:
+        """Make one pass over every folder; return the ids of the jobs submitted."""
+        submitted: list[str] = []
+        for folder in self.folders:
+            submitted.extend(self._resume(folder))
+            for path in self._drops(folder):
+                if self._stable(path):
+                    submitted.append(self._claim(folder, path))
+        return submitted
+
+    def _drops(self, folder: WatchFolder) -> list[Path]:
+        reserved = {p.resolve() for p in (folder.done, folder.rejected, folder.processing)}
+        try:
+            names = sorted(os.listdir(folder.path))
+        except OSError as exc:
+            log.warning("import folder cannot be listed (%s)", type(exc).__name__)
+            return []
+        drops = [folder.path / n for n in names if not n.startswith(".")]
+        present = [p for p in drops if p.resolve() not in reserved or p.is_symlink()]
+        for gone in [p for p in self._seen if p.parent == folder.path and p not in present]:
+            del self._seen[gone]
+        return present
+
+    def _stable(self, path: Path) -> bool:
+        now, current = self.clock(), fingerprint(path)
+        seen = self._seen.get(path)
+        if seen is None or seen.fingerprint != current:
+            self._seen[path] = _Seen(current, now)
+            return False
+        return now - seen.since >= self.stable_for
+
+    def _claim(self, folder: WatchFolder, path: Path) -> str:
+        claim = folder.processing / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+        claim.mkdir(parents=True)
+        _write_json(claim / CLAIM_FILE, {"name": path.name, "job_id": None})
+        path.rename(claim / path.name)
+        _fsync_dir(claim)
+        _fsync_dir(folder.path)
+        self._seen.pop(path, None)
+        return self._submit(folder, claim, path.name)
+
+    def _submit(self, folder: WatchFolder, claim: Path, name: str) -> str:
+        job_id = self.submit(job_params(folder, claim, name))
+        _write_json(claim / CLAIM_FILE, {"name": name, "job_id": job_id})
+        log.info("watched folder: claim %s is import job %s", claim.name, job_id)
+        return job_id
+
+    def _resume(self, folder: WatchFolder) -> list[str]:
+        """Submit the claims a crash left without a job; drop claims whose drop never moved."""
+        submitted = []
+        for claim in sorted(p for p in folder.processing.iterdir() if p.is_dir()):
+            try:
+                state = json.loads((claim / CLAIM_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # not a claim of ours: leave it alone
+            if state.get("job_id"):
+                continue
+            name = str(state.get("name", ""))
+            if name and os.path.lexists(claim / name):
+                submitted.append(self._submit(folder, claim, name))
+            else:  # the crash came before the rename: the drop is still in the folder
+                (claim / CLAIM_FILE).unlink()
+                claim.rmdir()
+        return submitted
