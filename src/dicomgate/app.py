@@ -18,8 +18,12 @@ from dicomgate.archive.migrate import upgrade
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
+from dicomgate.jobs import Jobs
+from dicomgate.jobs.api import create_jobs_router
+from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
+from dicomgate.sources.inbox_api import create_inbox_router
 from dicomgate.sources.scp import Receiver
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,16 @@ def open_intake(settings: Settings) -> Intake:
     )
 
 
+def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
+    """Return the jobs facade: on the configured Huey queue, or inline (``queue=False``)."""
+    from dicomgate.sources import files  # noqa: F401  (registers the import_files job kind)
+
+    if not queue:
+        return Jobs(intake, settings.jobs)
+    huey = make_huey(settings.jobs, settings.data_dir, settings.effective_database_url)
+    return Jobs(intake, settings.jobs, Queue(huey))
+
+
 @dataclass
 class Service:
     """Everything ``dicomgate serve`` runs, started and stopped together."""
@@ -50,15 +64,20 @@ class Service:
     intake: Intake
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
+    jobs: Jobs = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
 
+    def __post_init__(self) -> None:
+        self.jobs = open_jobs(self.settings, self.intake)
+
     def start(self) -> None:
-        """Reconcile, then start the DICOM receiver and the spine thread."""
+        """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
         self.receiver = Receiver(self.settings, self.intake)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
+        self.jobs.start()
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
@@ -71,8 +90,9 @@ class Service:
                 log.exception("spine pass failed; retrying at the next interval")
 
     def stop(self) -> None:
-        """Stop the receiver and the spine."""
+        """Stop the job workers, the receiver and the spine."""
         self._stop.set()
+        self.jobs.stop()
         if self.receiver:
             self.receiver.stop()
         if self._spine:
@@ -92,5 +112,9 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
     app.include_router(create_api(service.intake.db, service.intake.blobs))
+    app.include_router(create_jobs_router(service.jobs))
+    app.include_router(
+        create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root)
+    )
     install_error_handlers(app)
     return app

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from dicomgate.errors import ConfigError
+from dicomgate.jobs.config import JobsConfig
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
 
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
     stability_check_interval: float = Field(default=1.0, gt=0)
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod
