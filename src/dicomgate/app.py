@@ -24,7 +24,10 @@ from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
 from dicomgate.sources.inbox_api import create_inbox_router
+from dicomgate.sources.media_api import create_media_router
 from dicomgate.sources.scp import Receiver
+from dicomgate.sources.upload_api import create_upload_router
+from dicomgate.sources.watch import start_watcher
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,11 @@ def open_intake(settings: Settings) -> Intake:
 
 def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
     """Return the jobs facade: on the configured Huey queue, or inline (``queue=False``)."""
-    from dicomgate.sources import files  # noqa: F401  (registers the import_files job kind)
+    from dicomgate.sources import (  # noqa: F401  (register source job kinds)
+        files,
+        folder_job,
+        handlers,
+    )
 
     if not queue:
         return Jobs(intake, settings.jobs)
@@ -67,6 +74,7 @@ class Service:
     jobs: Jobs = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
+    _watcher: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         self.jobs = open_jobs(self.settings, self.intake)
@@ -78,6 +86,7 @@ class Service:
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
         self.jobs.start()
+        self._watcher = start_watcher(self.settings.sources, self.jobs, self._stop)
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
@@ -97,6 +106,8 @@ class Service:
             self.receiver.stop()
         if self._spine:
             self._spine.join(timeout=10)
+        if self._watcher:
+            self._watcher.join(timeout=10)
 
 
 def create_app(service: Service) -> FastAPI:
@@ -116,5 +127,9 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(
         create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root)
     )
+    sources = service.settings.sources
+    spool = sources.upload_dir or service.settings.data_dir / "uploads"
+    app.include_router(create_upload_router(service.jobs, service.intake.db, sources, spool))
+    app.include_router(create_media_router(service.jobs, service.intake.db, sources.media_roots))
     install_error_handlers(app)
     return app

@@ -7,7 +7,8 @@
     ├── NotFoundError               the resource does not exist (or the caller may not see it)
     ├── ConflictError               the request conflicts with the current state
     ├── InvalidInputError           bad input from outside: the client must fix it
-    │   └── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
+    │   ├── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
+    │   └── PayloadTooLargeError    a body over the configured size cap
     ├── StorageError                the archive could not make the data durable (retriable)
     │   └── StorageFullError        no space left
     └── PermanentError / RetriableError   job steps: never retried / retried with backoff
@@ -46,6 +47,10 @@ class RejectedInstanceError(InvalidInputError):
         self.reason = reason
 
 
+class PayloadTooLargeError(InvalidInputError):
+    """A request body is larger than the configured cap."""
+
+
 class StorageError(DicomgateError):
     """The archive could not make data durable; the caller may retry."""
 
@@ -74,6 +79,7 @@ _DIMSE_STORE_STATUS: list[tuple[type[Exception], int]] = [
 _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404),
     (ConflictError, 409),
+    (PayloadTooLargeError, 413),
     (InvalidInputError, 400),
     (ConfigError, 400),
     (StorageFullError, 507),

@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig
+from dicomgate.sources.config import SourcesConfig
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
 
@@ -69,6 +70,7 @@ class Settings(BaseSettings):
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod

@@ -81,3 +81,4 @@ class SourcesConfig(BaseModel):
     upload_dir: Path | None = None
     max_upload_bytes: int = Field(default=64 << 30, ge=1)
     archive: ArchiveLimits = Field(default_factory=ArchiveLimits)
+    media_roots: list[Path] = Field(default_factory=list)

@@ -15,14 +15,23 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dicomgate.sources.config import WatchFolder
+from sqlalchemy import select
+
+from dicomgate.archive.models import Project
+from dicomgate.errors import ConfigError
+from dicomgate.sources.config import SourcesConfig, WatchFolder
+
+if TYPE_CHECKING:
+    from dicomgate.db import Database
+    from dicomgate.jobs import Jobs
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +142,9 @@ class FolderWatcher:
         for folder in self.folders:
             submitted.extend(self._resume(folder))
             for path in self._drops(folder):
-                if self._stable(path):
-                    submitted.append(self._claim(folder, path))
+                job_id = self._claim(folder, path) if self._stable(path) else None
+                if job_id is not None:
+                    submitted.append(job_id)
         return submitted
 
     def _drops(self, folder: WatchFolder) -> list[Path]:
@@ -158,11 +168,16 @@ class FolderWatcher:
             return False
         return now - seen.since >= self.stable_for
 
-    def _claim(self, folder: WatchFolder, path: Path) -> str:
+    def _claim(self, folder: WatchFolder, path: Path) -> str | None:
         claim = folder.processing / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
         claim.mkdir(parents=True)
         _write_json(claim / CLAIM_FILE, {"name": path.name, "job_id": None})
-        path.rename(claim / path.name)
+        try:
+            path.rename(claim / path.name)
+        except FileNotFoundError:  # another node claimed it first, or it was taken away
+            (claim / CLAIM_FILE).unlink()
+            claim.rmdir()
+            return None
         _fsync_dir(claim)
         _fsync_dir(folder.path)
         self._seen.pop(path, None)
@@ -191,3 +206,47 @@ class FolderWatcher:
                 (claim / CLAIM_FILE).unlink()
                 claim.rmdir()
         return submitted
+
+
+def check_projects(folders: list[WatchFolder], db: Database) -> None:
+    """Fail at start when a watched folder names a project that does not exist.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option of the first folder whose project is unknown.
+    """
+    with db.reader() as session:
+        known = set(session.scalars(select(Project.id)))
+    for index, folder in enumerate(folders):
+        if folder.project not in known:
+            raise ConfigError(
+                f"sources.watch.{index}.project: no such project {folder.project!r}"
+                " (declare it under projects)"
+            )
+
+
+def start_watcher(
+    config: SourcesConfig, jobs: Jobs, stop: threading.Event
+) -> threading.Thread | None:
+    """Start the thread polling the configured import folders (None when there are none)."""
+    if not config.watch:
+        return None
+    from dicomgate.sources.folder_job import KIND
+
+    check_projects(config.watch, jobs.db)
+
+    watcher = FolderWatcher(config.watch, config.stable_for, lambda p: jobs.submit(KIND, p))
+
+    def loop() -> None:
+        while True:
+            try:
+                watcher.poll()
+            except Exception:
+                log.exception("watched folder pass failed; trying again at the next interval")
+            if stop.wait(config.poll_interval):
+                return
+
+    thread = threading.Thread(target=loop, name="folder-watcher", daemon=True)
+    thread.start()
+    return thread
