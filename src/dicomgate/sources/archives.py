@@ -109,9 +109,15 @@ class EntryKeys:
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
 
+    def entry(self, name: str, size: int, problem: str) -> Entry:
+        """Return the entry called ``name``; a refused one keeps its name as given."""
+        return Entry(self._unique(name if problem else _normalise(name)), name, size, problem)
+
     def __call__(self, name: str) -> str:
         """Return the key of the next entry called ``name``."""
-        base = _normalise(name)
+        return self._unique(_normalise(name))
+
+    def _unique(self, base: str) -> str:
         count = self._seen.get(base, 0) + 1
         self._seen[base] = count
         return base if count == 1 else f"{base}#{count}"
@@ -267,7 +273,7 @@ class ZipReader(ArchiveReader):
         self._count(len(infos))
         keys = EntryKeys()
         return [
-            (Entry(keys(i.filename), i.filename, i.file_size, _zip_problem(i)), i)
+            (keys.entry(i.filename, i.file_size, _zip_problem(i)), i)
             for i in infos
             if not i.is_dir()
         ]

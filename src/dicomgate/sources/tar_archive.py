@@ -156,9 +156,7 @@ class TarReader(ArchiveReader):
         """Return every non-directory entry, refused ones with their problem."""
         keys = EntryKeys()
         entries = [
-            Entry(keys(m.name), m.name, m.size, _tar_problem(m))
-            for _, m in self._members()
-            if not m.isdir()
+            keys.entry(m.name, m.size, _tar_problem(m)) for _, m in self._members() if not m.isdir()
         ]
         self._check_declared(entries)
         return entries
@@ -169,7 +167,7 @@ class TarReader(ArchiveReader):
         for tf, member in self._members():
             if member.isdir():
                 continue
-            entry = Entry(keys(member.name), member.name, member.size, _tar_problem(member))
+            entry = keys.entry(member.name, member.size, _tar_problem(member))
             if entry.problem or entry.key not in wanted:
                 continue
             stream = tf.extractfile(member)
