@@ -130,6 +130,6 @@ def create_app(service: Service) -> FastAPI:
     sources = service.settings.sources
     spool = sources.upload_dir or service.settings.data_dir / "uploads"
     app.include_router(create_upload_router(service.jobs, service.intake.db, sources, spool))
-    app.include_router(create_media_router(service.jobs, service.intake.db, sources.media_roots))
+    app.include_router(create_media_router(service.jobs, service.intake.db, sources))
     install_error_handlers(app)
     return app

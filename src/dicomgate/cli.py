@@ -84,7 +84,7 @@ def import_(
 
     settings = _settings(config)
     jobs = open_jobs(settings, open_intake(settings), queue=False)
-    job_id = submit_import(jobs, paths, study, series)
+    job_id = submit_import(jobs, paths, study, series, settings.sources.import_workers)
     job = run_with_progress(jobs, job_id)
     counts: Counter[Outcome] = Counter()
     problems: list[tuple[Path, str]] = []

@@ -27,14 +27,17 @@ console = Console()
 err = Console(stderr=True)
 
 
-def submit_import(jobs: Jobs, paths: list[Path], study: str | None, series: str | None) -> str:
+def submit_import(
+    jobs: Jobs, paths: list[Path], study: str | None, series: str | None, workers: int = 2
+) -> str:
     """Submit the import of ``paths``: through the DICOMDIR of a media folder, else as files."""
     from dicomgate.sources.files import KIND
     from dicomgate.sources.handlers import MEDIA, media_params
 
     media = len(paths) == 1 and paths[0].is_dir() and not paths[0].is_symlink()
     if media and find_dicomdir(paths[0]) is not None:
-        return jobs.submit(MEDIA, media_params(paths[0].resolve(), None, study, series))
+        params = media_params(paths[0].resolve(), None, study, series, workers)
+        return jobs.submit(MEDIA, params)
     if study or series:
         err.print("[red]--study and --series need one folder holding a DICOMDIR[/]")
         raise typer.Exit(2)

@@ -155,6 +155,7 @@ def handle(ctx: JobContext) -> None:
             plan,
             lambda item: ctx.origin(OriginKind.FOLDER, project=project, import_path=item.key),
             mover.after,
+            workers=int(ctx.params.get("workers", 1)),
         )
         if ctx.cancelled():
             return

@@ -27,10 +27,20 @@ BODY = "body"
 
 
 def media_params(
-    path: Path, project: str | None, study: str | None = None, series: str | None = None
+    path: Path,
+    project: str | None,
+    study: str | None = None,
+    series: str | None = None,
+    workers: int = 2,
 ) -> dict[str, Any]:
     """Return the parameters of a media import job."""
-    return {"path": str(path), "project": project, "study": study, "series": series}
+    return {
+        "path": str(path),
+        "project": project,
+        "study": study,
+        "series": series,
+        "workers": workers,
+    }
 
 
 @register(MEDIA)
@@ -48,6 +58,7 @@ def handle_media(ctx: JobContext) -> None:
         ctx,
         plan,
         lambda item: ctx.origin(OriginKind.DICOMDIR, project=project, import_path=item.key),
+        workers=int(params.get("workers", 1)),
     )
 
 
@@ -82,6 +93,7 @@ def handle_upload(ctx: JobContext) -> None:
             ctx,
             _spooled_plan(spool),
             lambda item: ctx.origin(OriginKind.UPLOAD, project=project, import_path=item.key),
+            workers=int(params.get("workers", 1)),
         )
     _remove_spool(ctx, spool)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -188,8 +189,9 @@ def run_files(
     plan: list[Planned],
     origin: Callable[[Planned], Origin],
     after: Callable[[Planned, Recorded], None] | None = None,
+    workers: int = 1,
 ) -> Counter[ItemOutcome]:
-    """Declare ``plan`` to the job, then receive every item still pending, in plan order.
+    """Declare ``plan`` to the job, then receive every item still pending.
 
     Parameters
     ----------
@@ -201,6 +203,8 @@ def run_files(
         The origin of each received file.
     after
         Called once an item's outcome is committed (watched folders move the file then).
+    workers
+        Threads receiving at once (reads, hashing and fsyncs overlap; commits stay serial).
 
     Returns
     -------
@@ -209,19 +213,36 @@ def run_files(
     """
     ctx.expect(item.key for item in plan)
     pending = set(ctx.pending())
-    counts: Counter[ItemOutcome] = Counter()
-    for item in plan:
-        if item.key not in pending:
-            continue
+    todo = [item for item in plan if item.key in pending]
+
+    def one(item: Planned) -> ItemOutcome | None:
         if ctx.cancelled():
-            ctx.log("cancelled; the remaining items stay pending")
-            break
+            return None
         recorded = receive_planned(ctx, item, origin(item))
         if after is not None:
             after(item, recorded)
-        counts[recorded[0]] += 1
-    ctx.log(f"{counts.total()} items processed, {len(plan) - counts.total()} were done already")
+        return recorded[0]
+
+    counts: Counter[ItemOutcome] = Counter(o for o in _run_all(one, todo, workers) if o)
+    if ctx.cancelled():
+        ctx.log("cancelled; the remaining items stay pending")
+    ctx.log(f"{counts.total()} items processed, {len(plan) - len(todo)} were done already")
     return counts
+
+
+def _run_all(
+    work: Callable[[Planned], ItemOutcome | None], items: list[Planned], workers: int
+) -> list[ItemOutcome | None]:
+    """Apply ``work`` to every item, on ``workers`` threads; the first error stops the rest."""
+    if workers <= 1 or len(items) < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(workers, thread_name_prefix="import") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def keys(plan: Iterable[Planned]) -> list[str]:

@@ -21,6 +21,7 @@ from dicomgate.db import Database
 from dicomgate.errors import InvalidInputError, NotFoundError
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.api import job_url
+from dicomgate.sources.config import SourcesConfig
 from dicomgate.sources.dicomdir import (
     MISSING,
     Media,
@@ -137,18 +138,21 @@ def resolve_media_path(roots: list[Path], path: str) -> Path:
     return resolved
 
 
-def _submit(jobs: Jobs, db: Database, roots: list[Path], body: MediaImport) -> str:
+def _submit(jobs: Jobs, db: Database, config: SourcesConfig, body: MediaImport) -> str:
+    roots = config.media_roots
     root = resolve_media_path(roots, body.path)
     with db.reader() as session:
         if session.scalar(select(Project.id).where(Project.id == body.project)) is None:
             raise NotFoundError(f"no such project: {body.project}")
     if (body.study or body.series) and find_dicomdir(root) is None:
         raise InvalidInputError("study and series filters need a folder holding a DICOMDIR")
-    return jobs.submit(MEDIA, media_params(root, body.project, body.study, body.series))
+    params = media_params(root, body.project, body.study, body.series, config.import_workers)
+    return jobs.submit(MEDIA, params)
 
 
-def create_media_router(jobs: Jobs, db: Database, roots: list[Path]) -> APIRouter:
+def create_media_router(jobs: Jobs, db: Database, config: SourcesConfig) -> APIRouter:
     """Return the router of ``GET /api/media`` and ``POST /api/imports/media``."""
+    roots = config.media_roots
     router = APIRouter(tags=["imports"])
 
     @router.get("/api/media", response_model=MediaOut)
@@ -159,7 +163,7 @@ def create_media_router(jobs: Jobs, db: Database, roots: list[Path]) -> APIRoute
     @router.post("/api/imports/media", status_code=202)
     async def import_media(body: MediaImport) -> JSONResponse:
         """Import a server-side folder through its DICOMDIR (or a scan) as a job."""
-        job_id = await run_in_threadpool(_submit, jobs, db, roots, body)
+        job_id = await run_in_threadpool(_submit, jobs, db, config, body)
         url = job_url(job_id)
         return JSONResponse(
             {"job_id": job_id, "url": url}, status_code=202, headers={"Location": url}

@@ -199,6 +199,7 @@ def create_upload_router(jobs: Jobs, db: Database, config: SourcesConfig, spool:
             "archive": archive,
             "limits": config.archive.model_dump(),
             "bytes": target.size,
+            "workers": config.import_workers,
         }
         job_id = await run_in_threadpool(jobs.submit, UPLOAD, params, None)
         url = job_url(job_id)

@@ -91,7 +91,7 @@ class _Seen:
     since: float
 
 
-def job_params(folder: WatchFolder, claim: Path, name: str) -> dict[str, Any]:
+def job_params(folder: WatchFolder, claim: Path, name: str, workers: int = 1) -> dict[str, Any]:
     """Return the parameters of the import job of one claimed drop."""
     return {
         "root": str(claim / name),
@@ -102,6 +102,7 @@ def job_params(folder: WatchFolder, claim: Path, name: str) -> dict[str, Any]:
         "non_dicom": folder.non_dicom.value,
         "done": str(folder.done),
         "rejected": str(folder.rejected),
+        "workers": workers,
     }
 
 
@@ -118,6 +119,8 @@ class FolderWatcher:
         Submits an import job with the given parameters and returns its id.
     clock
         Monotonic seconds (tests may pass their own).
+    workers
+        Threads each import job receives with.
     """
 
     def __init__(
@@ -126,8 +129,10 @@ class FolderWatcher:
         stable_for: float,
         submit: Submit,
         clock: Callable[[], float] = time.monotonic,
+        workers: int = 1,
     ) -> None:
         self.folders = folders
+        self.workers = workers
         self.stable_for = stable_for
         self.submit = submit
         self.clock = clock
@@ -184,7 +189,7 @@ class FolderWatcher:
         return self._submit(folder, claim, path.name)
 
     def _submit(self, folder: WatchFolder, claim: Path, name: str) -> str:
-        job_id = self.submit(job_params(folder, claim, name))
+        job_id = self.submit(job_params(folder, claim, name, self.workers))
         _write_json(claim / CLAIM_FILE, {"name": name, "job_id": job_id})
         log.info("watched folder: claim %s is import job %s", claim.name, job_id)
         return job_id
@@ -236,7 +241,12 @@ def start_watcher(
 
     check_projects(config.watch, jobs.db)
 
-    watcher = FolderWatcher(config.watch, config.stable_for, lambda p: jobs.submit(KIND, p))
+    watcher = FolderWatcher(
+        config.watch,
+        config.stable_for,
+        lambda p: jobs.submit(KIND, p),
+        workers=config.import_workers,
+    )
 
     def loop() -> None:
         while True:
