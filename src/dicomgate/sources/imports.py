@@ -171,7 +171,7 @@ def receive_bytes(
     detail: dict[str, Any] = {"intake": result.outcome.value, "disagrees": differ}
     detail["record"] = listed.expected
     ctx.record(key, outcome_of(result), result.reason or reason, detail)
-    ctx.log(f"{key}: {reason}")
+    ctx.log(f"a DICOMDIR record disagrees with its file on {', '.join(differ)} (see the item)")
     return outcome_of(result), result.reason or reason
 
 

@@ -1,6 +1,6 @@
 """Benchmark: folder import through the watched folder and through ``dicomgate import``.
 
-Usage: .venv/bin/python bench/bench_import.py [--small N] [--large N]
+Usage: .venv/bin/python bench/bench_sources.py [--small N] [--large N]
 
 Generates the benchmark corpus (bench_store's CT-like instances, headers from ct_corpus.py),
 then, in the same run and on the same files:
