@@ -63,6 +63,9 @@ def serve(config: ConfigOption = None) -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
+        # Open event streams would hold the shutdown until their job ends; cut them after 5 s
+        # so the job workers stop and hand their jobs back.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any, NoReturn
@@ -46,9 +47,20 @@ class JobContext:
         The stores ``receive()`` writes to (its ``db`` also holds the job tables).
     resumed
         True when an earlier run of this job started and did not finish (crash or retry).
+    stopping
+        Set when the worker shuts down; ``cancelled()`` is then True so the handler returns,
+        and the engine hands the job back instead of ending it.
     """
 
-    def __init__(self, job: Job, intake: Intake, resumed: bool = False) -> None:
+    cancel_poll_seconds = _CANCEL_POLL_SECONDS
+
+    def __init__(
+        self,
+        job: Job,
+        intake: Intake,
+        resumed: bool = False,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.job_id: str = job.id
         self.kind: str = job.kind
         self.params: dict[str, Any] = dict(job.params)
@@ -58,6 +70,7 @@ class JobContext:
         self._db = intake.db
         self._cancel_checked = 0.0
         self._cancelled = False
+        self._stopping = stopping or threading.Event()
 
     @property
     def planned(self) -> bool:
@@ -115,9 +128,14 @@ class JobContext:
         return Origin(kind=OriginKind(kind), job_id=self.job_id, **fields)
 
     def cancelled(self) -> bool:
-        """Return True once someone asked to cancel this job (checked at most every 0.25 s)."""
+        """Return True once asked to cancel this job (or the worker shuts down): stop then.
+
+        The request is read from the database at most every ``cancel_poll_seconds``.
+        """
+        if self._stopping.is_set():
+            return True
         now = time.monotonic()
-        if not self._cancelled and now - self._cancel_checked >= _CANCEL_POLL_SECONDS:
+        if not self._cancelled and now - self._cancel_checked >= self.cancel_poll_seconds:
             self._cancel_checked = now
             with self._db.reader() as session:
                 query = select(Job.cancel_requested).where(Job.id == self.job_id)

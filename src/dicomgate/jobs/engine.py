@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # Called with (job_id, delay in seconds or None) to have the job run (again).
 Schedule = Callable[[str, float | None], None]
 _EARLY = dt.timedelta(seconds=1)  # a scheduled run may fire this much before resume_at
+# A PENDING job untouched for this many leases may have lost its task: schedule it again
+# (a duplicate task costs one claim query).
+_PENDING_LEASES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +97,16 @@ class Engine:
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Set when the process shuts down: handlers see cancelled() and the run is released.
+        self.stopping = threading.Event()
         self._beat: threading.Thread | None = None
 
     # -- one run -------------------------------------------------------------------------
 
     def run(self, job_id: str) -> None:
         """Run the job if it can be claimed now; otherwise do nothing (a duplicate task)."""
+        if self.stopping.is_set():
+            return  # still PENDING: the recovery pass of a running node schedules it again
         claimed = self._claim(job_id)
         if claimed is None:
             return
@@ -123,7 +130,7 @@ class Engine:
             job.message = "resumed" if resumed else "running"
             store.append_log(session, job_id, f"run started on {self.worker}")
             session.flush()
-            return JobContext(job, self.intake, resumed)
+            return JobContext(job, self.intake, resumed, self.stopping)
 
     def _claimable(self, job: Job, now: dt.datetime) -> bool:
         status = JobStatus(job.status)
@@ -153,7 +160,22 @@ class Engine:
             log.exception("job %s: handler raised %s", ctx.job_id, type(exc).__name__)
             self._fail(ctx.job_id, f"internal error ({type(exc).__name__})")
         else:
-            self._reconcile(ctx.job_id)
+            if self.stopping.is_set():
+                self._release(ctx.job_id)
+            else:
+                self._reconcile(ctx.job_id)
+
+    def _release(self, job_id: str) -> None:
+        """Hand an interrupted run back: PENDING, to resume here or on another worker."""
+        with self.db.unit_of_work() as session:
+            job = store.get_job(session, job_id, lock=True)
+            if job.cancel_requested:
+                self._end(session, job, JobStatus.CANCELLED, "cancelled")
+                return
+            job.status, job.worker, job.updated_at = JobStatus.PENDING, None, utcnow()
+            job.message = "interrupted by a shutdown; resumes with the items left"
+            store.append_log(session, job_id, job.message)
+        self.schedule(job_id, None)
 
     # -- endings -------------------------------------------------------------------------
 
@@ -228,11 +250,17 @@ class Engine:
         if schedule_recovered:
             self.recover(include_pending=True)
         self._stop.clear()
+        self.stopping.clear()
         self._beat = threading.Thread(target=self._beat_loop, name="jobs-heartbeat", daemon=True)
         self._beat.start()
 
+    def begin_stop(self) -> None:
+        """Ask running handlers to stop at their next item; take no new runs."""
+        self.stopping.set()
+
     def stop(self) -> None:
-        """Stop the heartbeat thread."""
+        """Stop the heartbeat thread (after ``begin_stop`` and the workers have ended)."""
+        self.stopping.set()
         self._stop.set()
         if self._beat:
             self._beat.join(timeout=10)
@@ -260,16 +288,24 @@ class Engine:
             )
 
     def recover(self, include_pending: bool) -> list[str]:
-        """Schedule jobs whose worker died and waiting jobs whose run was lost; return their ids."""
+        """Schedule jobs whose worker died or whose task was lost; return their ids.
+
+        Parameters
+        ----------
+        include_pending
+            Also every PENDING and WAITING job (at start: the queue may have lost them).
+        """
         now = utcnow()
         stale = now - dt.timedelta(seconds=self.lease)
         lost = [
             Job.status == JobStatus.RUNNING,
             or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
         ]
+        forgotten = now - dt.timedelta(seconds=self.lease * _PENDING_LEASES)
         conditions = [
             and_(*lost),
             and_(Job.status == JobStatus.WAITING, Job.resume_at < stale),
+            and_(Job.status == JobStatus.PENDING, Job.updated_at < forgotten),
         ]
         if include_pending:
             conditions.append(Job.status == JobStatus.PENDING)

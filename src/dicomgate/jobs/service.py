@@ -68,7 +68,8 @@ class Jobs:
             self.queue.start(self.config.workers)
 
     def stop(self) -> None:
-        """Stop the worker threads (running jobs finish or resume later) and the heartbeat."""
+        """Stop the workers (running jobs stop at their next item, resume later), the heartbeat."""
+        self.engine.begin_stop()
         if self.queue is not None:
             self.queue.stop()
         self.engine.stop()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +27,7 @@ from dicomgate.jobs import ItemOutcome, JobContext, register
 
 KIND = "import_files"
 NOT_FOUND = "not a file or folder"
+READERS = 4  # files imported at once by one job
 
 
 class ImportParams(BaseModel):
@@ -106,12 +109,34 @@ def import_files(ctx: JobContext) -> None:
         for key in keys:
             if not os.path.lexists(key):
                 ctx.record(key, ItemOutcome.SKIPPED, NOT_FOUND)
-    for key in ctx.pending():
-        if ctx.cancelled():
-            return
-        _import_one(ctx, params, key)
+    _import_pending(ctx, params)
+    if ctx.cancelled():
+        return
     if params.cleanup:
         _remove_empty_folders(params)
+
+
+def _import_pending(ctx: JobContext, params: ImportParams) -> None:
+    """Import the pending entries, READERS at a time (their fsync waits overlap).
+
+    The first error (e.g. the storage is full) stops the entries not yet started and is
+    raised for the engine's retry policy; every item is still recorded on its own.
+    """
+    abort = threading.Event()
+
+    def one(key: str) -> None:
+        if abort.is_set() or ctx.cancelled():
+            return
+        try:
+            _import_one(ctx, params, key)
+        except BaseException:
+            abort.set()
+            raise
+
+    with ThreadPoolExecutor(READERS, thread_name_prefix=f"import-{ctx.job_id[:8]}") as pool:
+        futures = [pool.submit(one, key) for key in ctx.pending()]
+    for future in futures:
+        future.result()  # raises the first error, after every started file has finished
 
 
 def _import_one(ctx: JobContext, params: ImportParams, key: str) -> None:

@@ -1,0 +1,100 @@
+"""Benchmark: a folder import through ``dicomgate import`` (the import_files job), in instances/s.
+
+Usage: .venv/bin/python bench/bench_import.py [--count N] [--size 64|512] [--runs K]
+
+Generates N CT-like instances (bench_store's generator), then per run, on a fresh data
+folder: (1) reads every file's header with pydicom (``stop_before_pixels``), the reference;
+(2) runs the import_files job inline, as ``dicomgate import`` does (scan, expected items,
+receive, per-item record, reconciliation); (3) the bare ``receive()`` loop that
+``dicomgate import`` used before it was a job, to show what the job bookkeeping costs.
+Files are read once before timing so every case finds them in the page cache. Prints the
+medians and the ratios import/header-read (target >= 0.5) and import/bare-receive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pydicom
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from bench_store import generate  # noqa: E402
+from dicomgate.app import open_intake, open_jobs  # noqa: E402
+from dicomgate.intake.origin import Origin, OriginKind  # noqa: E402
+from dicomgate.intake.receive import receive  # noqa: E402
+from dicomgate.settings import load_settings  # noqa: E402
+
+
+def header_read(files: list[Path]) -> float:
+    t0 = time.perf_counter()
+    for path in files:
+        pydicom.dcmread(path, stop_before_pixels=True)
+    return len(files) / (time.perf_counter() - t0)
+
+
+def job_import(corpus: Path, data: Path, count: int) -> float:
+    settings = load_settings(None, data_dir=data, log_level="WARNING")
+    jobs = open_jobs(settings, open_intake(settings), queue=False)
+    t0 = time.perf_counter()
+    job_id = jobs.submit("import_files", {"paths": [str(corpus)]})
+    job = jobs.run_inline(job_id)
+    elapsed = time.perf_counter() - t0
+    assert job.counts == {"stored": count}, job.counts
+    jobs.db.dispose()
+    return count / elapsed
+
+
+def bare_receive(files: list[Path], data: Path) -> float:
+    settings = load_settings(None, data_dir=data, log_level="WARNING")
+    intake = open_intake(settings)
+    t0 = time.perf_counter()
+    for path in files:
+        result = receive(
+            intake, path.read_bytes(), Origin(OriginKind.IMPORT, import_path=str(path))
+        )
+        assert result.ok
+    elapsed = time.perf_counter() - t0
+    intake.db.dispose()
+    return len(files) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--size", type=int, choices=(64, 512), default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="dicomgate-bench-import-"))
+    try:
+        corpus = base / "corpus"
+        generate(corpus, args.count, args.size)
+        files = sorted(corpus.rglob("*.dcm"))
+        for path in files:
+            path.read_bytes()  # warm the page cache for every case alike
+        rates: dict[str, list[float]] = {"header": [], "job": [], "bare": []}
+        for run in range(args.runs):
+            rates["header"].append(header_read(files))
+            rates["job"].append(job_import(corpus, base / f"job{run}", args.count))
+            rates["bare"].append(bare_receive(files, base / f"bare{run}"))
+            print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()))
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        print(f"{args.count} instances ({args.size}x{args.size}), median of {args.runs} runs:")
+        print(f"  pydicom header read      {med['header']:8.0f} instances/s (reference)")
+        print(f"  dicomgate import (job)   {med['job']:8.0f} instances/s")
+        print(f"  bare receive() loop      {med['bare']:8.0f} instances/s")
+        print(f"  ratio import/header-read {med['job'] / med['header']:.3f} (target >= 0.5)")
+        print(f"  ratio import/bare        {med['job'] / med['bare']:.3f}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
