@@ -28,7 +28,7 @@ err = Console(stderr=True)
 
 
 def submit_import(
-    jobs: Jobs, paths: list[Path], study: str | None, series: str | None, workers: int = 2
+    jobs: Jobs, paths: list[Path], study: str | None, series: str | None, workers: int = 4
 ) -> str:
     """Submit the import of ``paths``: through the DICOMDIR of a media folder, else as files."""
     from dicomgate.sources.files import KIND

@@ -82,4 +82,4 @@ class SourcesConfig(BaseModel):
     max_upload_bytes: int = Field(default=64 << 30, ge=1)
     archive: ArchiveLimits = Field(default_factory=ArchiveLimits)
     media_roots: list[Path] = Field(default_factory=list)
-    import_workers: int = Field(default=2, ge=1, le=32)
+    import_workers: int = Field(default=4, ge=1, le=32)

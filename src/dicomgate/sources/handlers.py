@@ -31,7 +31,7 @@ def media_params(
     project: str | None,
     study: str | None = None,
     series: str | None = None,
-    workers: int = 2,
+    workers: int = 4,
 ) -> dict[str, Any]:
     """Return the parameters of a media import job."""
     return {
