@@ -147,6 +147,7 @@ def handle(ctx: JobContext) -> None:
     """Import one claimed drop, moving or removing each file once its outcome is committed."""
     mover = _Mover(ctx)
     project = ctx.params["project"]
+    planned: set[str] = set()
     if os.path.lexists(mover.root):
         plan = _plan(ctx, mover.root)
         ctx.set_message(f"importing {len(plan)} files")
@@ -159,8 +160,9 @@ def handle(ctx: JobContext) -> None:
         )
         if ctx.cancelled():
             return
-        _sweep(ctx, mover, {item.key for item in plan})
-        _prune(mover.root)
+        planned = {item.key for item in plan}
+    _sweep(ctx, mover, planned)  # also settles retried items whose file was moved away
+    _prune(mover.root)
     if not os.path.lexists(mover.root):
         (mover.claim / CLAIM_FILE).unlink(missing_ok=True)
         _prune(mover.claim)

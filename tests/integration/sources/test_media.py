@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from pydicom import dcmread
 
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import JobStatus
+from dicomgate.sources.archives import ArchiveLimits
 from dicomgate.sources.dicomdir import read_media
-from dicomgate.sources.handlers import MEDIA, media_params
+from dicomgate.sources.handlers import MEDIA, UPLOAD, media_params
 from tests.conftest import PYDICOM_FILES
 from tests.integration.sources.helpers import inline_jobs, instance_count, stored_uids
 
@@ -108,3 +111,24 @@ def test_cli_media_ls_and_import_through_the_dicomdir(damaged: Path, tmp_path: P
     assert "stored: 49" in done.stdout and "IM000003" in done.stdout
     plain = _cli("import", str(tmp_path / "data"), "--study", "1.2.3", data=tmp_path / "x")
     assert plain.returncode == 2 and "need one folder holding a DICOMDIR" in plain.stderr
+
+
+def test_upload_retry_reads_only_what_is_pending(intake: Intake, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with zipfile.ZipFile(spool / "body", "w") as zf:
+        zf.write(PYDICOM_FILES / "CT_small.dcm", "a/ct.dcm")
+        zf.write(PYDICOM_FILES / "MR_small.dcm", "a/mr.dcm")
+        zf.writestr("a/readme.txt", "not DICOM")
+    (spool / "manifest.json").write_text(json.dumps({"archive": True, "files": []}))
+    jobs = inline_jobs(intake)
+    params = {"spool": str(spool), "project": None, "archive": True}
+    job_id = jobs.submit(UPLOAD, {**params, "limits": ArchiveLimits().model_dump()})
+    assert jobs.run_inline(job_id).counts == {"stored": 2, "rejected": 1}
+    assert spool.exists()  # kept while an item is not in the archive
+    jobs.retry(job_id)
+    again = jobs.run_inline(job_id)
+    assert again.counts == {"stored": 2, "rejected": 1}
+    assert instance_count(intake) == 2
+    stored = jobs.items(job_id, outcome="stored").items
+    assert all(i.detail.get("intake") == "stored" for i in stored)  # not received again

@@ -129,3 +129,22 @@ def test_a_drop_holding_a_dicomdir_goes_through_it(intake: Intake, tmp_path: Pat
     assert "missing from the media" in items[0].reason
     [claim] = list((tmp_path / "inbox" / "done").iterdir())
     assert (claim / "cd" / "DICOMDIR").exists() and (claim / "cd" / "README").exists()
+
+
+def test_retry_after_errors_settles_from_the_rejected_folder(
+    intake: Intake, tmp_path: Path
+) -> None:
+    jobs = inline_jobs(intake)
+    watcher, clock = _watch(tmp_path, jobs)
+    drop = tmp_path / "inbox" / "drop"
+    write_study(drop, 2)
+    (drop / "notes.txt").write_text("x")
+    [job_id] = _claim(watcher, clock)
+    assert jobs.run_inline(job_id).counts == {"stored": 2, "rejected": 1}
+    jobs.retry(job_id)
+    again = jobs.run_inline(job_id)
+    assert again.status is JobStatus.COMPLETED_WITH_ERRORS
+    assert again.counts == {"stored": 2, "rejected": 1}
+    [item] = jobs.items(job_id, outcome="rejected").items
+    assert item.reason.startswith("not DICOM") and item.detail == {"in": "rejected folder"}
+    assert instance_count(intake) == 2
