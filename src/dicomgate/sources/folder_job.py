@@ -4,8 +4,9 @@ Each file is moved or removed only after its outcome is committed: imported file
 ``done/<claim>/`` (or are removed), refused ones to ``rejected/<claim>/`` with a
 ``.reason.txt`` beside them (or are deleted); files that failed stay in ``processing/`` for a
 retry. A run interrupted anywhere is safe to run again: the plan is rebuilt from the files
-still there, only pending items are received, and files whose outcome is already recorded are
-passed through intake once more (a no-op for stored ones) before they are moved.
+still there, only pending items are received, files whose outcome was recorded before the
+crash are moved according to that outcome, and an item made pending again by a retry whose
+file is already in ``rejected/`` is settled from its reason file.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ committed (see :mod:`dicomgate.sources.folder_job`); nothing here deletes data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -83,6 +84,13 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _drop_claim(claim: Path) -> None:
+    """Remove a claim that holds no drop (tolerating another node doing the same)."""
+    (claim / CLAIM_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        claim.rmdir()
 
 
 @dataclass
@@ -160,7 +168,7 @@ class FolderWatcher:
             log.warning("import folder cannot be listed (%s)", type(exc).__name__)
             return []
         drops = [folder.path / n for n in names if not n.startswith(".")]
-        present = [p for p in drops if p.resolve() not in reserved or p.is_symlink()]
+        present = [p for p in drops if p.is_symlink() or p.resolve() not in reserved]
         for gone in [p for p in self._seen if p.parent == folder.path and p not in present]:
             del self._seen[gone]
         return present
@@ -180,8 +188,7 @@ class FolderWatcher:
         try:
             path.rename(claim / path.name)
         except FileNotFoundError:  # another node claimed it first, or it was taken away
-            (claim / CLAIM_FILE).unlink()
-            claim.rmdir()
+            _drop_claim(claim)
             return None
         _fsync_dir(claim)
         _fsync_dir(folder.path)
@@ -208,8 +215,7 @@ class FolderWatcher:
             if name and os.path.lexists(claim / name):
                 submitted.append(self._submit(folder, claim, name))
             else:  # the crash came before the rename: the drop is still in the folder
-                (claim / CLAIM_FILE).unlink()
-                claim.rmdir()
+                _drop_claim(claim)
         return submitted
 
 
