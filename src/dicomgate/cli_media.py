@@ -34,6 +34,8 @@ def submit_import(
     from dicomgate.sources.files import KIND
     from dicomgate.sources.handlers import MEDIA, media_params
 
+    if len(paths) == 1 and paths[0].name.upper() == "DICOMDIR" and paths[0].is_file():
+        paths = [paths[0].parent]  # the DICOMDIR file itself names its media
     media = len(paths) == 1 and paths[0].is_dir() and not paths[0].is_symlink()
     if media and find_dicomdir(paths[0]) is not None:
         params = media_params(paths[0].resolve(), None, study, series, workers)
