@@ -37,10 +37,13 @@ from dicomgate.prearchive.context import Review, build_review
 from dicomgate.prearchive.store import recover_archiving
 from dicomgate.settings import Settings
 from dicomgate.sources.inbox_api import create_inbox_router
+from dicomgate.sources.media_api import create_media_router
 from dicomgate.sources.pacs import csv_import as _csv_import  # noqa: F401  (registers its kind)
 from dicomgate.sources.pacs import jobs as pacs_jobs
 from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Extension, Receiver
+from dicomgate.sources.upload_api import create_upload_router
+from dicomgate.sources.watch import start_watcher
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,11 @@ def _first_admin(settings: Settings, auth: Authenticator) -> None:
 
 def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
     """Return the jobs facade: on the configured Huey queue, or inline (``queue=False``)."""
-    from dicomgate.sources import files  # noqa: F401  (registers the import_files job kind)
+    from dicomgate.sources import (  # noqa: F401  (register source job kinds)
+        files,
+        folder_job,
+        handlers,
+    )
 
     if not queue:
         return Jobs(intake, settings.jobs)
@@ -118,6 +125,7 @@ class Service:
     pacs: PacsService = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
+    _watcher: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         self.jobs = open_jobs(self.settings, self.intake)
@@ -136,6 +144,7 @@ class Service:
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
         self.jobs.start()
+        self._watcher = start_watcher(self.settings.sources, self.jobs, self._stop)
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
@@ -157,6 +166,8 @@ class Service:
         if self._spine:
             self._spine.join(timeout=10)
         self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "stop", actor="dicomgate")
+        if self._watcher:
+            self._watcher.join(timeout=10)
 
 
 def create_app(service: Service) -> FastAPI:
@@ -187,5 +198,13 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(create_prearchive_api(service.review), dependencies=guarded)
     app.include_router(create_pacs_api(service.pacs), dependencies=guarded)
     app.include_router(create_pacs_jobs_api(service.pacs, service.jobs), dependencies=guarded)
+    sources = service.settings.sources
+    spool = sources.upload_dir or service.settings.data_dir / "uploads"
+    app.include_router(
+        create_upload_router(service.jobs, service.intake.db, sources, spool), dependencies=guarded
+    )
+    app.include_router(
+        create_media_router(service.jobs, service.intake.db, sources), dependencies=guarded
+    )
     install_error_handlers(app)
     return app

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from dicomgate.auth.cli import audit_app, bind, users_app
 from dicomgate.cli_jobs import jobs_app
+from dicomgate.cli_media import media_app
 from dicomgate.errors import ConfigError
 from dicomgate.intake.receive import Outcome
 from dicomgate.jobs.statuses import JobStatus
@@ -30,9 +31,16 @@ app.add_typer(prearchive_app, name="prearchive")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(projects_app, name="projects")
 app.add_typer(rules_app, name="rules")
+app.add_typer(media_app, name="media")
 console = Console()
 err = Console(stderr=True)
 
+StudyOption = Annotated[
+    str | None, typer.Option("--study", help="Only this Study Instance UID (DICOMDIR media).")
+]
+SeriesOption = Annotated[
+    str | None, typer.Option("--series", help="Only this Series Instance UID (DICOMDIR media).")
+]
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file.", exists=False)
 ]
@@ -81,15 +89,21 @@ def serve(config: ConfigOption = None) -> None:
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive).")],
     config: ConfigOption = None,
+    study: StudyOption = None,
+    series: SeriesOption = None,
 ) -> None:
-    """Import files through the same intake as every other source (as an import_files job)."""
+    """Import files through the same intake as every other source (as a job).
+
+    A folder holding a DICOMDIR (a CD/DVD) is imported through it: what the DICOMDIR lists
+    but the media lacks, and what the media holds but the DICOMDIR does not list, is reported.
+    """
     from dicomgate.app import open_intake, open_jobs
     from dicomgate.cli_jobs import run_with_progress
-    from dicomgate.sources.files import KIND
+    from dicomgate.cli_media import submit_import
 
     settings = _settings(config)
     jobs = open_jobs(settings, open_intake(settings), queue=False)
-    job_id = jobs.submit(KIND, {"paths": [str(p) for p in paths]})
+    job_id = submit_import(jobs, paths, study, series, settings.sources.import_workers)
     job = run_with_progress(jobs, job_id)
     counts: Counter[Outcome] = Counter()
     problems: list[tuple[Path, str]] = []

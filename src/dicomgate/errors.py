@@ -10,7 +10,8 @@
     ├── ConflictError               the request conflicts with the current state
     ├── InvalidInputError           bad input from outside: the client must fix it
     │   ├── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
-    │   └── TooManyMatchesError     a query matches more than the configured maximum
+    │   ├── TooManyMatchesError     a query matches more than the configured maximum
+    │   └── PayloadTooLargeError    a body over the configured size cap
     ├── StorageError                the archive could not make the data durable (retriable)
     │   └── StorageFullError        no space left
     └── PermanentError / RetriableError   job steps: never retried / retried with backoff
@@ -65,6 +66,10 @@ class TooManyMatchesError(InvalidInputError):
     """A query matches more records than the configured maximum: the client must narrow it."""
 
 
+class PayloadTooLargeError(InvalidInputError):
+    """A request body is larger than the configured cap."""
+
+
 class StorageError(DicomgateError):
     """The archive could not make data durable; the caller may retry."""
 
@@ -116,6 +121,7 @@ _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (UnauthenticatedError, 401),
     (ForbiddenError, 403),
     (ConflictError, 409),
+    (PayloadTooLargeError, 413),
     (InvalidInputError, 400),
     (ConfigError, 400),
     (StorageFullError, 507),

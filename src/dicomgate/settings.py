@@ -31,6 +31,7 @@ from dicomgate.dicom.nodes import PacsSettings
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.prearchive.config import PrearchiveSettings
+from dicomgate.sources.config import SourcesConfig
 from dicomgate.sources.scp_processes import ReceiverProcesses
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
@@ -118,6 +119,7 @@ class Settings(BaseSettings):
     prearchive: PrearchiveSettings = Field(default_factory=PrearchiveSettings)
     pacs: PacsSettings = Field(default_factory=PacsSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod
