@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.dicomweb.metadata import MetadataFollower
+from dicomgate.access.dicomweb.router import create_dicomweb
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
@@ -21,6 +23,7 @@ from dicomgate.intake.receive import Intake
 from dicomgate.pipeline import advance
 from dicomgate.settings import Settings
 from dicomgate.sources.scp import Receiver
+from dicomgate.sources.stow import StowSettings, create_stow
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class Service:
     reconciled: ReconcileReport | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
+    _metadata: MetadataFollower | None = None
 
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver and the spine thread."""
@@ -59,6 +63,7 @@ class Service:
         self.receiver = Receiver(self.settings, self.intake)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
+        self._start_metadata()
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
@@ -70,9 +75,23 @@ class Service:
             except Exception:
                 log.exception("spine pass failed; retrying at the next interval")
 
+    def _start_metadata(self) -> None:
+        options = self.settings.dicomweb
+        if options.enabled and options.prepare_metadata:
+            self._metadata = MetadataFollower(
+                self.intake.db,
+                self.intake.blobs,
+                options.prepare_interval,
+                options.prepare_batch,
+                options.bulk_data_threshold,
+            )
+            self._metadata.start()
+
     def stop(self) -> None:
-        """Stop the receiver and the spine."""
+        """Stop the receiver, the spine and the metadata preparer."""
         self._stop.set()
+        if self._metadata:
+            self._metadata.stop()
         if self.receiver:
             self.receiver.stop()
         if self._spine:
@@ -92,5 +111,19 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
     app.include_router(create_api(service.intake.db, service.intake.blobs))
+    _mount_dicomweb(app, service)
     install_error_handlers(app)
     return app
+
+
+def _mount_dicomweb(app: FastAPI, service: Service) -> None:
+    """Mount DICOMweb (access) and STOW-RS (a source) under ``/dicomweb``."""
+    options = service.settings.dicomweb
+    if not options.enabled:
+        return
+    intake = service.intake
+    app.include_router(create_dicomweb(intake.db, intake.blobs, options), prefix="/dicomweb")
+    stow = StowSettings(
+        options.stow_max_bytes, options.stow_memory_bytes, service.settings.default_project
+    )
+    app.include_router(create_stow(intake, stow), prefix="/dicomweb")

@@ -6,8 +6,11 @@
     ├── ConfigError                 a setting, profile or protocol is invalid (fail at start)
     ├── NotFoundError               the resource does not exist (or the caller may not see it)
     ├── ConflictError               the request conflicts with the current state
+    ├── NotAcceptableError          no representation the client accepts can be produced
     ├── InvalidInputError           bad input from outside: the client must fix it
-    │   └── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
+    │   ├── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
+    │   ├── UnsupportedMediaTypeError   a request body of a media type not taken
+    │   └── PayloadTooLargeError    a request body over the configured limit
     ├── StorageError                the archive could not make the data durable (retriable)
     │   └── StorageFullError        no space left
     └── PermanentError / RetriableError   job steps: never retried / retried with backoff
@@ -46,6 +49,18 @@ class RejectedInstanceError(InvalidInputError):
         self.reason = reason
 
 
+class NotAcceptableError(DicomgateError):
+    """Nothing the client accepts (HTTP Accept) can be produced; the message says what can."""
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The request body is of a media type this endpoint does not take."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """The request body exceeds the configured limit."""
+
+
 class StorageError(DicomgateError):
     """The archive could not make data durable; the caller may retry."""
 
@@ -73,6 +88,9 @@ _DIMSE_STORE_STATUS: list[tuple[type[Exception], int]] = [
 
 _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404),
+    (NotAcceptableError, 406),
+    (UnsupportedMediaTypeError, 415),
+    (PayloadTooLargeError, 413),
     (ConflictError, 409),
     (InvalidInputError, 400),
     (ConfigError, 400),

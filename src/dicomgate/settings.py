@@ -18,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dicomgate.access.dicomweb.config import DicomwebSettings
 from dicomgate.errors import ConfigError
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
     stability_check_interval: float = Field(default=1.0, gt=0)
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod

@@ -1,0 +1,250 @@
+"""QIDO-RS searches over the index (never the files); functions take the session explicitly."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from dicomgate.access.dicomweb.attributes import BY_KEYWORD, DEFAULT_RETURN, Level
+from dicomgate.access.dicomweb.qido_params import Match, QidoQuery, keywords_to_return
+from dicomgate.access.dicomweb.resources import AnySelect, Scope, restrict
+from dicomgate.archive.models import Instance, Series, Study
+
+RETRIEVE_URL = "00081190"
+
+
+@dataclass(frozen=True, slots=True)
+class Within:
+    """The path a search is under: ``/studies/{study}``, ``.../series/{series}``, or nothing."""
+
+    study: str | None = None
+    series: str | None = None
+
+
+def _wildcard(session: Session, column: Any, value: str, fold_case: bool) -> ColumnElement[bool]:
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite and not fold_case:
+        # GLOB is case-sensitive like DICOM matching; only '[' needs escaping.
+        return column.op("GLOB")(value.replace("[", "[[]"))  # type: ignore[no-any-return]
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = escaped.replace("*", "%").replace("?", "_")
+    if fold_case and not sqlite:
+        return column.ilike(pattern, escape="\\")  # type: ignore[no-any-return]
+    return column.like(pattern, escape="\\")  # type: ignore[no-any-return]  # SQLite: no case
+
+
+def _condition(session: Session, column: Any, match: Match) -> ColumnElement[bool] | None:
+    fold = match.attribute.vr == "PN"
+    if match.kind == "universal":
+        return None
+    if match.kind == "uids":
+        result: ColumnElement[bool] = column.in_(match.values)
+        return result
+    if match.kind == "range":
+        low, high = match.values
+        parts: list[ColumnElement[bool]] = [column != ""]
+        parts += [column >= low] if low else []
+        parts += [column <= high] if high else []
+        return and_(*parts)
+    value = match.values[0]
+    assert value is not None
+    if match.kind == "wildcard":
+        return _wildcard(session, column, value, fold)
+    if match.attribute.vr in ("IS", "US"):
+        return column == int(value)  # type: ignore[no-any-return]
+    if fold:
+        return func.lower(column) == value.lower()
+    return column == value  # type: ignore[no-any-return]
+
+
+def _conditions(session: Session, query: QidoQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    for match in query.matches:
+        if match.attribute.keyword == "ModalitiesInStudy":
+            inner = _condition(session, Series.modality, match)
+            if inner is not None:
+                has = exists().where(Series.study_pk == Study.pk, inner)
+                conditions.append(has)
+            continue
+        condition = _condition(session, match.attribute.column, match)
+        if condition is not None:
+            conditions.append(condition)
+    return conditions
+
+
+def _base(level: Level, within: Within) -> AnySelect:
+    query: AnySelect
+    if level is Level.STUDY:
+        query = select(Study)
+    elif level is Level.SERIES:
+        query = select(Series, Study).join(Study, Series.study_pk == Study.pk)
+    else:
+        query = (
+            select(Instance, Series, Study)
+            .join(Series, Instance.series_pk == Series.pk)
+            .join(Study, Series.study_pk == Study.pk)
+        )
+    if within.study is not None:
+        query = query.where(Study.study_uid == within.study)
+    if within.series is not None:
+        query = query.where(Series.series_uid == within.series)
+    return query
+
+
+def _order(query: AnySelect, level: Level) -> AnySelect:
+    if level is Level.STUDY:
+        return query.order_by(Study.pk)
+    if level is Level.SERIES:
+        return query.order_by(Study.pk, Series.series_number, Series.pk)
+    return query.order_by(Series.pk, Instance.instance_number, Instance.pk)
+
+
+def search(
+    session: Session, query: QidoQuery, within: Within, scope: Scope, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Run a search; return the DICOM JSON results and whether more rows matched.
+
+    Parameters
+    ----------
+    session
+        A read session.
+    query
+        The parsed query.
+    within
+        The study or series the search is under.
+    scope
+        What the caller may see.
+    limit
+        The page size (``query.limit`` already capped, or the server's maximum).
+    """
+    sql = _order(_base(query.level, within).where(*_conditions(session, query)), query.level)
+    sql = restrict(sql, scope).limit(limit + 1).offset(query.offset)
+    rows = list(session.execute(sql))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    keywords = keywords_to_return(query, DEFAULT_RETURN[query.level])
+    values = _values(session, query.level, rows)
+    return [_dataset(keywords, v) for v in values], more
+
+
+def _values(session: Session, level: Level, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    studies = [row[-1] for row in rows]
+    out = [_study_values(s) for s in studies]
+    if level is Level.STUDY:
+        _study_counts(session, studies, out)
+        return out
+    series = [row[1] if level is Level.INSTANCE else row[0] for row in rows]
+    for values, se in zip(out, series, strict=True):
+        values.update(_series_values(se))
+    if level is Level.SERIES:
+        counts = _series_counts(session, [se.pk for se in series])
+        for values, se in zip(out, series, strict=True):
+            values["NumberOfSeriesRelatedInstances"] = counts.get(se.pk, 0)
+        return out
+    for values, row in zip(out, rows, strict=True):
+        values.update(_instance_values(row[0]))
+    return out
+
+
+def _study_values(s: Study) -> dict[str, Any]:
+    return {
+        "StudyDate": s.study_date,
+        "StudyTime": s.study_time,
+        "AccessionNumber": s.accession_number,
+        "ReferringPhysicianName": s.referring_physician_name,
+        "PatientName": s.patient_name,
+        "PatientID": s.patient_id,
+        "PatientBirthDate": s.patient_birth_date,
+        "PatientSex": s.patient_sex,
+        "StudyInstanceUID": s.study_uid,
+        "StudyID": s.study_id,
+        "StudyDescription": s.study_description,
+        RETRIEVE_URL: f"/studies/{s.study_uid}",
+    }
+
+
+def _series_values(se: Series) -> dict[str, Any]:
+    return {
+        "Modality": se.modality,
+        "SeriesInstanceUID": se.series_uid,
+        "SeriesNumber": se.series_number,
+        "SeriesDescription": se.series_description,
+        "BodyPartExamined": se.body_part_examined,
+        "SeriesDate": se.series_date,
+        "SeriesTime": se.series_time,
+    }
+
+
+def _instance_values(i: Instance) -> dict[str, Any]:
+    return {
+        "SOPClassUID": i.sop_class_uid,
+        "SOPInstanceUID": i.sop_instance_uid,
+        "InstanceNumber": i.instance_number,
+        "Rows": i.rows,
+        "Columns": i.columns,
+        "NumberOfFrames": i.number_of_frames,
+        "AvailableTransferSyntaxUID": i.transfer_syntax_uid,
+    }
+
+
+def _study_counts(session: Session, studies: list[Study], out: list[dict[str, Any]]) -> None:
+    pks = [s.pk for s in studies]
+    modalities: dict[int, set[str]] = defaultdict(set)
+    series_count: dict[int, int] = defaultdict(int)
+    for study_pk, modality in session.execute(
+        select(Series.study_pk, Series.modality).where(Series.study_pk.in_(pks))
+    ):
+        series_count[study_pk] += 1
+        if modality:
+            modalities[study_pk].add(modality)
+    counted = (
+        select(Series.study_pk, func.count(Instance.pk))
+        .join(Instance, Instance.series_pk == Series.pk)
+        .where(Series.study_pk.in_(pks))
+        .group_by(Series.study_pk)
+    )
+    instances = {int(pk): int(n) for pk, n in session.execute(counted)}
+    for values, s in zip(out, studies, strict=True):
+        values["ModalitiesInStudy"] = sorted(modalities[s.pk])
+        values["NumberOfStudyRelatedSeries"] = series_count[s.pk]
+        values["NumberOfStudyRelatedInstances"] = instances.get(s.pk, 0)
+
+
+def _series_counts(session: Session, pks: list[int]) -> dict[int, int]:
+    counted = (
+        select(Instance.series_pk, func.count(Instance.pk))
+        .where(Instance.series_pk.in_(sorted(set(pks))))
+        .group_by(Instance.series_pk)
+    )
+    return {int(pk): int(n) for pk, n in session.execute(counted)}
+
+
+def _element(vr: str, value: Any) -> dict[str, Any]:
+    if value is None or value == "" or value == []:
+        return {"vr": vr}
+    values = value if isinstance(value, list) else [value]
+    if vr == "PN":
+        return {"vr": vr, "Value": [{"Alphabetic": v} for v in values]}
+    if vr == "IS":
+        return {"vr": vr, "Value": [int(v) for v in values]}
+    return {"vr": vr, "Value": values}
+
+
+def _dataset(keywords: list[str], values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for keyword in keywords:
+        attr = BY_KEYWORD[keyword]
+        if keyword in values or attr.level is Level.STUDY:
+            out[attr.key] = _element(attr.vr, values.get(keyword))
+    url = values[RETRIEVE_URL]
+    if "SeriesInstanceUID" in values:
+        url += f"/series/{values['SeriesInstanceUID']}"
+    if "SOPInstanceUID" in values:
+        url += f"/instances/{values['SOPInstanceUID']}"
+    out[RETRIEVE_URL] = {"vr": "UR", "Value": ["{+base}" + url]}
+    return dict(sorted(out.items()))
