@@ -124,6 +124,9 @@ def _mount_dicomweb(app: FastAPI, service: Service) -> None:
     intake = service.intake
     app.include_router(create_dicomweb(intake.db, intake.blobs, options), prefix="/dicomweb")
     stow = StowSettings(
-        options.stow_max_bytes, options.stow_memory_bytes, service.settings.default_project
+        options.stow_max_bytes,
+        options.stow_memory_bytes,
+        service.settings.default_project,
+        options.public_url,
     )
     app.include_router(create_stow(intake, stow), prefix="/dicomweb")

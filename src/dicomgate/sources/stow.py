@@ -19,6 +19,7 @@ from dicomgate.archive.models import Instance, Series, StagingSession, Study
 from dicomgate.dicom.part10 import NotDicomError, parse_any
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError, PayloadTooLargeError, StorageError
+from dicomgate.httputil import base_url
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive, refuse
 from dicomgate.sources.stow_body import DICOM, BodyPart, boundary_of, close, read_parts
@@ -36,6 +37,7 @@ class StowSettings:
     max_bytes: int
     memory_bytes: int
     default_project: str
+    public_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,7 @@ def create_stow(intake: Intake, settings: StowSettings) -> APIRouter:
         host = request.client.host if request.client else None
         origin = Origin(OriginKind.STOW, remote_host=host)
         results = await run_in_threadpool(receive_parts, intake, parts, origin, study)
-        base = str(request.base_url).rstrip("/") + "/dicomweb"
+        base = base_url(request, settings.public_url)
         body = await run_in_threadpool(
             response_body, intake, results, base, study, settings.default_project
         )

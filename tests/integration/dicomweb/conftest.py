@@ -104,3 +104,23 @@ def ct_copy(
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """Split a multipart/related body into (headers, content) pairs, as a client would."""
+    boundary = next(
+        p.split("=", 1)[1].strip('"')
+        for p in (x.strip() for x in content_type.split(";"))
+        if p.lower().startswith("boundary=")
+    ).encode()
+    parts = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, content = chunk.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("latin-1").strip().split("\r\n"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        parts.append((headers, content[:-2] if content.endswith(b"\r\n") else content))
+    return parts

@@ -11,6 +11,7 @@ class DicomwebSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
     qido_max_limit: int = Field(default=1000, ge=1, le=100_000)
     stow_max_bytes: int = Field(default=4 * 1024**3, ge=1024)
     stow_memory_bytes: int = Field(default=16 * 1024**2, ge=0)

@@ -35,8 +35,3 @@ class Context:
 def scope_of(request: Request) -> Scope:
     """Return what the caller may see (every project until the auth issue adds roles)."""
     return EVERYTHING
-
-
-def base_url(request: Request) -> str:
-    """Return the absolute URL of the DICOMweb root the request came through."""
-    return str(request.base_url).rstrip("/") + "/dicomweb"

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from dicomgate.access.dicomweb import rendered, wado
 from dicomgate.access.dicomweb.attributes import ATTRIBUTES, Level
 from dicomgate.access.dicomweb.config import DicomwebSettings
-from dicomgate.access.dicomweb.context import DICOM_JSON, Context, base_url, scope_of
+from dicomgate.access.dicomweb.context import DICOM_JSON, Context, scope_of
 from dicomgate.access.dicomweb.negotiate import choose_single, parse_accept
 from dicomgate.access.dicomweb.qido import Within, search
 from dicomgate.access.dicomweb.qido_params import parse_query
@@ -23,6 +23,7 @@ from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.db import Database
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError
+from dicomgate.httputil import base_url
 
 WARNING = "Warning"
 
@@ -42,7 +43,9 @@ def qido(ctx: Context, request: Request, level: Level, within: Within) -> Respon
     limit = query.limit if query.limit is not None else max_limit
     with ctx.db.reader() as session:
         results, more = search(session, query, within, scope_of(request), limit)
-    body = json.dumps(results, separators=(",", ":")).replace("{+base}", base_url(request))
+    body = json.dumps(results, separators=(",", ":")).replace(
+        "{+base}", base_url(request, ctx.settings.public_url)
+    )
     response = Response(body.encode(), media_type=DICOM_JSON)
     warnings = []
     if query.fuzzy:

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydicom import dcmread
 
 from dicomgate.access.dicomweb import pixels
-from dicomgate.access.dicomweb.context import DICOM_JSON, Context, base_url, scope_of
+from dicomgate.access.dicomweb.context import DICOM_JSON, Context, scope_of
 from dicomgate.access.dicomweb.metadata import BASE, metadata_json
 from dicomgate.access.dicomweb.multipart import Part, content_type, new_boundary, stream
 from dicomgate.access.dicomweb.negotiate import (
@@ -24,6 +24,7 @@ from dicomgate.access.dicomweb.negotiate import (
 from dicomgate.access.dicomweb.resources import StoredInstance, Target, instances
 from dicomgate.dicom.dicom_json import find_value
 from dicomgate.errors import NotFoundError
+from dicomgate.httputil import base_url
 
 Uid = Annotated[str, Path(max_length=64)]
 
@@ -59,7 +60,7 @@ def metadata(ctx: Context, request: Request, target: Target) -> Response:
     texts = metadata_json(
         ctx.db, ctx.blobs, target, scope_of(request), ctx.settings.bulk_data_threshold
     )
-    body = ("[" + ",".join(texts) + "]").replace(BASE, base_url(request))
+    body = ("[" + ",".join(texts) + "]").replace(BASE, base_url(request, ctx.settings.public_url))
     return Response(body.encode(), media_type=DICOM_JSON)
 
 
