@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
+import httpx
 import pydicom
 import pytest
 import uvicorn
@@ -29,6 +30,11 @@ class Gate:
     url: str
     intake: Intake
     dicom_port: int
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One client per server: a new httpx client builds an SSL context (slow).
+        self.http = httpx.Client(base_url=self.dicomweb, timeout=60)
 
     @property
     def dicomweb(self) -> str:
@@ -41,7 +47,7 @@ class Gate:
         return result.sop_instance_uid
 
 
-def _serve(tmp: Path, database_url: str) -> Iterator[Gate]:
+def _serve(tmp: Path, database_url: str, **overrides: object) -> Iterator[Gate]:
     http, dicom = _free_port(), _free_port()
     settings = load_settings(
         data_dir=tmp / "data",
@@ -50,6 +56,7 @@ def _serve(tmp: Path, database_url: str) -> Iterator[Gate]:
         dicom_port=dicom,
         stable_after=3600.0,
         log_level="WARNING",
+        **overrides,
     )
     service = Service(settings, open_intake(settings))
     server = uvicorn.Server(
@@ -61,9 +68,11 @@ def _serve(tmp: Path, database_url: str) -> Iterator[Gate]:
     while not server.started:
         assert time.monotonic() < deadline, "dicomgate did not start"
         time.sleep(0.02)
+    gate = Gate(f"http://127.0.0.1:{http}", service.intake, dicom)
     try:
-        yield Gate(f"http://127.0.0.1:{http}", service.intake, dicom)
+        yield gate
     finally:
+        gate.http.close()
         server.should_exit = True
         thread.join(timeout=30)
         service.intake.db.dispose()
@@ -79,6 +88,13 @@ def gate(database: Database, tmp_path: Path) -> Iterator[Gate]:
 def sqlite_gate(tmp_path: Path) -> Iterator[Gate]:
     """dicomgate serving an empty archive on SQLite only (for the slower peer tests)."""
     yield from _serve(tmp_path, f"sqlite:///{tmp_path / 'index.sqlite3'}")
+
+
+@pytest.fixture()
+def small_gate(tmp_path: Path) -> Iterator[Gate]:
+    """dicomgate on SQLite whose STOW-RS takes bodies up to 64 KiB."""
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    yield from _serve(tmp_path, url, dicomweb={"stow_max_bytes": 65536})
 
 
 def pydicom_file(name: str) -> bytes:

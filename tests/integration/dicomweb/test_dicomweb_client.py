@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from io import BytesIO
 
-import httpx
 import numpy as np
 import pydicom
 import pytest
@@ -73,8 +72,8 @@ def test_retrieve_is_byte_identical_at_every_level(gate: Gate) -> None:
     original = pydicom.dcmread(BytesIO(data))
     assert ds.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
     # The parts as sent, before pydicom decodes them: the stored file, byte for byte.
-    response = httpx.get(
-        f"{gate.dicomweb}/studies/{study}/series/{series}/instances/{sop}",
+    response = gate.http.get(
+        f"/studies/{study}/series/{series}/instances/{sop}",
         headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
     )
     raw = [

@@ -11,13 +11,14 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dicomgate.access.dicomweb.models import FollowerPosition, InstanceMetadata
 from dicomgate.access.dicomweb.resources import Scope, StoredInstance, Target, by_pk, instances
 from dicomgate.archive.blobstore import FilesystemBlobStore
-from dicomgate.archive.models import Change
+from dicomgate.archive.models import Change, utcnow
 from dicomgate.db import Database
 from dicomgate.dicom.dicom_json import file_to_json_text
 
@@ -46,10 +47,26 @@ def build(blobs: FilesystemBlobStore, row: StoredInstance, threshold: int) -> st
 
 
 def _save(session: Session, prepared: dict[int, tuple[str, str]]) -> None:
-    session.execute(delete(InstanceMetadata).where(InstanceMetadata.instance_pk.in_(prepared)))
-    session.add_all(
-        InstanceMetadata(instance_pk=pk, sha256=sha, json=text)
+    """Upsert: the follower and a first request may prepare the same instance at once."""
+    if not prepared:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [
+        {"instance_pk": pk, "sha256": sha, "json": text, "prepared_at": utcnow()}
         for pk, (sha, text) in prepared.items()
+    ]
+    statement = insert(InstanceMetadata).values(rows)
+    excluded = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[InstanceMetadata.instance_pk],
+            set_={
+                "sha256": excluded.sha256,
+                "json": excluded.json,
+                "prepared_at": excluded.prepared_at,
+            },
+        )
     )
 
 
