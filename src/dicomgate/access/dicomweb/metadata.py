@@ -182,13 +182,16 @@ class MetadataFollower:
         self._thread.start()
 
     def _run(self) -> None:
+        batch = self._args[2]
         while not self._stop.is_set():
             try:
                 read = follow_once(*self._args)
             except Exception:
                 log.exception("metadata preparation failed; retrying")
                 read = 0
-            if read == 0:
+            if read < batch:
+                # Caught up: wait, so that during a burst of arrivals one transaction writes the
+                # metadata of many instances instead of competing with each intake commit.
                 self._stop.wait(self._interval)
 
     def stop(self) -> None:

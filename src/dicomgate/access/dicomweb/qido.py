@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from dicomgate.access.dicomweb.attributes import BY_KEYWORD, DEFAULT_RETURN, Level
+from dicomgate.access.dicomweb.attributes import ATTRIBUTES, BY_KEYWORD, DEFAULT_RETURN, Level
 from dicomgate.access.dicomweb.qido_params import Match, QidoQuery, keywords_to_return
 from dicomgate.access.dicomweb.resources import AnySelect, Scope, restrict
 from dicomgate.archive.models import Instance, Series, Study
@@ -77,18 +78,24 @@ def _conditions(session: Session, query: QidoQuery) -> list[ColumnElement[bool]]
     return conditions
 
 
-def _base(level: Level, within: Within) -> AnySelect:
-    query: AnySelect
+@cache
+def _columns(level: Level) -> tuple[Any, ...]:
+    """Index columns labelled with their attribute keywords, plus the keys counts need."""
+    columns: list[Any] = [Study.pk.label("_study"), Series.pk.label("_series")]
     if level is Level.STUDY:
-        query = select(Study)
-    elif level is Level.SERIES:
-        query = select(Series, Study).join(Study, Series.study_pk == Study.pk)
-    else:
-        query = (
-            select(Instance, Series, Study)
-            .join(Series, Instance.series_pk == Series.pk)
-            .join(Study, Series.study_pk == Study.pk)
-        )
+        columns = columns[:1]
+    columns += [
+        a.column.label(a.keyword) for a in ATTRIBUTES if a.column is not None and a.level <= level
+    ]
+    return tuple(columns)
+
+
+def _base(level: Level, within: Within) -> AnySelect:
+    query: AnySelect = select(*_columns(level)).select_from(Study)
+    if level >= Level.SERIES:
+        query = query.join(Series, Series.study_pk == Study.pk)
+    if level is Level.INSTANCE:
+        query = query.join(Instance, Instance.series_pk == Series.pk)
     if within.study is not None:
         query = query.where(Study.study_uid == within.study)
     if within.series is not None:
@@ -133,67 +140,25 @@ def search(
 
 
 def _values(session: Session, level: Level, rows: Sequence[Any]) -> list[dict[str, Any]]:
-    studies = [row[-1] for row in rows]
-    out = [_study_values(s) for s in studies]
+    out = [dict(row._mapping) for row in rows]
     if level is Level.STUDY:
-        _study_counts(session, studies, out)
-        return out
-    series = [row[1] if level is Level.INSTANCE else row[0] for row in rows]
-    for values, se in zip(out, series, strict=True):
-        values.update(_series_values(se))
-    if level is Level.SERIES:
-        counts = _series_counts(session, [se.pk for se in series])
-        for values, se in zip(out, series, strict=True):
-            values["NumberOfSeriesRelatedInstances"] = counts.get(se.pk, 0)
-        return out
-    for values, row in zip(out, rows, strict=True):
-        values.update(_instance_values(row[0]))
+        _study_counts(session, out)
+    elif level is Level.SERIES:
+        counts = _series_counts(session, [v["_series"] for v in out])
+        for values in out:
+            values["NumberOfSeriesRelatedInstances"] = counts.get(values["_series"], 0)
+    for values in out:
+        url = f"/studies/{values['StudyInstanceUID']}"
+        if level >= Level.SERIES:
+            url += f"/series/{values['SeriesInstanceUID']}"
+        if level is Level.INSTANCE:
+            url += f"/instances/{values['SOPInstanceUID']}"
+        values[RETRIEVE_URL] = url
     return out
 
 
-def _study_values(s: Study) -> dict[str, Any]:
-    return {
-        "StudyDate": s.study_date,
-        "StudyTime": s.study_time,
-        "AccessionNumber": s.accession_number,
-        "ReferringPhysicianName": s.referring_physician_name,
-        "PatientName": s.patient_name,
-        "PatientID": s.patient_id,
-        "PatientBirthDate": s.patient_birth_date,
-        "PatientSex": s.patient_sex,
-        "StudyInstanceUID": s.study_uid,
-        "StudyID": s.study_id,
-        "StudyDescription": s.study_description,
-        RETRIEVE_URL: f"/studies/{s.study_uid}",
-    }
-
-
-def _series_values(se: Series) -> dict[str, Any]:
-    return {
-        "Modality": se.modality,
-        "SeriesInstanceUID": se.series_uid,
-        "SeriesNumber": se.series_number,
-        "SeriesDescription": se.series_description,
-        "BodyPartExamined": se.body_part_examined,
-        "SeriesDate": se.series_date,
-        "SeriesTime": se.series_time,
-    }
-
-
-def _instance_values(i: Instance) -> dict[str, Any]:
-    return {
-        "SOPClassUID": i.sop_class_uid,
-        "SOPInstanceUID": i.sop_instance_uid,
-        "InstanceNumber": i.instance_number,
-        "Rows": i.rows,
-        "Columns": i.columns,
-        "NumberOfFrames": i.number_of_frames,
-        "AvailableTransferSyntaxUID": i.transfer_syntax_uid,
-    }
-
-
-def _study_counts(session: Session, studies: list[Study], out: list[dict[str, Any]]) -> None:
-    pks = [s.pk for s in studies]
+def _study_counts(session: Session, out: list[dict[str, Any]]) -> None:
+    pks = [values["_study"] for values in out]
     modalities: dict[int, set[str]] = defaultdict(set)
     series_count: dict[int, int] = defaultdict(int)
     for study_pk, modality in session.execute(
@@ -209,10 +174,11 @@ def _study_counts(session: Session, studies: list[Study], out: list[dict[str, An
         .group_by(Series.study_pk)
     )
     instances = {int(pk): int(n) for pk, n in session.execute(counted)}
-    for values, s in zip(out, studies, strict=True):
-        values["ModalitiesInStudy"] = sorted(modalities[s.pk])
-        values["NumberOfStudyRelatedSeries"] = series_count[s.pk]
-        values["NumberOfStudyRelatedInstances"] = instances.get(s.pk, 0)
+    for values in out:
+        pk = values["_study"]
+        values["ModalitiesInStudy"] = sorted(modalities[pk])
+        values["NumberOfStudyRelatedSeries"] = series_count[pk]
+        values["NumberOfStudyRelatedInstances"] = instances.get(pk, 0)
 
 
 def _series_counts(session: Session, pks: list[int]) -> dict[int, int]:
@@ -241,10 +207,5 @@ def _dataset(keywords: list[str], values: dict[str, Any]) -> dict[str, Any]:
         attr = BY_KEYWORD[keyword]
         if keyword in values or attr.level is Level.STUDY:
             out[attr.key] = _element(attr.vr, values.get(keyword))
-    url = values[RETRIEVE_URL]
-    if "SeriesInstanceUID" in values:
-        url += f"/series/{values['SeriesInstanceUID']}"
-    if "SOPInstanceUID" in values:
-        url += f"/instances/{values['SOPInstanceUID']}"
-    out[RETRIEVE_URL] = {"vr": "UR", "Value": ["{+base}" + url]}
+    out[RETRIEVE_URL] = {"vr": "UR", "Value": ["{+base}" + values[RETRIEVE_URL]]}
     return dict(sorted(out.items()))
