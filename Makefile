@@ -42,6 +42,7 @@ bench: $(TEST_STAMP) debian-test-packages
 	$(BIN)/pip install --quiet dicognito
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_deid.py --count 300
+	$(BIN)/python bench/bench_dicomweb.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

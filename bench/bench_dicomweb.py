@@ -187,15 +187,29 @@ def timed(client: httpx.Client, url: str, repeat: int, **kwargs: object) -> tupl
     return statistics.median(times), size
 
 
-def retrieve_mb_s(client: httpx.Client, url: str, repeat: int) -> float:
+def retrieve_mb_s(base: str, url: str, repeat: int) -> float:
+    """Return the median MB/s of ``repeat`` retrievals by curl (C client, body discarded)."""
     rates = []
     for _ in range(repeat):
-        start, size = time.perf_counter(), 0
-        with client.stream("GET", url, headers={"Accept": EXPLICIT_ANY}) as response:
-            response.raise_for_status()
-            for chunk in response.iter_raw(1 << 20):
-                size += len(chunk)
-        rates.append(size / (time.perf_counter() - start) / 1e6)
+        done = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-f",
+                "-o",
+                "/dev/null",
+                "-H",
+                f"Accept: {EXPLICIT_ANY}",
+                "-w",
+                "%{size_download} %{time_total}",
+                base + url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        size, seconds = done.stdout.split()
+        rates.append(int(size) / float(seconds) / 1e6)
     return statistics.median(rates)
 
 
@@ -238,7 +252,7 @@ def measure(target: Target, corpus: Corpus, args: argparse.Namespace) -> dict[st
         meta = f"/studies/{corpus.big_study}/metadata"
         results["metadata_ms"], _ = timed(client, meta, args.repeat)
         url = f"/studies/{corpus.big_study}"
-        results["retrieve_mb_s"] = retrieve_mb_s(client, url, max(3, args.repeat // 5))
+        results["retrieve_mb_s"] = retrieve_mb_s(target.dicomweb, url, max(3, args.repeat // 5))
         for batch in (1, 20):
             parts = stow_parts(args.stow)
             results[f"stow{batch}_per_s"] = stow_rate(client, "/studies", parts, batch)

@@ -51,6 +51,13 @@ def _body(part: Part) -> Iterator[bytes]:
                 yield chunk
 
 
+def body_length(parts: list[Part], sizes: list[int], boundary: str) -> int:
+    """Return the length of ``stream(parts, boundary)`` given each part's body size."""
+    heads = sum(len(_head(boundary, part)) for part in parts) + 2 * max(len(parts) - 1, 0)
+    closing = len(f"--{boundary}--\r\n") + (2 if parts else 0)
+    return heads + sum(sizes) + closing
+
+
 def stream(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
     """Yield the encoded body: each part's head and data, then the closing delimiter.
 

@@ -12,7 +12,13 @@ from pydicom import dcmread
 from dicomgate.access.dicomweb import pixels
 from dicomgate.access.dicomweb.context import DICOM_JSON, Context, scope_of
 from dicomgate.access.dicomweb.metadata import BASE, metadata_json
-from dicomgate.access.dicomweb.multipart import Part, content_type, new_boundary, stream
+from dicomgate.access.dicomweb.multipart import (
+    Part,
+    body_length,
+    content_type,
+    new_boundary,
+    stream,
+)
 from dicomgate.access.dicomweb.negotiate import (
     DICOM,
     OCTETS,
@@ -50,8 +56,13 @@ def retrieve(ctx: Context, request: Request, target: Target) -> StreamingRespons
     producible = set.intersection(*(pixels.producible(r.transfer_syntax_uid) for r in rows))
     choice = choose_dicom(ranges, producible)
     boundary = new_boundary()
-    body = stream(_dicom_parts(ctx, rows, choice.transfer_syntax), boundary)
-    return StreamingResponse(body, media_type=content_type(DICOM, boundary))
+    parts = _dicom_parts(ctx, rows, choice.transfer_syntax)
+    headers = {}
+    if all(part.path is not None for part in parts):  # as stored: the length is known
+        length = body_length(parts, [row.size for row in rows], boundary)
+        headers["Content-Length"] = str(length)
+    body = stream(parts, boundary)
+    return StreamingResponse(body, media_type=content_type(DICOM, boundary), headers=headers)
 
 
 def metadata(ctx: Context, request: Request, target: Target) -> Response:
