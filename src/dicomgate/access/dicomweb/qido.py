@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, distinct, exists, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from dicomgate.access.dicomweb.attributes import ATTRIBUTES, BY_KEYWORD, DEFAULT_RETURN, Level
@@ -78,20 +77,42 @@ def _conditions(session: Session, query: QidoQuery) -> list[ColumnElement[bool]]
     return conditions
 
 
+def _counts(level: Level, dialect: str) -> list[Any]:
+    """Correlated subqueries for the computed attributes, so one statement answers a search."""
+    if level is Level.SERIES:
+        count = select(func.count(Instance.pk)).where(Instance.series_pk == Series.pk)
+        return [count.scalar_subquery().label("NumberOfSeriesRelatedInstances")]
+    if level is not Level.STUDY:
+        return []
+    modality = distinct(Series.modality)
+    joined = (
+        func.string_agg(modality, literal_column("','"))
+        if dialect == "postgresql"
+        else func.group_concat(modality)
+    )
+    of_study = Series.study_pk == Study.pk
+    in_study = select(func.count(Instance.pk)).join(Series, Instance.series_pk == Series.pk)
+    return [
+        select(joined).where(of_study).scalar_subquery().label("ModalitiesInStudy"),
+        select(func.count(Series.pk))
+        .where(of_study)
+        .scalar_subquery()
+        .label("NumberOfStudyRelatedSeries"),
+        in_study.where(of_study).scalar_subquery().label("NumberOfStudyRelatedInstances"),
+    ]
+
+
 @cache
-def _columns(level: Level) -> tuple[Any, ...]:
-    """Index columns labelled with their attribute keywords, plus the keys counts need."""
-    columns: list[Any] = [Study.pk.label("_study"), Series.pk.label("_series")]
-    if level is Level.STUDY:
-        columns = columns[:1]
-    columns += [
+def _columns(level: Level, dialect: str) -> tuple[Any, ...]:
+    """Index columns labelled with their attribute keywords, then the computed attributes."""
+    columns: list[Any] = [
         a.column.label(a.keyword) for a in ATTRIBUTES if a.column is not None and a.level <= level
     ]
-    return tuple(columns)
+    return tuple(columns + _counts(level, dialect))
 
 
-def _base(level: Level, within: Within) -> AnySelect:
-    query: AnySelect = select(*_columns(level)).select_from(Study)
+def _base(level: Level, within: Within, dialect: str) -> AnySelect:
+    query: AnySelect = select(*_columns(level, dialect)).select_from(Study)
     if level >= Level.SERIES:
         query = query.join(Series, Series.study_pk == Study.pk)
     if level is Level.INSTANCE:
@@ -129,25 +150,23 @@ def search(
     limit
         The page size (``query.limit`` already capped, or the server's maximum).
     """
-    sql = _order(_base(query.level, within).where(*_conditions(session, query)), query.level)
-    sql = restrict(sql, scope).limit(limit + 1).offset(query.offset)
-    rows = list(session.execute(sql))
+    dialect = session.get_bind().dialect.name
+    sql = _base(query.level, within, dialect).where(*_conditions(session, query))
+    sql = restrict(_order(sql, query.level), scope).limit(limit + 1).offset(query.offset)
+    rows = list(session.connection().execute(sql))  # Core rows: no ORM bookkeeping
     more = len(rows) > limit
     rows = rows[:limit]
     keywords = keywords_to_return(query, DEFAULT_RETURN[query.level])
-    values = _values(session, query.level, rows)
+    values = _values(query.level, rows)
     return [_dataset(keywords, v) for v in values], more
 
 
-def _values(session: Session, level: Level, rows: Sequence[Any]) -> list[dict[str, Any]]:
+def _values(level: Level, rows: Sequence[Any]) -> list[dict[str, Any]]:
     out = [dict(row._mapping) for row in rows]
-    if level is Level.STUDY:
-        _study_counts(session, out)
-    elif level is Level.SERIES:
-        counts = _series_counts(session, [v["_series"] for v in out])
-        for values in out:
-            values["NumberOfSeriesRelatedInstances"] = counts.get(values["_series"], 0)
     for values in out:
+        if level is Level.STUDY:
+            joined = values["ModalitiesInStudy"]
+            values["ModalitiesInStudy"] = sorted(m for m in (joined or "").split(",") if m)
         url = f"/studies/{values['StudyInstanceUID']}"
         if level >= Level.SERIES:
             url += f"/series/{values['SeriesInstanceUID']}"
@@ -155,39 +174,6 @@ def _values(session: Session, level: Level, rows: Sequence[Any]) -> list[dict[st
             url += f"/instances/{values['SOPInstanceUID']}"
         values[RETRIEVE_URL] = url
     return out
-
-
-def _study_counts(session: Session, out: list[dict[str, Any]]) -> None:
-    pks = [values["_study"] for values in out]
-    modalities: dict[int, set[str]] = defaultdict(set)
-    series_count: dict[int, int] = defaultdict(int)
-    for study_pk, modality in session.execute(
-        select(Series.study_pk, Series.modality).where(Series.study_pk.in_(pks))
-    ):
-        series_count[study_pk] += 1
-        if modality:
-            modalities[study_pk].add(modality)
-    counted = (
-        select(Series.study_pk, func.count(Instance.pk))
-        .join(Instance, Instance.series_pk == Series.pk)
-        .where(Series.study_pk.in_(pks))
-        .group_by(Series.study_pk)
-    )
-    instances = {int(pk): int(n) for pk, n in session.execute(counted)}
-    for values in out:
-        pk = values["_study"]
-        values["ModalitiesInStudy"] = sorted(modalities[pk])
-        values["NumberOfStudyRelatedSeries"] = series_count[pk]
-        values["NumberOfStudyRelatedInstances"] = instances.get(pk, 0)
-
-
-def _series_counts(session: Session, pks: list[int]) -> dict[int, int]:
-    counted = (
-        select(Instance.series_pk, func.count(Instance.pk))
-        .where(Instance.series_pk.in_(sorted(set(pks))))
-        .group_by(Instance.series_pk)
-    )
-    return {int(pk): int(n) for pk, n in session.execute(counted)}
 
 
 def _element(vr: str, value: Any) -> dict[str, Any]:
