@@ -237,7 +237,10 @@ def measure(target: Target, corpus: Corpus, args: argparse.Namespace) -> dict[st
     results: dict[str, float] = {}
     with httpx.Client(base_url=target.dicomweb, timeout=600) as client:
         pids = corpus.patient_ids
-        client.get("/studies", params={"PatientID": pids[0]}).raise_for_status()  # warm up
+        for pid in pids[:5]:  # warm up both servers alike: code paths and page cache
+            client.get("/studies", params={"PatientID": pid}).raise_for_status()
+        client.get("/studies", params={"StudyDate": "20190101-20191231"}).raise_for_status()
+        client.get("/studies").raise_for_status()
         times = [
             timed(client, "/studies", 1, params={"PatientID": pids[i % len(pids)]})[0]
             for i in range(args.repeat)

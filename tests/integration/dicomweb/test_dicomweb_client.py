@@ -159,6 +159,14 @@ def test_store_then_retrieve(gate: Gate) -> None:
     assert "FailedSOPSequence" not in response
     found = client.search_for_studies(search_filters={"PatientID": "PAT-STOW"})
     assert len(found) == 3
+    for ds in datasets:
+        back = client.retrieve_instance(
+            ds.StudyInstanceUID,
+            ds.SeriesInstanceUID,
+            ds.SOPInstanceUID,
+            media_types=(("application/dicom", "*"),),
+        )
+        assert back == ds
 
 
 def test_unknown_study_is_not_found(gate: Gate) -> None:

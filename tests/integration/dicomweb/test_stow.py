@@ -13,9 +13,10 @@ from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
 from dicomgate.archive.models import Instance, SetAside
-from tests.integration.dicomweb.conftest import Gate, ct_copy
+from tests.integration.dicomweb.conftest import Gate, ct_copy, multipart_parts
 
 BOUNDARY = "test-boundary-1234"
+ANY_SYNTAX = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 DICOM_BODY = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
 
 
@@ -63,6 +64,15 @@ def test_all_stored_says_where_each_landed(gate: Gate) -> None:
         assert item["00081190"]["Value"][0].endswith(f"/studies/{study}/instances/{sop}")
     assert body["00081190"]["Value"][0].endswith(f"/studies/{study}")
     assert _count(gate, Instance) == 3
+
+
+def test_stow_then_wado_is_a_byte_identical_round_trip(gate: Gate) -> None:
+    data = ct_copy()
+    stored = _post(gate, _body(data)).json()["00081199"]["Value"][0]
+    url = stored["00081190"]["Value"][0]
+    response = gate.http.get(url, headers={"Accept": ANY_SYNTAX})
+    [(_headers, content)] = multipart_parts(response.headers["content-type"], response.content)
+    assert content[128:] == data[128:]  # only the preamble is zeroed on intake
 
 
 def test_sending_again_is_reported_as_already_stored(gate: Gate) -> None:

@@ -111,12 +111,19 @@ def _columns(level: Level, dialect: str) -> tuple[Any, ...]:
     return tuple(columns + _counts(level, dialect))
 
 
-def _base(level: Level, within: Within, dialect: str) -> AnySelect:
+@cache
+def _joined(level: Level, dialect: str) -> AnySelect:
+    """Return the select of one level, built once (building it costs more than running it)."""
     query: AnySelect = select(*_columns(level, dialect)).select_from(Study)
     if level >= Level.SERIES:
         query = query.join(Series, Series.study_pk == Study.pk)
     if level is Level.INSTANCE:
         query = query.join(Instance, Instance.series_pk == Series.pk)
+    return query
+
+
+def _base(level: Level, within: Within, dialect: str) -> AnySelect:
+    query = _joined(level, dialect)
     if within.study is not None:
         query = query.where(Study.study_uid == within.study)
     if within.series is not None:

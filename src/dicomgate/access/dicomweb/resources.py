@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Select, select
@@ -69,6 +70,7 @@ class Target:
                 raise NotFoundError("no such resource: a path segment is not a UID")
 
 
+@cache
 def _select() -> AnySelect:
     return (
         select(
