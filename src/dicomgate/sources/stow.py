@@ -103,17 +103,17 @@ def receive_parts(
         close(parts)
 
 
-Landing = tuple[int | None, str, str, str]
+Landing = tuple[int | None, str, str, str, str]
 
 
 def _landing(intake: Intake, results: list[PartResult]) -> dict[int, Landing]:
-    """Return instance pk -> (staging pk, staging status, project, study) of stored parts."""
+    """Return instance pk -> (staging pk, status, project, study, series) of stored parts."""
     pks = [r.result.instance_pk for r in results if r.failure is None and r.result.instance_pk]
     if not pks:
         return {}
     query = (
         select(Instance.pk, StagingSession.pk, StagingSession.status, StagingSession.project_id,
-               Study.project_id, Study.study_uid)
+               Study.project_id, Study.study_uid, Series.series_uid)
         .join(Series, Instance.series_pk == Series.pk)
         .join(Study, Series.study_pk == Study.pk)
         .outerjoin(StagingSession, Instance.staging_pk == StagingSession.pk)
@@ -121,8 +121,8 @@ def _landing(intake: Intake, results: list[PartResult]) -> dict[int, Landing]:
     )  # fmt: skip
     with intake.db.reader() as session:
         rows = session.execute(query).all()
-    return {int(pk): (staging, status or "ARCHIVED", staged or archived or "", study)
-            for pk, staging, status, staged, archived, study in rows}  # fmt: skip
+    return {int(pk): (staging, status or "ARCHIVED", staged or archived or "", study, series)
+            for pk, staging, status, staged, archived, study, series in rows}  # fmt: skip
 
 
 def _item(part: PartResult) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def _item(part: PartResult) -> dict[str, Any]:
 
 
 def _landed(item: dict[str, Any], landing: Landing, outcome: Outcome) -> None:
-    staging, status, project, _study = landing
+    staging, status, project, _study, _series = landing
     item["00090010"] = {"vr": "LO", "Value": [PRIVATE_CREATOR]}
     item["00091001"] = {"vr": "CS", "Value": [outcome.value.upper()]}
     item["00091002"] = {"vr": "CS", "Value": [status]}
@@ -155,9 +155,13 @@ def response_body(
             item["00081197"] = {"vr": "US", "Value": [part.failure]}
             failed.append(item)
             continue
-        staging, status, target, study_uid = landing[part.result.instance_pk or -1]
-        _landed(item, (staging, status, target or project, study_uid), part.result.outcome)
-        url = f"{base}/studies/{study_uid}/instances/{part.result.sop_instance_uid}"
+        staging, status, target, study_uid, series_uid = landing[part.result.instance_pk or -1]
+        where = (staging, status, target or project, study_uid, series_uid)
+        _landed(item, where, part.result.outcome)
+        url = (
+            f"{base}/studies/{study_uid}/series/{series_uid}"
+            f"/instances/{part.result.sop_instance_uid}"
+        )
         item["00081190"] = {"vr": "UR", "Value": [url]}
         stored.append(item)
     body: dict[str, Any] = {}

@@ -61,7 +61,9 @@ def test_all_stored_says_where_each_landed(gate: Gate) -> None:
         assert item["00091003"]["Value"] == ["DEFAULT"]  # the target project
         assert isinstance(item["00091004"]["Value"][0], int)  # the staging session
         sop = item["00081155"]["Value"][0]
-        assert item["00081190"]["Value"][0].endswith(f"/studies/{study}/instances/{sop}")
+        url = item["00081190"]["Value"][0]
+        assert url.startswith(f"{gate.dicomweb}/studies/{study}/series/")
+        assert url.endswith(f"/instances/{sop}")
     assert body["00081190"]["Value"][0].endswith(f"/studies/{study}")
     assert _count(gate, Instance) == 3
 
