@@ -45,6 +45,7 @@ bench: $(TEST_STAMP) debian-test-packages
 	$(BIN)/python bench/bench_retrieve.py
 	$(BIN)/python bench/bench_archive_retrieve.py
 	$(BIN)/python bench/bench_sources.py --small 1000 --large 300
+	$(BIN)/python bench/bench_dicomweb.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,11 +7,14 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.dicomweb.metadata import MetadataFollower
+from dicomgate.access.dicomweb.router import create_dicomweb
 from dicomgate.access.dimse.retrieve import Archive
 from dicomgate.access.dimse.service import query_retrieve_extension
 from dicomgate.access.pacs_api import create_pacs_api
@@ -42,6 +45,7 @@ from dicomgate.sources.pacs import csv_import as _csv_import  # noqa: F401  (reg
 from dicomgate.sources.pacs import jobs as pacs_jobs
 from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Extension, Receiver
+from dicomgate.sources.stow import StowSettings, create_stow
 from dicomgate.sources.upload_api import create_upload_router
 from dicomgate.sources.watch import start_watcher
 
@@ -132,6 +136,8 @@ class Service:
         self.pacs = PacsService(self.settings, self.intake)
         pacs_jobs.bind(self.pacs)  # the pacs_retrieve / pacs_csv_import handlers use it
 
+    _metadata: MetadataFollower | None = None
+
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
@@ -145,6 +151,7 @@ class Service:
         self._spine.start()
         self.jobs.start()
         self._watcher = start_watcher(self.settings.sources, self.jobs, self._stop)
+        self._start_metadata()
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
@@ -157,10 +164,24 @@ class Service:
             except Exception:
                 log.exception("spine pass failed; retrying at the next interval")
 
+    def _start_metadata(self) -> None:
+        options = self.settings.dicomweb
+        if options.enabled and options.prepare_metadata:
+            self._metadata = MetadataFollower(
+                self.intake.db,
+                self.intake.blobs,
+                options.prepare_interval,
+                options.prepare_batch,
+                options.bulk_data_threshold,
+            )
+            self._metadata.start()
+
     def stop(self) -> None:
-        """Stop the job workers, the receiver and the spine."""
+        """Stop the job workers, the receiver, the spine, the watcher and the metadata preparer."""
         self._stop.set()
         self.jobs.stop()
+        if self._metadata:
+            self._metadata.stop()
         if self.receiver:
             self.receiver.stop()
         if self._spine:
@@ -206,5 +227,24 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(
         create_media_router(service.jobs, service.intake.db, sources), dependencies=guarded
     )
+    _mount_dicomweb(app, service, guarded)
     install_error_handlers(app)
     return app
+
+
+def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
+    """Mount DICOMweb (access) and STOW-RS (a source) under ``/dicomweb``."""
+    options = service.settings.dicomweb
+    if not options.enabled:
+        return
+    intake = service.intake
+    app.include_router(
+        create_dicomweb(intake.db, intake.blobs, options), prefix="/dicomweb", dependencies=guarded
+    )
+    stow = StowSettings(
+        options.stow_max_bytes,
+        options.stow_memory_bytes,
+        service.settings.default_project,
+        options.public_url,
+    )
+    app.include_router(create_stow(intake, stow), prefix="/dicomweb", dependencies=guarded)

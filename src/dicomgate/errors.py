@@ -8,10 +8,12 @@
     ├── UnauthenticatedError        no valid credentials came with the request
     ├── ForbiddenError              the caller may see the resource but not do this to it
     ├── ConflictError               the request conflicts with the current state
+    ├── NotAcceptableError          no representation the client accepts can be produced
     ├── InvalidInputError           bad input from outside: the client must fix it
     │   ├── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
     │   ├── TooManyMatchesError     a query matches more than the configured maximum
-    │   └── PayloadTooLargeError    a body over the configured size cap
+    │   ├── UnsupportedMediaTypeError   a request body of a media type not taken
+    │   └── PayloadTooLargeError    a request body over the configured limit
     ├── StorageError                the archive could not make the data durable (retriable)
     │   └── StorageFullError        no space left
     └── PermanentError / RetriableError   job steps: never retried / retried with backoff
@@ -66,8 +68,16 @@ class TooManyMatchesError(InvalidInputError):
     """A query matches more records than the configured maximum: the client must narrow it."""
 
 
+class NotAcceptableError(DicomgateError):
+    """Nothing the client accepts (HTTP Accept) can be produced; the message says what can."""
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The request body is of a media type this endpoint does not take."""
+
+
 class PayloadTooLargeError(InvalidInputError):
-    """A request body is larger than the configured cap."""
+    """The request body exceeds the configured limit."""
 
 
 class StorageError(DicomgateError):
@@ -120,6 +130,8 @@ _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404),
     (UnauthenticatedError, 401),
     (ForbiddenError, 403),
+    (NotAcceptableError, 406),
+    (UnsupportedMediaTypeError, 415),
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
     (InvalidInputError, 400),

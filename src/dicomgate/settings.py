@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dicomgate.access.dicomweb.config import DicomwebSettings
 from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.auth.settings import AuthSettings
 from dicomgate.dicom.nodes import PacsSettings
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
     pacs: PacsSettings = Field(default_factory=PacsSettings)
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod

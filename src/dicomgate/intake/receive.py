@@ -275,3 +275,14 @@ def _keep_aside(
         session.flush()
         index.log_change(session, reason, "set_aside", int(row.pk))
     return ReceiveResult(Outcome.REJECTED, sop_uid, reason=f"{reason}: {message}")
+
+
+def refuse(
+    intake: Intake, data: bytes, origin: Origin, reason: str, message: str, sop_uid: str | None
+) -> ReceiveResult:
+    """Keep ``data`` aside with ``reason`` without storing it (a source refused it up front).
+
+    For a source that must refuse an instance before intake sees it (a STOW-RS part outside
+    the target study, a part that is not ``application/dicom``): it is kept with its reason.
+    """
+    return _keep_aside(intake, data, origin, reason, message, sop_uid)

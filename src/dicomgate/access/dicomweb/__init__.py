@@ -1,0 +1,1 @@
+"""DICOMweb over the archive: QIDO-RS, WADO-RS, WADO-URI (STOW-RS is ``sources.stow``)."""

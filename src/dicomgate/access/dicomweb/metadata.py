@@ -1,0 +1,201 @@
+"""Prepared DICOM JSON: built once per stored instance, served by concatenation.
+
+A follower of the change log prepares each new or replaced instance soon after its commit, off
+the receive path; a metadata request that comes first builds what is missing and caches it.
+The cache is derived data in its own table: it never changes the index or the blobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from dicomgate.access.dicomweb.models import FollowerPosition, InstanceMetadata
+from dicomgate.access.dicomweb.resources import Scope, StoredInstance, Target, by_pk, instances
+from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.archive.models import Change, utcnow
+from dicomgate.db import Database
+from dicomgate.dicom.dicom_json import file_to_json_text
+
+log = logging.getLogger(__name__)
+
+BASE = "{+base}"
+FOLLOWER = "metadata"
+_CHANGES = ("new_instance", "replaced_instance")
+
+
+def bulk_prefix(row: StoredInstance) -> str:
+    """Return the bulk data URI prefix of one instance (``{+base}`` is the service root)."""
+    return (
+        f"{BASE}/studies/{row.study_uid}/series/{row.series_uid}"
+        f"/instances/{row.sop_instance_uid}/bulkdata/"
+    )
+
+
+def build(blobs: FilesystemBlobStore, row: StoredInstance, threshold: int) -> str | None:
+    """Return the DICOM JSON text of one stored instance; None when its file cannot be read."""
+    try:
+        return file_to_json_text(blobs.path(row.blob_key), bulk_prefix(row), threshold)
+    except Exception as exc:
+        log.warning("cannot prepare metadata of instance %s (%s)", row.pk, type(exc).__name__)
+        return None
+
+
+def _save(session: Session, prepared: dict[int, tuple[str, str]]) -> None:
+    """Upsert: the follower and a first request may prepare the same instance at once."""
+    if not prepared:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [
+        {"instance_pk": pk, "sha256": sha, "json": text, "prepared_at": utcnow()}
+        for pk, (sha, text) in prepared.items()
+    ]
+    statement = insert(InstanceMetadata).values(rows)
+    excluded = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[InstanceMetadata.instance_pk],
+            set_={
+                "sha256": excluded.sha256,
+                "json": excluded.json,
+                "prepared_at": excluded.prepared_at,
+            },
+        )
+    )
+
+
+def prepare(
+    db: Database, blobs: FilesystemBlobStore, rows: Sequence[StoredInstance], threshold: int
+) -> dict[int, str]:
+    """Build and cache the metadata of ``rows``; return instance pk -> JSON text."""
+    prepared: dict[int, tuple[str, str]] = {}
+    for row in rows:
+        text = build(blobs, row, threshold)
+        if text is not None:
+            prepared[row.pk] = (row.sha256, text)
+    if prepared:
+        with db.unit_of_work() as session:
+            _save(session, prepared)
+    return {pk: text for pk, (_sha, text) in prepared.items()}
+
+
+def _cached(session: Session, rows: Sequence[StoredInstance]) -> dict[int, str]:
+    wanted = {row.pk: row.sha256 for row in rows}
+    query = select(InstanceMetadata.instance_pk, InstanceMetadata.sha256, InstanceMetadata.json)
+    found: dict[int, str] = {}
+    pks = list(wanted)
+    for start in range(0, len(pks), 900):  # stay below SQLite's bound-parameter limit
+        chunk = pks[start : start + 900]
+        for pk, sha, text in session.execute(query.where(InstanceMetadata.instance_pk.in_(chunk))):
+            if wanted[pk] == sha:  # a replaced instance has a new digest: rebuild it
+                found[pk] = text
+    return found
+
+
+def metadata_json(
+    db: Database,
+    blobs: FilesystemBlobStore,
+    target: Target,
+    scope: Scope,
+    threshold: int,
+) -> list[str]:
+    """Return the prepared DICOM JSON texts of the instances ``target`` names, in order.
+
+    Raises
+    ------
+    NotFoundError
+        When nothing visible to ``scope`` matches.
+    """
+    with db.reader() as session:
+        rows = instances(session, target, scope)
+        found = _cached(session, rows)
+    missing = [row for row in rows if row.pk not in found]
+    if missing:
+        found.update(prepare(db, blobs, missing, threshold))
+    return [found[row.pk] for row in rows if row.pk in found]
+
+
+def follow_once(db: Database, blobs: FilesystemBlobStore, batch: int, threshold: int) -> int:
+    """Prepare the instances of the next ``batch`` changes; return how many changes were read."""
+    with db.reader() as session:
+        position = session.get(FollowerPosition, FOLLOWER)
+        since = position.seq if position else 0
+        changes = session.execute(
+            select(Change.seq, Change.change_type, Change.resource_pk)
+            .where(Change.seq > since)
+            .order_by(Change.seq)
+            .limit(batch)
+        ).all()
+        pks = sorted({pk for _seq, kind, pk in changes if kind in _CHANGES})
+        rows = by_pk(session, pks) if pks else []
+    if not changes:
+        return 0
+    prepared = {
+        row.pk: (row.sha256, text) for row in rows if (text := build(blobs, row, threshold))
+    }
+    with db.unit_of_work() as session:
+        _save(session, prepared)
+        position = session.get(FollowerPosition, FOLLOWER)
+        if position is None:
+            session.add(FollowerPosition(name=FOLLOWER, seq=changes[-1][0]))
+        else:
+            position.seq = changes[-1][0]
+    return len(changes)
+
+
+class MetadataFollower:
+    """A thread that follows the change log and prepares metadata after each commit.
+
+    Parameters
+    ----------
+    db, blobs
+        The index and the blob store.
+    interval
+        Seconds to wait when the log has nothing new.
+    batch
+        Changes read per pass (one transaction writes their metadata).
+    threshold
+        Binary values longer than this become bulk data URIs.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: FilesystemBlobStore,
+        interval: float,
+        batch: int,
+        threshold: int,
+    ) -> None:
+        self._args = (db, blobs, batch, threshold)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dicomweb-metadata", daemon=True)
+
+    def start(self) -> None:
+        """Start following."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        batch = self._args[2]
+        while not self._stop.is_set():
+            try:
+                read = follow_once(*self._args)
+            except Exception:
+                log.exception("metadata preparation failed; retrying")
+                read = 0
+            if read < batch:
+                # Caught up: wait, so that during a burst of arrivals one transaction writes the
+                # metadata of many instances instead of competing with each intake commit.
+                self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        """Stop after the current pass."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)

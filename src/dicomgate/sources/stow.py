@@ -1,0 +1,227 @@
+"""STOW-RS (PS3.18 10.5): ``POST /dicomweb/studies[/{study}]``, each part through intake.receive.
+
+The body is streamed into spooled parts (never held whole), then each part is received like a
+C-STORE: stored, refused with its reason (kept aside), or found already stored. The response
+lists every instance with where it landed (staging session, target project) or why it failed.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from dicomgate.archive.models import Instance, Series, StagingSession, Study
+from dicomgate.dicom.part10 import NotDicomError, parse_any
+from dicomgate.dicom.uids import is_valid_uid
+from dicomgate.errors import InvalidInputError, PayloadTooLargeError, StorageError
+from dicomgate.httputil import base_url
+from dicomgate.intake.origin import Origin, OriginKind
+from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive, refuse
+from dicomgate.sources.stow_body import DICOM, BodyPart, boundary_of, close, read_parts
+
+DICOM_JSON = "application/dicom+json"
+PRIVATE_CREATOR = "DICOMGATE STOW"
+# Failure reasons (PS3.18 Table I.2-1 and common practice).
+CANNOT_UNDERSTAND, STUDY_MISMATCH, DUPLICATE, OUT_OF_RESOURCES = 0xC000, 0xA901, 0x0111, 0xA700
+PARALLEL_PARTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class StowSettings:
+    """What the STOW-RS source needs to know: limits and the project used when none is named."""
+
+    max_bytes: int
+    memory_bytes: int
+    default_project: str
+    public_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    """The fate of one part."""
+
+    result: ReceiveResult
+    sop_class_uid: str | None = None
+    failure: int | None = None
+
+
+def _header_uids(data: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        header = parse_any(data).header
+    except NotDicomError:
+        return None, None, None
+    values = (
+        header.get("StudyInstanceUID"),
+        header.get("SOPClassUID"),
+        header.get("SOPInstanceUID"),
+    )
+    return tuple(str(v) if v is not None else None for v in values)  # type: ignore[return-value]
+
+
+def _receive_part(intake: Intake, part: BodyPart, origin: Origin, study: str | None) -> PartResult:
+    data = part.read()
+    if part.content_type != DICOM:
+        message = f"the part is {part.content_type[:64]}, not application/dicom"
+        return PartResult(refuse(intake, data, origin, "unsupported_part", message, None),
+                          failure=CANNOT_UNDERSTAND)  # fmt: skip
+    study_uid, sop_class, sop_uid = _header_uids(data)
+    if study is not None and study_uid is not None and study_uid != study:
+        message = "the instance belongs to another study than the request names"
+        return PartResult(refuse(intake, data, origin, "study_mismatch", message, sop_uid),
+                          sop_class, STUDY_MISMATCH)  # fmt: skip
+    try:
+        result = receive(intake, data, origin)
+    except StorageError as exc:
+        return PartResult(ReceiveResult(Outcome.REJECTED, sop_uid, reason=str(exc)), sop_class,
+                          OUT_OF_RESOURCES)  # fmt: skip
+    if result.ok:
+        return PartResult(result, sop_class)
+    failure = DUPLICATE if result.outcome is Outcome.CONFLICTING else CANNOT_UNDERSTAND
+    return PartResult(result, sop_class, failure)
+
+
+def receive_parts(
+    intake: Intake, parts: list[BodyPart], origin: Origin, study: str | None
+) -> list[PartResult]:
+    """Receive every part, a few at once (their fsyncs overlap); results in part order.
+
+    Blocking: run it in a worker thread. ``receive`` is thread-safe (the C-STORE receiver calls
+    it from one thread per association).
+    """
+    try:
+        if len(parts) == 1:
+            return [_receive_part(intake, parts[0], origin, study)]
+        with ThreadPoolExecutor(min(PARALLEL_PARTS, len(parts)), "stow") as pool:
+            return list(pool.map(lambda part: _receive_part(intake, part, origin, study), parts))
+    finally:
+        close(parts)
+
+
+Landing = tuple[int | None, str, str, str, str]
+
+
+def _landing(intake: Intake, results: list[PartResult]) -> dict[int, Landing]:
+    """Return instance pk -> (staging pk, status, project, study, series) of stored parts."""
+    pks = [r.result.instance_pk for r in results if r.failure is None and r.result.instance_pk]
+    if not pks:
+        return {}
+    query = (
+        select(Instance.pk, StagingSession.pk, StagingSession.status, StagingSession.project_id,
+               Study.project_id, Study.study_uid, Series.series_uid)
+        .join(Series, Instance.series_pk == Series.pk)
+        .join(Study, Series.study_pk == Study.pk)
+        .outerjoin(StagingSession, Instance.staging_pk == StagingSession.pk)
+        .where(Instance.pk.in_(pks))
+    )  # fmt: skip
+    with intake.db.reader() as session:
+        rows = session.execute(query).all()
+    return {int(pk): (staging, status or "ARCHIVED", staged or archived or "", study, series)
+            for pk, staging, status, staged, archived, study, series in rows}  # fmt: skip
+
+
+def _item(part: PartResult) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if part.sop_class_uid:
+        item["00081150"] = {"vr": "UI", "Value": [part.sop_class_uid]}
+    if part.result.sop_instance_uid:
+        item["00081155"] = {"vr": "UI", "Value": [part.result.sop_instance_uid]}
+    return item
+
+
+def _landed(item: dict[str, Any], landing: Landing, outcome: Outcome) -> None:
+    staging, status, project, _study, _series = landing
+    item["00090010"] = {"vr": "LO", "Value": [PRIVATE_CREATOR]}
+    item["00091001"] = {"vr": "CS", "Value": [outcome.value.upper()]}
+    item["00091002"] = {"vr": "CS", "Value": [status]}
+    item["00091003"] = {"vr": "LO", "Value": [project]} if project else {"vr": "LO"}
+    item["00091004"] = {"vr": "UL", "Value": [staging]} if staging else {"vr": "UL"}
+
+
+def response_body(
+    intake: Intake, results: list[PartResult], base: str, study: str | None, project: str
+) -> dict[str, Any]:
+    """Return the STOW-RS response dataset (DICOM JSON)."""
+    landing = _landing(intake, results)
+    stored, failed = [], []
+    for part in results:
+        item = _item(part)
+        if part.failure is not None:
+            item["00081197"] = {"vr": "US", "Value": [part.failure]}
+            failed.append(item)
+            continue
+        staging, status, target, study_uid, series_uid = landing[part.result.instance_pk or -1]
+        where = (staging, status, target or project, study_uid, series_uid)
+        _landed(item, where, part.result.outcome)
+        url = (
+            f"{base}/studies/{study_uid}/series/{series_uid}"
+            f"/instances/{part.result.sop_instance_uid}"
+        )
+        item["00081190"] = {"vr": "UR", "Value": [url]}
+        stored.append(item)
+    body: dict[str, Any] = {}
+    if study:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{study}"]}
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": stored}
+    return body
+
+
+def status_of(results: list[PartResult]) -> int:
+    """Return 200 all stored, 202 partial, 409 all failed on a conflict, 400 all unreadable."""
+    failures = [r.failure for r in results if r.failure is not None]
+    if not failures:
+        return 200
+    if len(failures) < len(results):
+        return 202
+    if all(f == OUT_OF_RESOURCES for f in failures):
+        return 503
+    if any(f in (STUDY_MISMATCH, DUPLICATE) for f in failures):
+        return 409
+    return 400
+
+
+def create_stow(intake: Intake, settings: StowSettings) -> APIRouter:
+    """Return the STOW-RS router (mount it under ``/dicomweb``)."""
+    router = APIRouter(tags=["dicomweb"])
+    spool_dir = intake.blobs.temp
+
+    async def store(request: Request, study: str | None) -> JSONResponse:
+        if study is not None and not is_valid_uid(study):
+            raise InvalidInputError("the study in the path is not a UID")
+        boundary = boundary_of(request.headers.get("content-type"))
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_bytes:
+            raise PayloadTooLargeError(f"the body exceeds the limit of {settings.max_bytes} bytes")
+        parts = await read_parts(
+            request.stream(), boundary, spool_dir, settings.max_bytes, settings.memory_bytes
+        )
+        host = request.client.host if request.client else None
+        origin = Origin(OriginKind.STOW, remote_host=host)
+        results = await run_in_threadpool(receive_parts, intake, parts, origin, study)
+        base = base_url(request, settings.public_url)
+        body = await run_in_threadpool(
+            response_body, intake, results, base, study, settings.default_project
+        )
+        return JSONResponse(body, status_code=status_of(results), media_type=DICOM_JSON)
+
+    @router.post("/studies")
+    async def stow(request: Request) -> JSONResponse:
+        """Store instances (any study)."""
+        return await store(request, None)
+
+    @router.post("/studies/{study}")
+    async def stow_study(
+        request: Request, study: Annotated[str, Path(max_length=64)]
+    ) -> JSONResponse:
+        """Store instances of one study; instances of other studies are refused."""
+        return await store(request, study)
+
+    return router
