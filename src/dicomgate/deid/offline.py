@@ -16,6 +16,7 @@ from dicomgate.deid.errors import DeidError
 from dicomgate.deid.keys import DeidKeys
 from dicomgate.deid.profile import Profile
 from dicomgate.deid.verify import Violation, verify_dataset
+from dicomgate.dicom.encode import encode_part10
 
 KeysProvider = Callable[[Dataset], DeidKeys]
 """Returns the keys for one source instance (e.g. vault lookup of its patient)."""
@@ -45,7 +46,7 @@ def write_dataset(ds: Dataset, path: Path) -> None:
         ds.file_meta.TransferSyntaxUID = (
             ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
         )
-    ds.save_as(path, enforce_file_format=True)
+    path.write_bytes(encode_part10(ds))
 
 
 def deid_folder(
