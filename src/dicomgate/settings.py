@@ -11,13 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from dicomgate.deid.config import DeidSettings, ProjectDeid
 from dicomgate.errors import ConfigError
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
@@ -39,6 +47,7 @@ class ProjectConfig(BaseModel):
     id: str = Field(pattern=_PROJECT_ID, max_length=64)
     name: str = ""
     description: str = ""
+    deid: ProjectDeid | None = None  # de-identification on archive; None: identified project
 
 
 class Settings(BaseSettings):
@@ -67,6 +76,7 @@ class Settings(BaseSettings):
     stability_check_interval: float = Field(default=1.0, gt=0)
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    deid: DeidSettings = Field(default_factory=DeidSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod
@@ -75,6 +85,18 @@ class Settings(BaseSettings):
             if not ae.strip() or len(ae) > 16 or "\\" in ae or not ae.isascii():
                 raise ValueError(f"invalid AE title {ae!r}: 1-16 ASCII characters, no backslash")
         return value
+
+    @model_validator(mode="after")
+    def _identified_project_is_identified(self) -> Settings:
+        kept = self.deid.identified_project
+        if kept is None:
+            return self
+        known = {p.id: p for p in self.projects}
+        if kept not in known and kept != self.default_project:
+            raise ValueError(f"deid.identified_project: {kept!r} is not a configured project")
+        if kept in known and known[kept].deid is not None:
+            raise ValueError(f"deid.identified_project: {kept!r} has a de-identification profile")
+        return self
 
     @classmethod
     def settings_customise_sources(
