@@ -12,13 +12,18 @@ from fastapi import FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.projects_api import create_projects_api
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.migrate import upgrade
+from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.pipeline import advance
+from dicomgate.prearchive.api import create_prearchive_api
+from dicomgate.prearchive.context import Review, build_review
+from dicomgate.prearchive.store import recover_archiving
 from dicomgate.settings import Settings
 from dicomgate.sources.scp import Receiver
 
@@ -32,8 +37,10 @@ def open_intake(settings: Settings) -> Intake:
     upgrade(db)
     with db.unit_of_work() as session:
         ensure_project(session, settings.default_project)
+        ensure_quarantine(session)
         for project in settings.projects:
-            ensure_project(session, project.id, project.name)
+            policy = project.archive_policy.value
+            sync_project(session, project.id, project.name, project.description, policy)
     return Intake(
         db,
         FilesystemBlobStore(settings.data_dir / "blobs"),
@@ -50,12 +57,16 @@ class Service:
     intake: Intake
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
+    review: Review | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
 
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver and the spine thread."""
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
+        self.review = self.review or build_review(self.settings, self.intake)
+        with self.intake.db.unit_of_work() as session:
+            recover_archiving(session)
         self.receiver = Receiver(self.settings, self.intake)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
@@ -64,9 +75,10 @@ class Service:
         )
 
     def _run_spine(self) -> None:
+        assert self.review is not None
         while not self._stop.wait(self.settings.stability_check_interval):
             try:
-                advance(self.intake.db, self.settings.stable_after, self.settings.default_project)
+                advance(self.review)
             except Exception:
                 log.exception("spine pass failed; retrying at the next interval")
 
@@ -92,5 +104,8 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
     app.include_router(create_api(service.intake.db, service.intake.blobs))
+    service.review = service.review or build_review(service.settings, service.intake)
+    app.include_router(create_projects_api(service.intake.db))
+    app.include_router(create_prearchive_api(service.review))
     install_error_handlers(app)
     return app

@@ -14,6 +14,7 @@ from rich.progress import Progress
 from dicomgate.errors import ConfigError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Outcome, receive
+from dicomgate.prearchive.cli import prearchive_app, projects_app, quarantine_app, rules_app
 from dicomgate.settings import Settings, load_settings
 
 app = typer.Typer(help="dicomgate: research DICOM intake and archive.", no_args_is_help=True)
@@ -21,6 +22,10 @@ config_app = typer.Typer(help="Configuration.")
 db_app = typer.Typer(help="The index database.")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(prearchive_app, name="prearchive")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(projects_app, name="projects")
+app.add_typer(rules_app, name="rules")
 console = Console()
 err = Console(stderr=True)
 

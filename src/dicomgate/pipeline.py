@@ -1,6 +1,9 @@
-"""The spine, thin: staging sessions that went quiet become READY, READY ones are archived.
+"""The spine, thin: staging sessions that went quiet become READY, are checked, then archived.
 
-Later stages (sorting rules, de-identification) slot in between READY and ARCHIVED here.
+``advance`` runs one pass: ``mark_stable`` (RECEIVING -> READY), the review checks of
+``prearchive.spine`` (READY -> READY | CONFLICT | ERROR, RT holds released or run out), then
+``archive_session`` for what may go now (clean sessions of auto-archive projects, quarantined
+ones). Review actions (``prearchive.actions``) call ``archive_session`` too.
 """
 
 from __future__ import annotations
@@ -10,9 +13,15 @@ import logging
 
 from sqlalchemy import select, update
 
-from dicomgate.archive.index import ensure_project, log_change
-from dicomgate.archive.models import Instance, Series, StagingSession, Study, utcnow
+from dicomgate.archive.index import log_change
+from dicomgate.archive.models import StagingSession, utcnow
 from dicomgate.db import Database
+from dicomgate.errors import ConflictError
+from dicomgate.intake.reasons import Reason, ReasonCode
+from dicomgate.prearchive import spine
+from dicomgate.prearchive.context import Review
+from dicomgate.prearchive.store import begin_archiving, restore_state, set_state, store_session
+from dicomgate.prearchive.target import ArchiveTarget
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +49,58 @@ def mark_stable(db: Database, stable_after: float, now: dt.datetime | None = Non
     return pks
 
 
-def archive_ready(db: Database, default_project: str) -> list[int]:
-    """Archive every READY session into its target project (the source's, else the default)."""
-    with db.reader() as session:
-        ready = list(
-            session.scalars(select(StagingSession).where(StagingSession.status == "READY"))
-        )
-    for staging in ready:
-        _archive(db, staging.pk, staging.project_id or default_project)
-    return [staging.pk for staging in ready]
+def archive_session(
+    review: Review, staging_pk: int, target: ArchiveTarget, user: str | None = None
+) -> int:
+    """Archive one checked staging session into ``target.project``; return the session's pk.
 
+    The staging session goes READY/CONFLICT/ERROR -> ARCHIVING (committed), then ARCHIVED with
+    its archived session row, labels and the study's project in one transaction. When that
+    fails it goes back to the status it had and the error is raised; nothing is half-archived.
 
-def _archive(db: Database, staging_pk: int, project: str) -> None:
+    De-identification slots in here, between the two transactions: for a target project with a
+    de-identification profile, the staged instances are de-identified into new instances before
+    ``store_session`` records them (branch ``deid``). Keep this name and signature stable.
+
+    Parameters
+    ----------
+    review
+        The intake stores and the review configuration (settings included).
+    staging_pk
+        The staging session; the caller has run the target project's checks (``assess``).
+    target
+        Project, labels and findings to archive with (``merge_into`` to add to a session).
+    user
+        Who asked (review actions), recorded in the change log.
+
+    Raises
+    ------
+    ConflictError
+        When the session is not in a state that may be archived, or the label is taken.
+    """
+    db = review.intake.db
     with db.unit_of_work() as session:
-        ensure_project(session, project)
-        study_pks = (
-            select(Series.study_pk)
-            .join(Instance, Instance.series_pk == Series.pk)
-            .where(Instance.staging_pk == staging_pk)
-        )
-        session.execute(
-            update(Study)
-            .where(Study.pk.in_(study_pks), Study.project_id.is_(None))
-            .values(project_id=project)
-        )
-        session.execute(
-            update(StagingSession)
-            .where(StagingSession.pk == staging_pk, StagingSession.status == "READY")
-            .values(status="ARCHIVED", project_id=project, updated_at=utcnow())
-        )
-        log_change(session, "staging_archived", "staging", staging_pk)
-    log.info("staging session %s archived into %s", staging_pk, project)
+        previous = begin_archiving(session, staging_pk)
+    try:
+        with db.unit_of_work() as session:
+            archived_pk = store_session(session, staging_pk, target, user)
+    except BaseException:
+        with db.unit_of_work() as session:
+            restore_state(session, staging_pk, previous)
+        raise
+    log.info("staging session %s archived into %s", staging_pk, target.project)
+    return archived_pk
 
 
-def advance(db: Database, stable_after: float, default_project: str) -> None:
-    """Run one pass of the spine: stabilise, then archive."""
-    mark_stable(db, stable_after)
-    archive_ready(db, default_project)
+def advance(review: Review, now: dt.datetime | None = None) -> None:
+    """Run one pass of the spine: stabilise, check, archive what may go."""
+    mark_stable(review.intake.db, review.settings.stable_after, now)
+    for staging_pk, target in spine.evaluate_ready(review, now) + spine.recheck_held(review, now):
+        try:
+            archive_session(review, staging_pk, target)
+        except ConflictError as exc:
+            # Another session took the label or the study meanwhile: hold it for review.
+            log.warning("staging session %s not archived: %s", staging_pk, type(exc).__name__)
+            reason = Reason(ReasonCode.LABEL_CONFLICT, str(exc)).to_json()
+            with review.intake.db.unit_of_work() as session:
+                set_state(session, staging_pk, "CONFLICT", [dict(reason)])

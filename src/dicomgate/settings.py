@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,7 @@ from pydantic_settings import (
 
 from dicomgate.deid.config import DeidSettings, ProjectDeid
 from dicomgate.errors import ConfigError
+from dicomgate.prearchive.config import PrearchiveSettings
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
 
@@ -39,6 +41,13 @@ class DuplicatePolicy(enum.StrEnum):
     REJECT = "reject"
 
 
+class ArchivePolicy(enum.StrEnum):
+    """How a project takes a clean READY session: archive it at once, or wait for review."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
 class ProjectConfig(BaseModel):
     """A project declared in the config file."""
 
@@ -48,6 +57,28 @@ class ProjectConfig(BaseModel):
     name: str = ""
     description: str = ""
     deid: ProjectDeid | None = None  # de-identification on archive; None: identified project
+    # Prearchive review (issue 4): policy, label mapping, study cards of the project.
+    archive_policy: ArchivePolicy = ArchivePolicy.AUTO
+    labels: str | dict[str, Any] | None = None
+    study_cards: dict[str, Any] | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _label_mapping(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        from dicomgate.rules.labels import parse_label_mapping
+
+        if value is not None:
+            parse_label_mapping(value, key="labels")
+        return value
+
+    @field_validator("study_cards")
+    @classmethod
+    def _cards(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        from dicomgate.rules.study_cards import load_study_cards
+
+        if value is not None:
+            load_study_cards({"project": info.data.get("id", "X"), **value})
+        return value
 
 
 class Settings(BaseSettings):
@@ -76,6 +107,7 @@ class Settings(BaseSettings):
     stability_check_interval: float = Field(default=1.0, gt=0)
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    prearchive: PrearchiveSettings = Field(default_factory=PrearchiveSettings)
     deid: DeidSettings = Field(default_factory=DeidSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")

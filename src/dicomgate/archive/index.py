@@ -121,9 +121,18 @@ def upsert_series(session: Session, header: Dataset, study_pk: int) -> int:
 
 
 def staging_session_for(
-    session: Session, source_key: str, study_uid: str, origin: dict[str, Any]
+    session: Session,
+    source_key: str,
+    study_uid: str,
+    origin: dict[str, Any],
+    counted: bool = True,
 ) -> int:
-    """Return the RECEIVING staging session of this source and study, opening one if needed."""
+    """Return the RECEIVING staging session of this source and study, opening one if needed.
+
+    ``counted=False`` (a conflicting duplicate kept aside) keeps the session open without
+    counting an instance.
+    """
+    step = 1 if counted else 0
     query = select(StagingSession.pk).where(
         StagingSession.source_key == source_key,
         StagingSession.study_uid == study_uid,
@@ -138,7 +147,7 @@ def staging_session_for(
             .values(
                 last_received_at=now,
                 updated_at=now,
-                instance_count=StagingSession.instance_count + 1,
+                instance_count=StagingSession.instance_count + step,
             )
         )
         return int(found)
@@ -148,7 +157,7 @@ def staging_session_for(
         status="RECEIVING",
         project_id=origin.get("project"),
         origin=origin,
-        instance_count=1,
+        instance_count=step,
         created_at=now,
         last_received_at=now,
         updated_at=now,

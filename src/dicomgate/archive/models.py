@@ -160,6 +160,8 @@ class SetAside(Base):
     sha256: Mapped[str] = mapped_column(String(64), default="")
     origin: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The staging session a conflicting duplicate arrived with (migration 0003).
+    staging_pk: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class Change(Base):

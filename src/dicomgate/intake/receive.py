@@ -190,7 +190,9 @@ def _duplicate(
     if intake.duplicate_policy is DuplicatePolicy.REPLACE:
         return _replace(intake, parsed, digest, instance_pk, old_key)
     message = "same SOP Instance UID as a stored instance, different content"
-    result = _keep_aside(intake, parsed.data, origin, "conflicting_duplicate", message, sop_uid)
+    result = _keep_aside(
+        intake, parsed.data, origin, "conflicting_duplicate", message, sop_uid, parsed.header
+    )
     if intake.duplicate_policy is DuplicatePolicy.REJECT:
         return result
     return ReceiveResult(Outcome.CONFLICTING, sop_uid, instance_pk, reason=message)
@@ -221,9 +223,17 @@ def _keep_aside(
     reason: str,
     message: str,
     sop_uid: str | None,
+    header: Dataset | None = None,
 ) -> ReceiveResult:
     key = intake.set_aside.create(data)
+    origin_json = {k: v for k, v in asdict(origin).items() if v is not None}
     with intake.db.unit_of_work() as session:
+        staging_pk = None
+        if header is not None:  # the prearchive shows the session it arrived with
+            study_uid = str(header.StudyInstanceUID)
+            staging_pk = index.staging_session_for(
+                session, origin.source_key, study_uid, origin_json, counted=False
+            )
         row = SetAside(
             reason=reason,
             message=message,
@@ -231,7 +241,8 @@ def _keep_aside(
             blob_key=key,
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
-            origin={k: v for k, v in asdict(origin).items() if v is not None},
+            origin=origin_json,
+            staging_pk=staging_pk,
         )
         session.add(row)
         session.flush()
