@@ -20,6 +20,8 @@ from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
+from dicomgate.jobs import Jobs
+from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
 from dicomgate.prearchive.api import create_prearchive_api
 from dicomgate.prearchive.context import Review, build_review
@@ -49,6 +51,16 @@ def open_intake(settings: Settings) -> Intake:
     )
 
 
+def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
+    """Return the jobs facade: on the configured Huey queue, or inline (``queue=False``)."""
+    from dicomgate.sources import files  # noqa: F401  (registers the import_files job kind)
+
+    if not queue:
+        return Jobs(intake, settings.jobs)
+    huey = make_huey(settings.jobs, settings.data_dir, settings.effective_database_url)
+    return Jobs(intake, settings.jobs, Queue(huey))
+
+
 @dataclass
 class Service:
     """Everything ``dicomgate serve`` runs, started and stopped together."""
@@ -58,11 +70,15 @@ class Service:
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
     review: Review | None = None
+    jobs: Jobs = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _spine: threading.Thread | None = None
 
+    def __post_init__(self) -> None:
+        self.jobs = open_jobs(self.settings, self.intake)
+
     def start(self) -> None:
-        """Reconcile, then start the DICOM receiver and the spine thread."""
+        """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
         self.review = self.review or build_review(self.settings, self.intake)
         with self.intake.db.unit_of_work() as session:
@@ -70,6 +86,7 @@ class Service:
         self.receiver = Receiver(self.settings, self.intake)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
+        self.jobs.start()
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
@@ -83,8 +100,9 @@ class Service:
                 log.exception("spine pass failed; retrying at the next interval")
 
     def stop(self) -> None:
-        """Stop the receiver and the spine."""
+        """Stop the job workers, the receiver and the spine."""
         self._stop.set()
+        self.jobs.stop()
         if self.receiver:
             self.receiver.stop()
         if self._spine:

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from dicomgate.deid.config import DeidSettings, ProjectDeid
 from dicomgate.errors import ConfigError
+from dicomgate.jobs.config import JobsConfig
 from dicomgate.prearchive.config import PrearchiveSettings
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
@@ -108,6 +109,7 @@ class Settings(BaseSettings):
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     prearchive: PrearchiveSettings = Field(default_factory=PrearchiveSettings)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     deid: DeidSettings = Field(default_factory=DeidSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")

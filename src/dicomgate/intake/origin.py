@@ -41,6 +41,9 @@ class Origin:
         The folder or file an import read it from (never shown to peers).
     project
         Project the source is configured to deliver to, if any.
+    subject_label, session_label
+        Labels the sender gave (server-side inbox, XNAT import form); they override the
+        labels the header mapping would derive. Kept on the staging session's origin JSON.
     """
 
     kind: OriginKind
@@ -51,6 +54,8 @@ class Origin:
     job_id: str | None = None
     import_path: str | None = None
     project: str | None = None
+    subject_label: str | None = None
+    session_label: str | None = None
 
     @property
     def source_key(self) -> str:

@@ -3,6 +3,7 @@
 from alembic import context
 
 from dicomgate.archive.models import Base
+from dicomgate.jobs import models as _jobs_models  # noqa: F401  (job tables on Base)
 
 connection = context.config.attributes["connection"]
 context.configure(

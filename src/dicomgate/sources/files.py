@@ -1,0 +1,151 @@
+"""The ``import_files`` job: files and folders on this machine, through ``intake.receive``.
+
+The first run scans the given paths (folders recursively, links never followed) and declares
+every entry as an expected item; each run then reads the pending entries one by one, so a run
+resumed after a crash reads only what has no outcome yet. Entries that are not regular files
+(symbolic links, FIFOs, devices) are recorded as skipped with the reason; a file that vanished
+before it was read is missing. With ``cleanup``, a file is deleted once intake has it durably,
+and emptied folders are removed (never ``keep``, the project's inbox folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dicomgate.errors import PermanentError
+from dicomgate.intake.origin import OriginKind
+from dicomgate.intake.receive import receive
+from dicomgate.jobs import ItemOutcome, JobContext, register
+
+KIND = "import_files"
+NOT_FOUND = "not a file or folder"
+
+
+class ImportParams(BaseModel):
+    """Parameters of an ``import_files`` job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(min_length=1)
+    origin: OriginKind = OriginKind.IMPORT
+    project: str | None = None
+    subject: str | None = None
+    session: str | None = None
+    cleanup: bool = False
+    keep: str | None = None
+
+
+class NotRegularFileError(Exception):
+    """The entry is a link, FIFO, device or folder: it is not read."""
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symbolic link, not followed"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "not a regular file (FIFO, socket or device)"
+
+
+def read_regular(path: str) -> bytes:
+    """Return the bytes of a regular file, refusing links, FIFOs and devices without opening.
+
+    Raises
+    ------
+    NotRegularFileError
+        When ``path`` is not a regular file (checked again on the opened descriptor).
+    OSError
+        When it cannot be read (``FileNotFoundError`` when it is gone).
+    """
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(_kind_of(mode))
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError("replaced by something that is not a regular file")
+        return handle.read()
+
+
+def scan(paths: list[str]) -> Iterator[str]:
+    """Yield every entry below ``paths`` (files and anything else; links are not entered)."""
+    for raw in paths:
+        path = os.path.abspath(raw)
+        if os.path.isdir(path) and not os.path.islink(path):
+            for folder, dirs, files in os.walk(path, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    yield os.path.join(folder, name)
+                # os.walk lists links to folders among dirs but never enters them: report them.
+                for name in dirs:
+                    if os.path.islink(os.path.join(folder, name)):
+                        yield os.path.join(folder, name)
+        else:
+            yield path
+
+
+@register(KIND)
+def import_files(ctx: JobContext) -> None:
+    """Import every file below the job's paths; one item per entry."""
+    try:
+        params = ImportParams.model_validate(ctx.params)
+    except ValidationError as exc:
+        raise PermanentError(
+            f"invalid import_files parameters: {exc.error_count()} errors"
+        ) from None
+    if not ctx.planned:
+        keys = list(dict.fromkeys(scan(params.paths)))
+        ctx.expect(keys)
+        ctx.log(f"scanned {len(keys)} entries")
+        for key in keys:
+            if not os.path.lexists(key):
+                ctx.record(key, ItemOutcome.SKIPPED, NOT_FOUND)
+    for key in ctx.pending():
+        if ctx.cancelled():
+            return
+        _import_one(ctx, params, key)
+    if params.cleanup:
+        _remove_empty_folders(params)
+
+
+def _import_one(ctx: JobContext, params: ImportParams, key: str) -> None:
+    try:
+        data = read_regular(key)
+    except NotRegularFileError as exc:
+        ctx.record(key, ItemOutcome.SKIPPED, str(exc))
+        return
+    except FileNotFoundError:
+        ctx.record(key, ItemOutcome.MISSING, "the file disappeared before it was read")
+        return
+    except OSError as exc:
+        ctx.record(key, ItemOutcome.FAILED, f"cannot read: {exc.strerror}")
+        return
+    origin = ctx.origin(
+        params.origin,
+        import_path=key,
+        project=params.project,
+        subject_label=params.subject,
+        session_label=params.session,
+    )
+    result = receive(ctx.intake, data, origin)
+    ctx.record_receive(key, result)
+    if params.cleanup and result.ok:
+        Path(key).unlink(missing_ok=True)
+
+
+def _remove_empty_folders(params: ImportParams) -> None:
+    keep = os.path.abspath(params.keep) if params.keep else None
+    for raw in params.paths:
+        top = os.path.abspath(raw)
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue
+        for folder, _dirs, _files in os.walk(top, topdown=False, followlinks=False):
+            if folder != keep:
+                with contextlib.suppress(OSError):  # not empty: something was not imported
+                    os.rmdir(folder)

@@ -1,0 +1,74 @@
+"""The same import job through the Huey consumer on SqliteHuey, PostgresHuey and RedisHuey."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.archive.migrate import upgrade
+from dicomgate.db import Database
+from dicomgate.intake.receive import Intake
+from dicomgate.jobs import JobOut, Jobs, JobStatus
+from dicomgate.jobs.config import JobsConfig, QueueBackend
+from dicomgate.jobs.queue import Queue, make_huey
+from tests.integration.jobs.conftest import copy_files
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def wait_final(jobs: Jobs, job_id: str, deadline: float = 60.0) -> JobOut:
+    """Poll until the job ends (a guard against hanging, not a timing assertion)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        job = jobs.get(job_id)
+        if job.final:
+            return job
+        time.sleep(0.05)
+    pytest.fail(f"job {job_id} did not end: {jobs.get(job_id)}")
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def queued(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Jobs]:
+    backend = QueueBackend(request.param)
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    if backend is QueueBackend.POSTGRES:
+        url = request.getfixturevalue("postgres_url")
+    config = JobsConfig(queue=backend, queue_name=name, redis_url=REDIS_URL, workers=2)
+    db = Database(url)
+    upgrade(db)
+    intake = Intake(db, FilesystemBlobStore(tmp_path / "b"), FilesystemBlobStore(tmp_path / "s"))
+    jobs = Jobs(intake, config, Queue(make_huey(config, tmp_path, url)))
+    jobs.start()
+    yield jobs
+    jobs.stop()
+    if backend is QueueBackend.REDIS:
+        jobs.queue.huey.storage.flush_all()  # type: ignore[union-attr]
+    db.dispose()
+
+
+def test_same_job_on_every_queue(queued: Jobs, tmp_path: Path) -> None:
+    copy_files(tmp_path / "in", "CT_small.dcm", "MR_small.dcm", "MR_truncated.dcm")
+    job_id = queued.submit("import_files", {"paths": [str(tmp_path / "in")]})
+    job = wait_final(queued, job_id)
+    assert job.status is JobStatus.COMPLETED_WITH_ERRORS
+    assert job.counts == {"stored": 2, "rejected": 1}
+
+
+def test_redis_queue_is_really_redis(tmp_path: Path) -> None:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    config = JobsConfig(queue=QueueBackend.REDIS, queue_name=name, redis_url=REDIS_URL)
+    huey = make_huey(config, tmp_path, "sqlite://")
+    queue = Queue(huey)
+    queue.bind(lambda _job_id: None)
+    queue.enqueue("0" * 32)
+    try:
+        assert redis.Redis.from_url(REDIS_URL).llen(f"huey.redis.{name}".replace("-", "")) == 1
+    finally:
+        huey.storage.flush_all()
