@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from dicomgate.deid.cli import deid_app
 from dicomgate.errors import ConfigError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Outcome, receive
@@ -26,6 +27,7 @@ app.add_typer(prearchive_app, name="prearchive")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(projects_app, name="projects")
 app.add_typer(rules_app, name="rules")
+app.add_typer(deid_app, name="deid")
 console = Console()
 err = Console(stderr=True)
 
