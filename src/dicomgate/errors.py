@@ -6,6 +6,8 @@
     ├── ConfigError                 a setting, profile or protocol is invalid (fail at start)
     ├── NotFoundError               the resource does not exist (or the caller may not see it)
     ├── ConflictError               the request conflicts with the current state
+    │   └── HeldForReviewError      archiving stopped: the session is held with a reason
+    ├── PermissionDeniedError       the caller lacks the permission (e.g. reidentify)
     ├── InvalidInputError           bad input from outside: the client must fix it
     │   └── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
     ├── StorageError                the archive could not make the data durable (retriable)
@@ -32,6 +34,23 @@ class NotFoundError(DicomgateError):
 
 class ConflictError(DicomgateError):
     """The request conflicts with the current state of the resource."""
+
+
+class HeldForReviewError(ConflictError):
+    """Archiving stopped and the staging session was held (status and reason recorded).
+
+    Raised by ``pipeline.archive_session`` when de-identification finds that a person must
+    decide (``identity_mismatch``) or that it cannot proceed (no pseudonym, broken references).
+    """
+
+    def __init__(self, status: str, reason: dict[str, object]) -> None:
+        super().__init__(str(reason.get("message", "the session is held for review")))
+        self.status = status
+        self.reason = reason
+
+
+class PermissionDeniedError(DicomgateError):
+    """The caller is known but lacks the permission the action needs."""
 
 
 class InvalidInputError(DicomgateError):
@@ -73,6 +92,7 @@ _DIMSE_STORE_STATUS: list[tuple[type[Exception], int]] = [
 
 _HTTP_STATUS: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404),
+    (PermissionDeniedError, 403),
     (ConflictError, 409),
     (InvalidInputError, 400),
     (ConfigError, 400),

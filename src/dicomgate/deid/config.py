@@ -22,9 +22,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from dicomgate.deid.errors import ProfileError, PseudonymError
+from dicomgate.deid.errors import ProfileError, PseudonymError, VaultKeyError
 from dicomgate.deid.profile import Profile, load_profile
 from dicomgate.deid.pseudonyms import mapping_from_csv
+from dicomgate.deid.vault import IdentityVault
+from dicomgate.deid.vaultkey import VaultKey
 
 _LABEL = r"^[A-Za-z0-9_.\- ]*$"
 
@@ -164,3 +166,32 @@ class DeidSettings(BaseModel):
         if low > high or low == high == 0 or max(abs(low), abs(high)) > 36600:
             raise ValueError("need [low, high] with low <= high, not both 0, within 100 years")
         return value
+
+
+def vault_path(deid: DeidSettings, data_dir: Path) -> Path:
+    """Return the identity vault's file: ``deid.vault_path`` or one inside ``data_dir``."""
+    return deid.vault_path or data_dir / "identity-vault.sqlite3"
+
+
+def load_vault_key(deid: DeidSettings) -> VaultKey:
+    """Read the vault key from ``deid.vault_key_file``, else from ``deid.vault_key_env``.
+
+    Raises
+    ------
+    VaultKeyError
+        Naming the setting that holds no usable key.
+    """
+    try:
+        if deid.vault_key_file is not None:
+            return VaultKey.from_file(deid.vault_key_file)
+        return VaultKey.from_env(deid.vault_key_env)
+    except VaultKeyError as exc:
+        key = "deid.vault_key_file" if deid.vault_key_file else "deid.vault_key_env"
+        raise VaultKeyError(f"{key}: {exc}") from None
+
+
+def open_vault(deid: DeidSettings, data_dir: Path) -> IdentityVault:
+    """Open (creating if needed) the identity vault with its key; a wrong key fails here."""
+    path = vault_path(deid, data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return IdentityVault(path, load_vault_key(deid), deid.date_offset_range)

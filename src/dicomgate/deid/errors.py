@@ -33,7 +33,7 @@ class PseudonymError(DeidError):
     """A pseudonym could not be produced."""
 
 
-class IdentityError(DeidError):
+class IdentityError(DeidError, ValueError):
     """An operator-confirmed identity is malformed; the message names the field."""
 
 

@@ -121,7 +121,10 @@ def check_session_identity(
 
 
 def mismatch_reason(differences: Iterable[IdentityDifference]) -> dict[str, Any]:
-    """Return the staging reason record for a held session: code, message, both values."""
+    """Return the staging reason of a held session: code, message, details with both values.
+
+    The shape is that of ``intake.reasons.Reason.to_json``; the message names the fields only.
+    """
     items = [
         {"field": d.field, "confirmed": d.confirmed, "headers": d.headers} for d in differences
     ]
@@ -129,5 +132,5 @@ def mismatch_reason(differences: Iterable[IdentityDifference]) -> dict[str, Any]
     return {
         "code": IDENTITY_MISMATCH,
         "message": f"the headers contradict the confirmed identity ({fields})",
-        "fields": items,
+        "details": {"fields": items},
     }

@@ -57,7 +57,7 @@ def test_mismatch_keeps_both_values() -> None:
     ]
     reason = mismatch_reason(differences)
     assert reason["code"] == IDENTITY_MISMATCH
-    assert reason["fields"][0] == {
+    assert reason["details"]["fields"][0] == {
         "field": "birth_date",
         "confirmed": "19600216",
         "headers": "19600215",
