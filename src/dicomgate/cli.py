@@ -112,8 +112,14 @@ def _summary(counts: Counter[Outcome], problems: list[tuple[Path, str]]) -> None
 
 @config_app.command("check")
 def config_check(config: Annotated[Path, typer.Argument(help="YAML config file.")]) -> None:
-    """Validate a config file; exits non-zero naming the bad key."""
-    _settings(config)
+    """Validate a config file (and its sorting protocol, study cards); names the bad key."""
+    from dicomgate.prearchive.context import load_rules
+
+    try:
+        load_rules(_settings(config))
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
     console.print(f"{config}: OK")
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from dicomgate.archive.deid_index import Copy, store_deidentified
 from dicomgate.archive.models import Instance
 from dicomgate.archive.projects import QUARANTINE
-from dicomgate.archive.sessions import project_uids
+from dicomgate.archive.sessions import archived_lookup
 from dicomgate.deid import TABLE_EDITION, DeidKeys, apply, check_references, remap_uid
 from dicomgate.deid.config import ProjectDeid, open_vault
 from dicomgate.deid.errors import DeidError
@@ -50,7 +50,7 @@ from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive.context import Review
 from dicomgate.prearchive.store import require_staging, store_session
 from dicomgate.prearchive.target import ArchiveTarget
-from dicomgate.rules.rt_links import ArchivedLookup, ArchivedUids
+from dicomgate.rules.rt_links import ArchivedLookup, RefKind
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +74,30 @@ def project_deid(review: Review, project: str) -> ProjectDeid | None:
     return None
 
 
-def archived_lookup(review: Review, session: Session, project: str) -> ArchivedLookup:
+def deid_archived_lookup(review: Review, session: Session, project: str) -> ArchivedLookup:
     """Return the RT-link lookup of ``project`` for the prearchive checks.
 
     A de-identified project holds only replaced UIDs, so an incoming RT object that names
-    the original UIDs of images archived earlier is looked up under their replacements too
-    (the project secret comes from the vault); other projects get the plain lookup.
+    the original UIDs of images archived earlier is looked up under their replacements too.
+    The project secret is read from the vault on the first lookup only (sessions without RT
+    references never open it); other projects get the plain lookup.
     """
-    base = ArchivedUids(**project_uids(session, project))
+    base = archived_lookup(session, project)
     config = project_deid(review, project)
     if config is None or Option.RETAIN_UIDS in config.effective_profile.effective_options:
         return base
-    settings = review.settings
-    with open_vault(settings.deid, settings.data_dir) as vault:
-        secret = vault.project_secret(project)
-    return lambda kind, uid: base(kind, uid) or base(kind, remap_uid(secret, uid))
+    secrets: list[bytes] = []
+
+    def lookup(kind: RefKind, uid: str) -> bool:
+        if base(kind, uid):
+            return True
+        if not secrets:
+            settings = review.settings
+            with open_vault(settings.deid, settings.data_dir) as vault:
+                secrets.append(vault.project_secret(project))
+        return base(kind, remap_uid(secrets[0], uid))
+
+    return lookup
 
 
 def archive_deidentified(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -23,6 +23,7 @@ from dicomgate.archive.session_models import (
     StagingReview,
 )
 from dicomgate.errors import NotFoundError
+from dicomgate.rules.rt_links import RefKind
 
 
 def record_action(
@@ -86,25 +87,40 @@ def instances_query(archived_pk: int) -> Select[Any]:
     return select(Instance).where(Instance.staging_pk.in_(stagings))
 
 
-def project_uids(session: Session, project: str) -> dict[str, frozenset[str]]:
-    """Return the instance, series, study and frame-of-reference UIDs archived in ``project``."""
-    rows = session.execute(
-        select(Instance.sop_instance_uid, Series.series_uid, Study.study_uid)
-        .join(Series, Series.pk == Instance.series_pk)
-        .join(Study, Study.pk == Series.study_pk)
+def archived_lookup(session: Session, project: str) -> Callable[[RefKind, str], bool]:
+    """Return a lookup ``(kind, uid) -> bool`` telling whether a UID is archived in a project.
+
+    Each call is one indexed query (frames of reference: one read of the project's lists,
+    cached), so a session without RT objects costs nothing.
+    """
+    in_project = (
+        select(Instance.pk)
         .join(StagingReview, StagingReview.staging_pk == Instance.staging_pk)
         .join(ArchivedSession, ArchivedSession.pk == StagingReview.archived_session_pk)
         .where(ArchivedSession.project_id == project)
-    ).all()
-    frames = session.scalars(
-        select(ArchivedSession.frames_of_reference).where(ArchivedSession.project_id == project)
     )
-    return {
-        "instances": frozenset(r[0] for r in rows),
-        "series": frozenset(r[1] for r in rows),
-        "studies": frozenset(r[2] for r in rows),
-        "frames_of_reference": frozenset(uid for f in frames for uid in f or ()),
-    }
+    frames: list[frozenset[str]] = []
+
+    def lookup(kind: RefKind, uid: str) -> bool:
+        if kind is RefKind.FRAME_OF_REFERENCE:
+            if not frames:
+                lists = session.scalars(
+                    select(ArchivedSession.frames_of_reference).where(
+                        ArchivedSession.project_id == project
+                    )
+                )
+                frames.append(frozenset(u for f in lists for u in f or ()))
+            return uid in frames[0]
+        query = in_project.join(Series, Series.pk == Instance.series_pk)
+        if kind is RefKind.INSTANCE:
+            query = query.where(Instance.sop_instance_uid == uid)
+        elif kind is RefKind.SERIES:
+            query = query.where(Series.series_uid == uid)
+        else:
+            query = query.join(Study, Study.pk == Series.study_pk).where(Study.study_uid == uid)
+        return session.scalar(query.limit(1)) is not None
+
+    return lookup
 
 
 def subjects(session: Session, project: str) -> list[dict[str, Any]]:

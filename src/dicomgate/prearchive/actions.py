@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,11 @@ from dicomgate.prearchive.store import (
 )
 from dicomgate.prearchive.target import ArchiveTarget
 from dicomgate.rules import sanitize_label
+
+
+def _headers(review: Review, staging_pk: int) -> list[Dataset]:
+    with review.intake.db.reader() as session:
+        return staged_headers(review.intake, session, staging_pk)
 
 
 def _reviewable(staging: StagingSession, action: str) -> None:
@@ -129,6 +135,7 @@ def rename(
     """Give a staging session new labels and check it again; return its new status."""
     if subject is None and session_label is None:
         raise InvalidInputError("give a subject or a session label")
+    headers = _headers(review, staging_pk)
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
         _reviewable(staging, "rename")
@@ -139,11 +146,13 @@ def rename(
         row.labels_fixed = True
         session.flush()
         after = {"subject": row.subject_label, "session": row.session_label}
-        return _recheck(review, session, staging, "renamed", user, {"from": before, "to": after})
+        details = {"from": before, "to": after}
+        return _recheck(review, session, staging, headers, "renamed", user, details)
 
 
 def move(review: Review, staging_pk: int, project: str, user: str | None = None) -> str:
     """Point a staging session at another project and check it again; return its status."""
+    headers = _headers(review, staging_pk)
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
         _reviewable(staging, "move")
@@ -154,18 +163,19 @@ def move(review: Review, staging_pk: int, project: str, user: str | None = None)
         staging.project_id = project
         review_row(session, staging_pk).project_fixed = True
         session.flush()
-        return _recheck(review, session, staging, "moved", user, {"from": before, "to": project})
+        details = {"from": before, "to": project}
+        return _recheck(review, session, staging, headers, "moved", user, details)
 
 
 def _recheck(
     review: Review,
     session: Session,
     staging: StagingSession,
+    headers: list[Dataset],
     action: str,
     user: str | None,
     details: dict[str, Any],
 ) -> str:
-    headers = staged_headers(review.intake, session, staging.pk)
     verdict = assess(review, session, staging, headers, now=utcnow())
     apply_verdict(session, staging.pk, verdict, utcnow())
     project = verdict.target.project if verdict.target else None

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dicomgate.archive.deidentify import archived_lookup
+from dicomgate.archive.deidentify import deid_archived_lookup
 from dicomgate.archive.models import SetAside, StagingSession, Study
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
@@ -139,7 +139,7 @@ def assess(
         protocol,
         required=review.required,
         study_cards=review.cards,
-        archived=lambda p: archived_lookup(review, session, p),  # de-identified UIDs too
+        archived=lambda p: deid_archived_lookup(review, session, p),  # de-identified UIDs too
     )
     target = _target(review, session, staging, headers, decision, protocol, labels)
     if decision.action is Action.ARCHIVE:

@@ -51,11 +51,15 @@ def release(
     """
     if project == QUARANTINE:
         raise InvalidInputError("release moves a session out of QUARANTINE: name a project")
+    with review.intake.db.reader() as session:
+        keys = [
+            i.blob_key for i in _instances(session, require_session(session, QUARANTINE, label))
+        ]
+    headers = [read_header(review.intake, key) for key in keys]
     with review.intake.db.unit_of_work() as session:
         archived = require_session(session, QUARANTINE, label)
         require_project(session, project)
         stagings = _stagings(session, archived.pk)
-        headers = [read_header(review.intake, i.blob_key) for i in _instances(session, archived)]
         verdict = assess(
             review, session, stagings[0], headers, project=project, now=utcnow(),
             ignore_archived=archived.pk, labels=(subject, session_label),

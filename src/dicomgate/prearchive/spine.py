@@ -21,6 +21,7 @@ from dicomgate.prearchive.store import aware, is_due, review_row, set_state
 from dicomgate.prearchive.target import ArchiveTarget
 
 ToArchive = list[tuple[int, ArchiveTarget]]
+CHECKABLE = ("READY", "ERROR", "CONFLICT")
 
 
 def apply_verdict(session: Session, staging_pk: int, verdict: Verdict, now: dt.datetime) -> None:
@@ -40,25 +41,34 @@ def apply_verdict(session: Session, staging_pk: int, verdict: Verdict, now: dt.d
 
 
 def evaluate(review: Review, staging_pk: int, now: dt.datetime | None = None) -> ToArchive:
-    """Check one staging session, store the verdict, return it when it is to be archived now."""
+    """Check one staging session, store the verdict, return it when it is to be archived now.
+
+    Headers are read before the write transaction, so receivers never wait on blob reads.
+    """
     now = now or utcnow()
-    with review.intake.db.unit_of_work() as session:
+    db = review.intake.db
+    with db.unit_of_work() as session:
         staging = session.get(StagingSession, staging_pk)
-        if staging is None or staging.status not in ("READY", "ERROR", "CONFLICT"):
+        if staging is None or staging.status not in CHECKABLE:
             return []
         held = _held_for(session, staging)
         if held is not None:
             _absorb(session, staging, held)
-            staging = held
-        headers = staged_headers(review.intake, session, staging.pk)
+            staging_pk = held.pk
+    with db.reader() as session:
+        headers = staged_headers(review.intake, session, staging_pk)
+    with db.unit_of_work() as session:
+        staging = session.get(StagingSession, staging_pk)
+        if staging is None or staging.status not in CHECKABLE:
+            return []
         verdict = assess(review, session, staging, headers, now=now)
-        apply_verdict(session, staging.pk, verdict, now)
+        apply_verdict(session, staging_pk, verdict, now)
         target = verdict.target
         auto = target is not None and archive_policy(session, target.project) == AUTO
     if target is not None and (
         verdict.outcome == QUARANTINED or (verdict.outcome == READY and auto)
     ):
-        return [(staging.pk, target)]
+        return [(staging_pk, target)]
     return []
 
 

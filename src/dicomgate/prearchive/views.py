@@ -25,6 +25,7 @@ def staging_summary(staging: StagingSession, row: StagingReview | None) -> dict[
         "study_uid": staging.study_uid,
         "source_key": staging.source_key,
         "project_id": staging.project_id,
+        "quarantined": staging.status == "ARCHIVED" and staging.project_id == QUARANTINE,
         "target_project": row.proposed_project if row else None,
         "subject": row.subject_label if row else None,
         "session": row.session_label if row else None,
