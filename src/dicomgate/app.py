@@ -21,12 +21,14 @@ from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs
+from dicomgate.jobs.api import create_jobs_router
 from dicomgate.jobs.queue import Queue, make_huey
 from dicomgate.pipeline import advance
 from dicomgate.prearchive.api import create_prearchive_api
 from dicomgate.prearchive.context import Review, build_review
 from dicomgate.prearchive.store import recover_archiving
 from dicomgate.settings import Settings
+from dicomgate.sources.inbox_api import create_inbox_router
 from dicomgate.sources.scp import Receiver
 
 log = logging.getLogger(__name__)
@@ -125,5 +127,9 @@ def create_app(service: Service) -> FastAPI:
     service.review = service.review or build_review(service.settings, service.intake)
     app.include_router(create_projects_api(service.intake.db))
     app.include_router(create_prearchive_api(service.review))
+    app.include_router(create_jobs_router(service.jobs))
+    app.include_router(
+        create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root)
+    )
     install_error_handlers(app)
     return app

@@ -9,12 +9,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 
+from dicomgate.cli_jobs import jobs_app
 from dicomgate.deid.cli import deid_app
 from dicomgate.errors import ConfigError
-from dicomgate.intake.origin import Origin, OriginKind
-from dicomgate.intake.receive import Outcome, receive
+from dicomgate.intake.receive import Outcome
+from dicomgate.jobs.statuses import JobStatus
 from dicomgate.prearchive.cli import prearchive_app, projects_app, quarantine_app, rules_app
 from dicomgate.settings import Settings, load_settings
 
@@ -27,6 +27,7 @@ app.add_typer(prearchive_app, name="prearchive")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(projects_app, name="projects")
 app.add_typer(rules_app, name="rules")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(deid_app, name="deid")
 console = Console()
 err = Console(stderr=True)
@@ -64,43 +65,34 @@ def serve(config: ConfigOption = None) -> None:
     )
 
 
-def _files(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for path in paths:
-        if path.is_symlink():
-            continue
-        if path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink())
-        elif path.is_file():
-            found.append(path)
-        else:
-            err.print(f"[yellow]skipped (not a file or folder):[/] {path}")
-    return found
-
-
 @app.command("import")
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursive).")],
     config: ConfigOption = None,
 ) -> None:
-    """Import files through the same intake as every other source."""
-    from dicomgate.app import open_intake
+    """Import files through the same intake as every other source (as an import_files job)."""
+    from dicomgate.app import open_intake, open_jobs
+    from dicomgate.cli_jobs import run_with_progress
+    from dicomgate.sources.files import KIND
 
-    intake = open_intake(_settings(config))
+    settings = _settings(config)
+    jobs = open_jobs(settings, open_intake(settings), queue=False)
+    job_id = jobs.submit(KIND, {"paths": [str(p) for p in paths]})
+    job = run_with_progress(jobs, job_id)
     counts: Counter[Outcome] = Counter()
     problems: list[tuple[Path, str]] = []
-    files = _files(paths)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("importing", total=len(files))
-        for path in files:
-            origin = Origin(OriginKind.IMPORT, import_path=str(path))
-            result = receive(intake, path.read_bytes(), origin)
-            counts[result.outcome] += 1
-            if not result.ok:
-                problems.append((path, result.reason))
-            progress.advance(task)
+    for item in jobs.items(job_id, limit=1_000_000).items:
+        if item.outcome == "skipped":
+            err.print(f"[yellow]skipped ({item.reason}):[/] {item.key}", highlight=False)
+            continue
+        if "intake" in item.detail:
+            counts[Outcome(item.detail["intake"])] += 1
+        if item.outcome not in ("stored", "already_stored"):
+            problems.append((Path(item.key), item.reason))
     _summary(counts, problems)
-    if problems:
+    if job.status is JobStatus.FAILED:
+        err.print(f"[red]import failed:[/] {job.message}", highlight=False)
+    if problems or job.status is not JobStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 

@@ -48,6 +48,8 @@ class JobContext:
         True when an earlier run of this job started and did not finish (crash or retry).
     """
 
+    cancel_poll_seconds = _CANCEL_POLL_SECONDS
+
     def __init__(self, job: Job, intake: Intake, resumed: bool = False) -> None:
         self.job_id: str = job.id
         self.kind: str = job.kind
@@ -117,7 +119,7 @@ class JobContext:
     def cancelled(self) -> bool:
         """Return True once someone asked to cancel this job (checked at most every 0.25 s)."""
         now = time.monotonic()
-        if not self._cancelled and now - self._cancel_checked >= _CANCEL_POLL_SECONDS:
+        if not self._cancelled and now - self._cancel_checked >= self.cancel_poll_seconds:
             self._cancel_checked = now
             with self._db.reader() as session:
                 query = select(Job.cancel_requested).where(Job.id == self.job_id)

@@ -8,43 +8,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from dicomgate.archive.index import ensure_project
-from dicomgate.archive.models import Instance, StagingSession
-from dicomgate.errors import ConflictError, NotFoundError, PermanentError, RetriableError
-from dicomgate.jobs import ItemOutcome, JobContext, Jobs, JobStatus, register
+from dicomgate.archive.models import Instance, StagingSession, utcnow
+from dicomgate.errors import ConflictError, NotFoundError
+from dicomgate.jobs import JobContext, Jobs, JobStatus
+from dicomgate.jobs.models import Job
 from tests.conftest import PYDICOM_FILES
 from tests.integration.jobs.conftest import copy_files
-
-_calls: dict[str, int] = {}
-
-
-@register("test_flaky")
-def _flaky(ctx: JobContext) -> None:
-    ctx.expect(["a"])
-    _calls[ctx.job_id] = _calls.get(ctx.job_id, 0) + 1
-    if _calls[ctx.job_id] < int(ctx.params["succeed_on"]):
-        raise RetriableError("peer busy")
-    ctx.record("a", ItemOutcome.STORED)
-
-
-@register("test_permanent")
-def _permanent(ctx: JobContext) -> None:
-    _calls[ctx.job_id] = _calls.get(ctx.job_id, 0) + 1
-    raise PermanentError("no such peer")
-
-
-@register("test_forgetful")
-def _forgetful(ctx: JobContext) -> None:
-    ctx.expect(["a", "b", "c"])
-    ctx.record("a", ItemOutcome.STORED)
-    ctx.record("b", ItemOutcome.SKIPPED, "not wanted")
-
-
-@register("test_deferred")
-def _deferred(ctx: JobContext) -> None:
-    ctx.defer_until(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), "outside the PACS window")
+from tests.integration.jobs.handlers import calls as _calls
+from tests.integration.jobs.handlers import facade
 
 
 def test_folder_import_reports_every_entry(jobs: Jobs, tmp_path: Path) -> None:
@@ -167,3 +141,36 @@ def test_retry_reads_only_the_failed_items(jobs: Jobs, tmp_path: Path) -> None:
     ct = str(source / "CT_small.dcm")
     assert after[ct].updated_at == before[ct].updated_at  # untouched by the retry
     assert set(after) == set(before)
+
+
+def test_cancel_while_running_stops_at_the_next_item(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JobContext, "cancel_poll_seconds", 0.0)
+    facade["jobs"] = jobs
+    job_id = jobs.submit("test_cancelling", {})
+    job = jobs.run_inline(job_id)
+    assert job.status is JobStatus.CANCELLED
+    assert job.counts == {"stored": 2, "pending": 2}  # left pending, not called missing
+    assert jobs.retry(job_id).status is JobStatus.PENDING
+
+
+def _set_heartbeat(jobs: Jobs, job_id: str, age: float) -> None:
+    with jobs.db.unit_of_work() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(status="RUNNING", heartbeat_at=utcnow() - dt.timedelta(seconds=age))
+        )
+
+
+def test_running_job_is_taken_over_only_when_its_lease_expired(jobs: Jobs) -> None:
+    job_id = jobs.submit("test_forgetful", {})
+    _set_heartbeat(jobs, job_id, age=1)  # another worker holds it
+    jobs.engine.run(job_id)
+    assert jobs.get(job_id).status is JobStatus.RUNNING
+    assert jobs.engine.recover(include_pending=False) == []
+    _set_heartbeat(jobs, job_id, age=jobs.engine.lease + 1)  # that worker died
+    assert jobs.engine.recover(include_pending=False) == [job_id]
+    jobs.engine.run(job_id)
+    assert jobs.get(job_id).status is JobStatus.COMPLETED_WITH_ERRORS

@@ -18,6 +18,7 @@ from dicomgate.jobs import JobOut, Jobs, JobStatus
 from dicomgate.jobs.config import JobsConfig, QueueBackend
 from dicomgate.jobs.queue import Queue, make_huey
 from tests.integration.jobs.conftest import copy_files
+from tests.integration.jobs.handlers import calls
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -40,7 +41,14 @@ def queued(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Jobs]:
     url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
     if backend is QueueBackend.POSTGRES:
         url = request.getfixturevalue("postgres_url")
-    config = JobsConfig(queue=backend, queue_name=name, redis_url=REDIS_URL, workers=2)
+    config = JobsConfig(
+        queue=backend,
+        queue_name=name,
+        redis_url=REDIS_URL,
+        workers=2,
+        retry_base_delay=0.5,
+        lease_seconds=30,
+    )
     db = Database(url)
     upgrade(db)
     intake = Intake(db, FilesystemBlobStore(tmp_path / "b"), FilesystemBlobStore(tmp_path / "s"))
@@ -59,6 +67,13 @@ def test_same_job_on_every_queue(queued: Jobs, tmp_path: Path) -> None:
     job = wait_final(queued, job_id)
     assert job.status is JobStatus.COMPLETED_WITH_ERRORS
     assert job.counts == {"stored": 2, "rejected": 1}
+
+
+def test_retriable_error_is_rescheduled_through_the_queue(queued: Jobs) -> None:
+    job_id = queued.submit("test_flaky", {"succeed_on": 2})
+    job = wait_final(queued, job_id)
+    assert job.status is JobStatus.SUCCEEDED and job.attempts == 1
+    assert calls[job_id] == 2
 
 
 def test_redis_queue_is_really_redis(tmp_path: Path) -> None:

@@ -1,0 +1,130 @@
+"""REST over jobs: list, read, items, log, a server-sent event stream, cancel and retry.
+
+``create_jobs_router(jobs)`` returns the router the app mounts; errors are the domain errors
+that ``access.api_errors`` turns into problem documents (404 unknown job, 409 wrong state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from dicomgate.errors import NotFoundError
+from dicomgate.jobs.schemas import ItemPage, JobOut, JobPage, LogLine
+from dicomgate.jobs.service import Jobs
+from dicomgate.jobs.statuses import ItemOutcome, JobStatus
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+EVENT_INTERVAL = 0.25  # seconds between progress checks of the event stream
+KEEPALIVE_EVERY = 60  # checks between keep-alive comments (15 s)
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows to skip.")]
+Name = Annotated[str | None, Query(max_length=128, pattern=r"^[\x20-\x7e]+$")]
+ItemFilter = ItemOutcome | Literal["pending"]
+
+
+def _job_id(value: str) -> str:
+    if not _JOB_ID.match(value):
+        raise NotFoundError("no such job")
+    return value
+
+
+def job_url(job_id: str) -> str:
+    """Return the path of a job's status resource."""
+    return f"/api/jobs/{job_id}"
+
+
+def _event(name: str, job: JobOut, seq: int) -> str:
+    return f"id: {seq}\nevent: {name}\ndata: {job.model_dump_json()}\n\n"
+
+
+async def job_events(jobs: Jobs, job_id: str, request: Request) -> AsyncIterator[str]:
+    """Yield ``progress`` events whenever the job changes and one ``end`` event when it ends."""
+    last: tuple[object, ...] | None = None
+    seq = quiet = 0
+    while True:
+        job = await run_in_threadpool(jobs.get, job_id)
+        state = (job.status, job.done, job.total, job.errors, job.message, job.resume_at)
+        if state != last:
+            last, seq, quiet = state, seq + 1, 0
+            yield _event("progress", job, seq)
+        if job.final:
+            yield _event("end", job, seq + 1)
+            return
+        quiet += 1
+        if quiet % KEEPALIVE_EVERY == 0:
+            yield ": keep-alive\n\n"
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(EVENT_INTERVAL)
+
+
+def create_jobs_router(jobs: Jobs) -> APIRouter:
+    """Return the ``/api/jobs`` router over ``jobs``.
+
+    Parameters
+    ----------
+    jobs
+        The jobs facade of the service.
+    """
+    router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+    @router.get("", response_model=JobPage)
+    def list_jobs(
+        status: JobStatus | None = None,
+        kind: Name = None,
+        owner: Name = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> JobPage:
+        """List jobs, newest first, filtered by status, kind and owner."""
+        return jobs.list(status, kind, owner, limit, offset)
+
+    @router.get("/{job_id}", response_model=JobOut)
+    def get_job(job_id: str) -> JobOut:
+        """Return one job: status, progress, counts per outcome, message, timestamps."""
+        return jobs.get(_job_id(job_id))
+
+    @router.get("/{job_id}/items", response_model=ItemPage)
+    def job_items(
+        job_id: str, outcome: ItemFilter | None = None, limit: Limit = 100, offset: Offset = 0
+    ) -> ItemPage:
+        """List the job's expected items with their outcome and reason (``pending`` filter)."""
+        return jobs.items(_job_id(job_id), outcome, limit, offset)
+
+    @router.get("/{job_id}/log", response_model=list[LogLine])
+    def job_log(job_id: str) -> list[LogLine]:
+        """Return the job's log (no PHI), oldest line first."""
+        return jobs.log_lines(_job_id(job_id))
+
+    @router.get(
+        "/{job_id}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    def job_event_stream(job_id: str, request: Request) -> StreamingResponse:
+        """Stream server-sent events: ``progress`` on every change, ``end`` when the job ends."""
+        jobs.get(_job_id(job_id))  # 404 before the stream starts
+        return StreamingResponse(
+            job_events(jobs, job_id, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.post("/{job_id}/cancel", response_model=JobOut, status_code=202)
+    def cancel_job(job_id: str) -> JobOut:
+        """Cancel the job (409 when it has already ended)."""
+        return jobs.cancel(_job_id(job_id))
+
+    @router.post("/{job_id}/retry", response_model=JobOut, status_code=202)
+    def retry_job(job_id: str) -> JobOut:
+        """Run the job again for its failed items only (409 unless it ended with errors)."""
+        return jobs.retry(_job_id(job_id))
+
+    return router
