@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.deid_api import create_deid_api
 from dicomgate.access.projects_api import create_projects_api
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.index import ensure_project
@@ -19,6 +20,9 @@ from dicomgate.archive.migrate import upgrade
 from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.db import Database
+from dicomgate.deid.config import open_vault
+from dicomgate.deid.errors import DeidError
+from dicomgate.errors import ConfigError
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.api import create_jobs_router
@@ -55,12 +59,31 @@ def open_intake(settings: Settings) -> Intake:
 
 def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
     """Return the jobs facade: on the configured Huey queue, or inline (``queue=False``)."""
+    from dicomgate.archive.share import bind_share
     from dicomgate.sources import files  # noqa: F401  (registers the import_files job kind)
+
+    bind_share(build_review(settings, intake))  # the share_session job kind, for this site
 
     if not queue:
         return Jobs(intake, settings.jobs)
     huey = make_huey(settings.jobs, settings.data_dir, settings.effective_database_url)
     return Jobs(intake, settings.jobs, Queue(huey))
+
+
+def check_vault(settings: Settings) -> None:
+    """Open the identity vault once when a project de-identifies: a bad key fails the start.
+
+    Raises
+    ------
+    ConfigError
+        Naming the vault setting (``deid.vault_key_file`` / ``deid.vault_key_env``) at fault.
+    """
+    if not any(project.deid is not None for project in settings.projects):
+        return
+    try:
+        open_vault(settings.deid, settings.data_dir).close()
+    except DeidError as exc:
+        raise ConfigError(f"identity vault: {exc}") from exc
 
 
 @dataclass
@@ -81,6 +104,7 @@ class Service:
 
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
+        check_vault(self.settings)
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
         self.review = self.review or build_review(self.settings, self.intake)
         with self.intake.db.unit_of_work() as session:
@@ -128,6 +152,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(create_projects_api(service.intake.db))
     app.include_router(create_prearchive_api(service.review))
     app.include_router(create_jobs_router(service.jobs))
+    app.include_router(create_deid_api(service.review, service.jobs))
     app.include_router(
         create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root)
     )

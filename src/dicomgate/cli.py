@@ -50,9 +50,14 @@ def serve(config: ConfigOption = None) -> None:
     """Run the HTTP API, the DICOM receiver and the archiving spine."""
     import uvicorn
 
-    from dicomgate.app import Service, create_app, open_intake
+    from dicomgate.app import Service, check_vault, create_app, open_intake
 
     settings = _settings(config)
+    try:
+        check_vault(settings)  # a de-identifying site must hold its vault key before it starts
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

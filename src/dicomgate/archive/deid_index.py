@@ -84,18 +84,52 @@ def store_deidentified(
     return archived_pk, purged + unused
 
 
+def store_shared(
+    session: Session,
+    copies: list[Copy],
+    keys: DeidKeys,
+    project: str,
+    origin: dict[str, Any],
+    user: str | None,
+) -> tuple[int, list[str]]:
+    """Index and archive a shared copy into ``project`` (the source stays where it is).
+
+    Returns
+    -------
+    tuple
+        The archived session's pk, and blob keys of copies that were already archived.
+    """
+    study_uid = str(copies[0].header.StudyInstanceUID)
+    copy_pk = _new_staging(session, f"share:{origin.get('job_id', '')}", study_uid, project, origin)
+    unused = _index_copies(session, copy_pk, copies)
+    target = _copy_target(session, ArchiveTarget(project, "", ""), keys, study_uid)
+    archived_pk = store_session(session, copy_pk, target, user)
+    record_action(
+        session, "shared", staging_pk=copy_pk, archived_pk=archived_pk, project=project,
+        user=user, details={**origin, "instances": len(copies)},
+    )  # fmt: skip
+    return archived_pk, unused
+
+
 def _copy_staging(
     session: Session, staging_pk: int, study_uid: str, project: str, details: dict[str, Any]
 ) -> int:
     original = require_staging(session, staging_pk)
     origin = {k: v for k, v in (original.origin or {}).items() if k in _SAFE_ORIGIN_KEYS}
+    origin = {**origin, "deidentified_from": staging_pk, **details}
+    return _new_staging(session, f"deid:{staging_pk}", study_uid, project, origin)
+
+
+def _new_staging(
+    session: Session, source_key: str, study_uid: str, project: str, origin: dict[str, Any]
+) -> int:
     now = utcnow()
     row = StagingSession(
-        source_key=f"deid:{staging_pk}",
+        source_key=source_key,
         study_uid=study_uid,
         status="ARCHIVING",
         project_id=project,
-        origin={**origin, "deidentified_from": staging_pk, **details},
+        origin=origin,
         instance_count=0,
         created_at=now,
         last_received_at=now,

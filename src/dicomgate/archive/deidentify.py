@@ -42,8 +42,10 @@ from dicomgate.deid import TABLE_EDITION, DeidKeys, apply, check_references, rem
 from dicomgate.deid.config import ProjectDeid, open_vault
 from dicomgate.deid.errors import DeidError
 from dicomgate.deid.identity import check_session_identity, confirmed_identity, mismatch_reason
+from dicomgate.deid.pseudonyms import Identity
 from dicomgate.deid.subjects import subject_identity, subject_keys, uid_pairs
 from dicomgate.deid.table import Option
+from dicomgate.deid.vault import IdentityVault
 from dicomgate.dicom.encode import encode_part10
 from dicomgate.errors import HeldForReviewError, StorageError
 from dicomgate.intake.reasons import Reason, ReasonCode
@@ -55,12 +57,14 @@ from dicomgate.rules.rt_links import ArchivedLookup, RefKind
 log = logging.getLogger(__name__)
 
 
-class _QuarantineError(Exception):
+class QuarantineError(Exception):
     """An instance may carry burned-in text: the session goes to QUARANTINE."""
 
 
 @dataclass(frozen=True)
-class _Staged:
+class Staged:
+    """Instances to de-identify: their origin JSON, blob keys and headers (no pixel data)."""
+
     origin: dict[str, Any]
     blob_keys: list[str]
     headers: list[Dataset]
@@ -100,6 +104,15 @@ def deid_archived_lookup(review: Review, session: Session, project: str) -> Arch
     return lookup
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """De-identified copies written to the blob store (not indexed), with their keys."""
+
+    copies: list[Copy]
+    keys: DeidKeys
+    details: dict[str, Any]
+
+
 def archive_deidentified(
     review: Review, staging_pk: int, target: ArchiveTarget, config: ProjectDeid, user: str | None
 ) -> int:
@@ -111,35 +124,58 @@ def archive_deidentified(
         The session must wait for a person (identity mismatch, no pseudonym, a reference that
         de-identification would break); the caller records the status and reason.
     """
-    staged = _read_staged(review, staging_pk)
+    staged = read_staged(review, staging_pk)
     identity = _checked_identity(config, staged)
-    profile = config.effective_profile
-    settings = review.settings
-    with open_vault(settings.deid, settings.data_dir) as vault:
-        keys = _keys(vault, target.project, config, identity, staged.headers[0])
-        try:
-            copies = _deidentify(review, staged.blob_keys, keys, config)
-        except _QuarantineError as exc:
-            return _quarantine(review, staging_pk, target, str(exc), user)
-        with _removed_on_failure(review, copies):
-            references = _check_references(staged.headers, [c.header for c in copies])
-            if Option.RETAIN_UIDS not in profile.effective_options:
-                vault.record_uid_mappings(target.project, uid_pairs(staged.headers, keys))
-            vault.record_import(
-                target.project, keys.subject_id, f"staging-{staging_pk}", _nominative(staged)
-            )
-            details = {"profile": profile.name, "table_edition": TABLE_EDITION, **references}
-            with review.intake.db.unit_of_work() as session:
-                archived_pk, purged = store_deidentified(
-                    session, staging_pk, target, copies, keys, details, settings, user
-                )
+    try:
+        ready = deidentify_copies(
+            review, target.project, config, identity, staged, f"staging-{staging_pk}"
+        )
+    except QuarantineError as exc:
+        return _quarantine(review, staging_pk, target, str(exc), user)
+    with removed_on_failure(review, ready.copies), review.intake.db.unit_of_work() as session:
+        archived_pk, purged = store_deidentified(
+            session, staging_pk, target, ready.copies, ready.keys, ready.details,
+            review.settings, user,
+        )  # fmt: skip
     for key in purged:
         review.intake.blobs.remove(key)
     log.info("staging session %s de-identified into %s", staging_pk, target.project)
     return archived_pk
 
 
-def _read_staged(review: Review, staging_pk: int) -> _Staged:
+def deidentify_copies(
+    review: Review,
+    project: str,
+    config: ProjectDeid,
+    identity: Identity,
+    staged: Staged,
+    import_ref: str,
+) -> Prepared:
+    """De-identify ``staged`` for ``project``: vault keys, new blobs, reference check, vault.
+
+    Raises
+    ------
+    QuarantineError
+        An instance may carry burned-in text (nothing is left written).
+    HeldForReviewError
+        No pseudonym, or a reference would break (nothing is left written).
+    """
+    profile = config.effective_profile
+    settings = review.settings
+    with open_vault(settings.deid, settings.data_dir) as vault:
+        keys = _keys(vault, project, config, identity, staged.headers[0])
+        copies = _deidentify(review, staged.blob_keys, keys, config)
+        with removed_on_failure(review, copies):
+            references = _check_references(staged.headers, [c.header for c in copies])
+            if Option.RETAIN_UIDS not in profile.effective_options:
+                vault.record_uid_mappings(project, uid_pairs(staged.headers, keys))
+            vault.record_import(project, keys.subject_id, import_ref, _nominative(staged))
+    details = {"profile": profile.name, "table_edition": TABLE_EDITION, **references}
+    return Prepared(copies, keys, details)
+
+
+def read_staged(review: Review, staging_pk: int) -> Staged:
+    """Return the origin, blob keys and headers (no pixel data) of a staging session."""
     with review.intake.db.reader() as session:
         origin = dict(require_staging(session, staging_pk).origin or {})
         keys = list(
@@ -149,13 +185,14 @@ def _read_staged(review: Review, staging_pk: int) -> _Staged:
                 .order_by(Instance.pk)
             )
         )
-    headers = [_read(review, key, stop_before_pixels=True) for key in keys]
+    headers = [read_blob(review, key, stop_before_pixels=True) for key in keys]
     if not headers:
         raise StorageError(f"staging session {staging_pk} has no instances to archive")
-    return _Staged(origin, keys, headers)
+    return Staged(origin, keys, headers)
 
 
-def _read(review: Review, blob_key: str, stop_before_pixels: bool = False) -> Dataset:
+def read_blob(review: Review, blob_key: str, stop_before_pixels: bool = False) -> Dataset:
+    """Read one stored instance (optionally without its pixel data)."""
     try:
         data = review.intake.blobs.read(blob_key)
         return pydicom.dcmread(BytesIO(data), stop_before_pixels=stop_before_pixels)
@@ -167,9 +204,8 @@ def _held(status: str, code: ReasonCode, message: str, **details: object) -> Hel
     return HeldForReviewError(status, dict(Reason(code, message, dict(details)).to_json()))
 
 
-def _checked_identity(config: ProjectDeid, staged: _Staged) -> Any:
+def _checked_identity(config: ProjectDeid, staged: Staged) -> Identity:
     raw = staged.origin.get("confirmed_identity")
-    confirmed = None
     if raw and config.identity_check.value == "hold":
         try:
             confirmed = confirmed_identity(raw)
@@ -178,11 +214,11 @@ def _checked_identity(config: ProjectDeid, staged: _Staged) -> Any:
         differences = check_session_identity(confirmed, staged.headers)
         if differences:
             raise HeldForReviewError("CONFLICT", mismatch_reason(differences))
-    return subject_identity(confirmed, staged.headers[0])
+    return subject_identity(staged.headers[0])
 
 
 def _keys(
-    vault: Any, project: str, config: ProjectDeid, identity: Any, header: Dataset
+    vault: IdentityVault, project: str, config: ProjectDeid, identity: Identity, header: Dataset
 ) -> DeidKeys:
     try:
         return subject_keys(vault, project, config.pseudonym, identity, header)
@@ -194,11 +230,11 @@ def _deidentify(
     review: Review, blob_keys: list[str], keys: DeidKeys, config: ProjectDeid
 ) -> list[Copy]:
     copies: list[Copy] = []
-    with _removed_on_failure(review, copies):
+    with removed_on_failure(review, copies):
         for blob_key in blob_keys:
-            result = apply(_read(review, blob_key), config.effective_profile, keys)
+            result = apply(read_blob(review, blob_key), config.effective_profile, keys)
             if result.dataset is None:
-                raise _QuarantineError(result.quarantine_reason or "burned-in text suspected")
+                raise QuarantineError(result.quarantine_reason or "burned-in text suspected")
             copies.append(_write_copy(review, result.dataset))
     return copies
 
@@ -213,7 +249,8 @@ def _write_copy(review: Review, ds: Dataset) -> Copy:
 
 
 @contextmanager
-def _removed_on_failure(review: Review, copies: list[Copy]) -> Iterator[None]:
+def removed_on_failure(review: Review, copies: list[Copy]) -> Iterator[None]:
+    """Remove the copies' blobs when the block fails."""
     try:
         yield
     except BaseException:
@@ -234,7 +271,7 @@ def _check_references(before: list[Dataset], after: list[Dataset]) -> dict[str, 
     return {"references_unresolved_before": len(broken_before), "references_checked": 1}
 
 
-def _nominative(staged: _Staged) -> dict[str, str]:
+def _nominative(staged: Staged) -> dict[str, str]:
     first = staged.headers[0]
     keywords = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber")
     data = {k: str(first.get(k, "") or "") for k in keywords}

@@ -119,3 +119,33 @@ def deid_verify(
     console.print(table)
     console.print(f"{len(violations)} violation(s)")
     raise typer.Exit(1)
+
+
+@deid_app.command("reidentify")
+def deid_reidentify(
+    project: Annotated[str, typer.Argument(help="The project of the pseudonym.")],
+    pseudonym: Annotated[str, typer.Argument(help="The subject's pseudonym.")],
+    actor: Annotated[str, typer.Option("--actor", help="Who asks (deid.reidentify_actors).")],
+    purpose: Annotated[str, typer.Option("--purpose", help="Why (recorded).")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config.")] = None,
+) -> None:
+    """Print the identity behind a pseudonym; refused unless --actor is allowed. Recorded."""
+    from dicomgate.deid.config import open_vault
+    from dicomgate.deid.errors import DeidError
+    from dicomgate.deid.reidentify import allow_listed, reidentify
+    from dicomgate.errors import ConfigError, PermissionDeniedError
+    from dicomgate.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        check = allow_listed(settings.deid.reidentify_actors)
+        with open_vault(settings.deid, settings.data_dir) as vault:
+            identity = reidentify(vault, check, actor, project, pseudonym, purpose)
+    except PermissionDeniedError as exc:
+        err.print(f"refused (recorded): {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from exc
+    except (ConfigError, DeidError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    for field, value in identity.to_dict().items():
+        console.print(f"{field}: {value}", markup=False, highlight=False)

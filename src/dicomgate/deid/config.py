@@ -158,6 +158,7 @@ class DeidSettings(BaseModel):
     vault_key_env: str = Field(default="DICOMGATE_VAULT_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     date_offset_range: tuple[int, int] = (-365, 365)
     identified_project: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
+    reidentify_actors: list[str] = Field(default_factory=list)
 
     @field_validator("date_offset_range")
     @classmethod
@@ -194,4 +195,9 @@ def open_vault(deid: DeidSettings, data_dir: Path) -> IdentityVault:
     """Open (creating if needed) the identity vault with its key; a wrong key fails here."""
     path = vault_path(deid, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return IdentityVault(path, load_vault_key(deid), deid.date_offset_range)
+    key = load_vault_key(deid)
+    try:
+        return IdentityVault(path, key, deid.date_offset_range)
+    except VaultKeyError as exc:
+        name = "deid.vault_key_file" if deid.vault_key_file else "deid.vault_key_env"
+        raise VaultKeyError(f"{name}: {exc}") from None

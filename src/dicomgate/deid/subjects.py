@@ -19,15 +19,14 @@ from dicomgate.deid.values import strings
 from dicomgate.deid.vault import IdentityVault
 
 
-def subject_identity(confirmed: Identity | None, header: Dataset) -> Identity:
-    """Return the identity the vault knows the subject by.
+def subject_identity(header: Dataset) -> Identity:
+    """Return the identity the vault knows the subject by: the headers' own.
 
-    The operator-confirmed identity wins (it was checked against the headers); otherwise the
-    headers' own. A patient without any name is known by its Patient ID, so that distinct
-    anonymous patients never share a pseudonym.
+    An operator-confirmed identity is checked against the headers first and agrees with them
+    on every field it fills, so the headers give the same vault lookup on every route in
+    (imports with or without a confirmed identity, sharing). A patient without any name is
+    known by its Patient ID, so that distinct anonymous patients never share a pseudonym.
     """
-    if confirmed is not None:
-        return confirmed
     identity = header_identity(header)
     if normalise(identity.first_name) or normalise(identity.last_name):
         return identity

@@ -335,6 +335,10 @@ class IdentityVault:
             (_now(), actor, action, project, pseudonym, purpose),
         )
 
+    def record_refusal(self, actor: str, project: str, pseudonym: str, purpose: str) -> None:
+        """Record a re-identification call that was refused (no permission)."""
+        self._log(actor, "reidentify_refused", project, pseudonym, purpose)
+
     def access_log(self) -> list[AccessEntry]:
         """Return every recorded re-identification call, oldest first."""
         rows = self._db.execute(

@@ -139,7 +139,7 @@ def test_identity_mismatch_holds_the_session_with_both_values(make_site: MakeSit
     assert site.blob_count() == 1  # the original is untouched, nothing was overwritten
 
 
-def test_confirmed_identity_that_matches_is_used_for_the_vault(make_site: MakeSite) -> None:
+def test_confirmed_identity_that_matches_lets_the_session_through(make_site: MakeSite) -> None:
     site = make_site(RESEARCH)
     confirmed = {"first_name": "ZQXJOHN", "last_name": "ZQXDOE", "birth_name": "ZQXSMITH"}
     first = ct_slice(0)
@@ -148,9 +148,8 @@ def test_confirmed_identity_that_matches_is_used_for_the_vault(make_site: MakeSi
     site.run()
     [archived] = site.sessions("RESEARCH")
     with site.vault() as vault:
-        found = vault.find_subject(
-            "RESEARCH", Identity(first_name="ZQXJOHN", last_name="ZQXDOE", birth_name="ZQXSMITH")
-        )
+        headers = Identity("ZQXJOHN", "ZQXDOE", birth_name="ZQXSMITH", birth_date="19600215")
+        found = vault.find_subject("RESEARCH", headers)
     assert found is not None and found.pseudonym == archived.subject_label
 
 
