@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from dicomgate.deid import dates
@@ -110,24 +111,28 @@ def apply(dataset: Dataset, profile: Profile, keys: DeidKeys) -> DeidResult:
 
 
 def _clean_dataset(src: Dataset, walk: _Walk, prefix: str) -> Dataset:
-    out = Dataset()
-    implicit, little = src.original_encoding
-    out.set_original_encoding(implicit, little, src.original_character_set)
+    # The elements are collected in a plain dict handed to Dataset(): one element at a time
+    # through Dataset.__setitem__ costs more than the whole rest of the walk.
+    elements: dict[BaseTag, AnyElement] = {}
     kept_private = kept_private_tags(src, walk.plan)
+    action_for, get_item = walk.plan.action_for, src.get_item
     for tag in list(src.keys()):
-        elem = src.get_item(tag)
-        action = walk.plan.action_for(tag)
+        elem = get_item(tag)
+        action = action_for(tag)
         if action is None or action == "K":
-            out[tag] = _keep(tag, elem, src, walk, prefix)
+            elements[tag] = _keep(tag, elem, src, walk, prefix)
         elif action == PRIVATE:
             if tag in kept_private:
-                out[tag] = elem
+                elements[tag] = elem
             else:
                 walk.note(prefix, tag, "X", "private")
         else:
             new = _ACTIONS[action](tag, elem, src, walk, prefix)
             if new is not None:
-                out[tag] = new
+                elements[tag] = new
+    out = Dataset(elements)
+    implicit, little = src.original_encoding
+    out.set_original_encoding(implicit, little, src.original_character_set)
     return out
 
 

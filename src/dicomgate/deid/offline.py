@@ -20,7 +20,7 @@ from dicomgate.deid.keys import DeidKeys
 from dicomgate.deid.profile import Profile
 from dicomgate.deid.pseudonyms import Identity, keyed_pseudonym
 from dicomgate.deid.verify import Violation, verify_dataset
-from dicomgate.dicom.encode import encode_part10
+from dicomgate.dicom.encode import encode_part10_parts
 
 KeysProvider = Callable[[Dataset], DeidKeys]
 """Returns the keys for one source instance (e.g. vault lookup of its patient)."""
@@ -74,7 +74,8 @@ def write_dataset(ds: Dataset, path: Path) -> None:
         ds.file_meta.TransferSyntaxUID = (
             ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
         )
-    path.write_bytes(encode_part10(ds))
+    with path.open("wb") as handle:
+        handle.writelines(encode_part10_parts(ds))
 
 
 def deid_folder(

@@ -27,6 +27,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import dcmwrite, write_data_element
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
+from pydicom.valuerep import PersonName
 
 from dicomgate.dicom.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -58,16 +59,21 @@ def encode_part10(ds: Dataset) -> bytes:
     bytes
         The encoded file.
     """
+    return b"".join(encode_part10_parts(ds))
+
+
+def encode_part10_parts(ds: Dataset) -> list[bytes]:
+    """Return the encoded file as consecutive chunks (``writelines`` avoids one copy)."""
     meta = _complete_meta(ds)
     if not _fast_path(ds, str(meta.TransferSyntaxUID)):
         buf = BytesIO()
         dcmwrite(buf, ds, enforce_file_format=True)
-        return buf.getvalue()
+        return [buf.getvalue()]
     preamble = ds.preamble if ds.preamble and len(ds.preamble) == 128 else bytes(128)
     parts: list[bytes] = [preamble, b"DICM"]
     _encode_meta(meta, parts)
     _encode_dataset(ds, parts)
-    return b"".join(parts)
+    return parts
 
 
 def _complete_meta(ds: Dataset) -> FileMetaDataset:
@@ -117,13 +123,14 @@ def _is_plain(charset: Charset) -> bool:
 def _encode_elements(
     ds: Dataset, tags: Iterable[int], parts: list[bytes], charset: Charset
 ) -> None:
-    get_item, plain = ds.get_item, _is_plain(charset)
+    plain = _is_plain(charset)
+    elements = ds._dict  # direct reads: get_item() costs more than encoding a raw element
     for tag in tags:
-        elem = get_item(tag)
-        if isinstance(elem, RawDataElement) and elem.VR is not None:
+        elem = elements[tag]  # type: ignore[index]
+        if isinstance(elem, RawDataElement) and elem.VR is not None and elem.value is not None:
             _encode_raw(elem, parts)
         elif isinstance(elem, RawDataElement):
-            _encode_with_pydicom(ds[tag], parts, charset)
+            _encode_with_pydicom(ds[tag], parts, charset)  # implicit VR or deferred value
         elif elem.VR == "SQ":
             _encode_sequence(elem, parts, charset)
         else:
@@ -142,8 +149,7 @@ def _header(tag: int, vr: str, length: int) -> bytes:
 
 
 def _encode_raw(elem: RawDataElement, parts: list[bytes]) -> None:
-    value = elem.value or b""
-    vr = str(elem.VR)
+    value, vr = elem.value or b"", str(elem.VR)
     if elem.length == _UNDEFINED:
         parts.extend((_header(elem.tag, vr, _UNDEFINED), bytes(value), _SEQUENCE_END))
     elif vr not in _LONG_VRS and len(value) > 0xFFFF:
@@ -179,13 +185,16 @@ def _encode_simple(elem: DataElement, plain: bool) -> bytes | None:
         return _encode_numbers(vr, value)
     if vr == "UI" or vr in _ASCII_VRS or (plain and vr in _TEXT_VRS):
         text = _joined(value)
-        if text is None or not text.isascii():
-            return None
-        data = text.encode("ascii")
-        if len(data) % 2:
-            data += b"\x00" if vr == "UI" else b" "
-        return data
-    return None
+    elif vr == "PN" and plain and isinstance(value, PersonName):
+        text = str(value)  # the value as given (or as read): what PersonName.encode() writes
+    else:
+        return None
+    if text is None or not text.isascii():
+        return None
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    return data
 
 
 def _joined(value: object) -> str | None:
