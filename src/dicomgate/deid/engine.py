@@ -33,7 +33,15 @@ from dicomgate.deid.profile import BirthDateRule, DateMode, Profile
 from dicomgate.deid.report import Change, describe
 from dicomgate.deid.stamp import stamp_identity, stamp_method
 from dicomgate.deid.table import Option
-from dicomgate.deid.values import AnyElement, dummy, joined, new_element, strings, vr_of
+from dicomgate.deid.values import (
+    AnyElement,
+    dummy,
+    joined,
+    new_element,
+    raw_text,
+    strings,
+    vr_of,
+)
 
 GRAPHIC_ANNOTATION_SEQUENCE = 0x00700001
 TEXT_OBJECT_SEQUENCE = 0x00700008
@@ -176,7 +184,10 @@ def _remove(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) 
 
 def _empty(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> AnyElement:
     walk.note(prefix, tag, "Z")
-    return new_element(tag, vr_of(tag, elem), None)
+    vr = vr_of(tag, elem)
+    if vr == "SQ":
+        return new_element(tag, vr, None)
+    return raw_text(tag, vr, "", src.original_encoding)
 
 
 def _dummy(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> AnyElement:
@@ -197,7 +208,7 @@ def _uid(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> 
     secret = walk.keys.uid_secret
     values = [v if not v or is_standard_uid(v) else remap_uid(secret, v) for v in strings(elem)]
     walk.note(prefix, tag, "U")
-    return new_element(tag, "UI", joined(values) or None)
+    return raw_text(tag, "UI", joined(values), src.original_encoding)
 
 
 def _clean(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> AnyElement:
