@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.archive.migrate import upgrade
 from dicomgate.archive.models import Instance, StagingSession
 from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.archive.session_models import ArchivedSession
@@ -76,9 +77,29 @@ class Site:
             return len(list(session.scalars(select(Instance.pk))))
 
 
+BOTH_DATABASES = pytest.mark.parametrize(
+    "site_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+"""Run a test on PostgreSQL too (the others run on SQLite only, to keep the suite quick)."""
+
+
 @pytest.fixture()
-def make_site(database: Database, tmp_path: Path) -> Callable[..., Site]:
-    """Return a builder: projects and site-wide deid options -> a Site over ``database``."""
+def site_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty index: SQLite, or PostgreSQL for tests marked ``BOTH_DATABASES``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    db = Database(url)
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture()
+def make_site(site_db: Database, tmp_path: Path) -> Callable[..., Site]:
+    """Return a builder: projects and site-wide deid options -> a Site over ``site_db``."""
+    database = site_db
 
     def make(*projects: dict[str, Any], **deid: Any) -> Site:
         key_file = tmp_path / "vault.key"

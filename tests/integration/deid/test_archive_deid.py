@@ -13,7 +13,7 @@ from dicomgate.deid import check_references
 from dicomgate.deid.errors import VaultKeyError
 from dicomgate.deid.pseudonyms import Identity
 from dicomgate.deid.vaultkey import VaultKey
-from tests.integration.deid.conftest import RESEARCH, Site
+from tests.integration.deid.conftest import BOTH_DATABASES, RESEARCH, Site
 from tests.unit.deid.deid_builders import ROOT, ct_slice, patient, rt_chain
 
 LEAKS = (b"ZQX", b"PIDQ778899", b"ACCQ4455", ROOT.encode())
@@ -29,6 +29,7 @@ def _all_blob_bytes(site: Site) -> list[bytes]:
     return [p.read_bytes() for p in root.rglob("*") if p.is_file()]
 
 
+@BOTH_DATABASES
 def test_rt_chain_is_archived_deidentified_and_still_linked(make_site: MakeSite) -> None:
     site = make_site(RESEARCH)
     source = rt_chain()
@@ -83,6 +84,7 @@ def test_vault_unreadable_without_its_key(make_site: MakeSite) -> None:
         site.vault(VaultKey(b"\x01" * 32))
 
 
+@BOTH_DATABASES
 def test_same_patient_twice_keeps_pseudonym_and_offset(make_site: MakeSite) -> None:
     profile = {"name": "longitudinal", "dates": "shift"}
     site = make_site({"id": "RESEARCH", "deid": {"profile": profile}})
@@ -123,6 +125,7 @@ def test_another_project_gets_other_pseudonym_keys_and_uids(make_site: MakeSite)
     assert a.StudyInstanceUID != b.StudyInstanceUID
 
 
+@BOTH_DATABASES
 def test_identity_mismatch_holds_the_session_with_both_values(make_site: MakeSite) -> None:
     site = make_site(RESEARCH)
     confirmed = {"first_name": "Zqxjohn", "last_name": "Zqxdoe", "birth_date": "1960-02-16"}
@@ -181,6 +184,7 @@ def test_pixel_mask_lets_the_session_through_masked(make_site: MakeSite) -> None
     assert not ds.pixel_array[:2].any() and ds.pixel_array[2:].all()
 
 
+@BOTH_DATABASES
 def test_identified_project_keeps_the_original(make_site: MakeSite) -> None:
     site = make_site({"id": "CLINIC"}, RESEARCH, identified_project="CLINIC")
     site.send(rt_chain(), "RESEARCH")

@@ -24,7 +24,7 @@ from dicomgate.errors import ConfigError, PermissionDeniedError
 from dicomgate.jobs import Jobs, JobStatus
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.sources import files as _files  # noqa: F401  (registers import_files)
-from tests.integration.deid.conftest import RESEARCH, Site
+from tests.integration.deid.conftest import BOTH_DATABASES, RESEARCH, Site
 from tests.unit.deid.deid_builders import ROOT, ct_slice, rt_chain, to_bytes
 
 with warnings.catch_warnings():
@@ -55,6 +55,7 @@ def _clinic_site(make_site: MakeSite) -> Site:
     return site
 
 
+@BOTH_DATABASES
 def test_share_job_deidentifies_into_the_target(make_site: MakeSite) -> None:
     site = _clinic_site(make_site)
     jobs = _jobs(site)
