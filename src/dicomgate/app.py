@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
+from dicomgate.access.deid_api import create_deid_api
 from dicomgate.access.dicomweb.metadata import MetadataFollower
 from dicomgate.access.dicomweb.router import create_dicomweb
 from dicomgate.access.dimse.retrieve import Archive
@@ -30,6 +31,9 @@ from dicomgate.auth.http import Authenticator, caller_dependency
 from dicomgate.auth.routes import create_auth_router
 from dicomgate.auth.users import ensure_admin
 from dicomgate.db import Database
+from dicomgate.deid.config import open_vault
+from dicomgate.deid.errors import DeidError
+from dicomgate.errors import ConfigError
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.api import create_jobs_router
@@ -91,11 +95,14 @@ def _first_admin(settings: Settings, auth: Authenticator) -> None:
 
 def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
     """Return the jobs facade: on the configured Huey queue, or inline (``queue=False``)."""
+    from dicomgate.archive.share import bind_share
     from dicomgate.sources import (  # noqa: F401  (register source job kinds)
         files,
         folder_job,
         handlers,
     )
+
+    bind_share(build_review(settings, intake))  # the share_session job kind, for this site
 
     if not queue:
         return Jobs(intake, settings.jobs)
@@ -113,6 +120,22 @@ def receiver_extensions(settings: Settings, intake: Intake) -> list[Extension]:
         return []
     archive = Archive(intake.db, intake.blobs)
     return [query_retrieve_extension(archive, qr, settings.ae_title)]
+
+
+def check_vault(settings: Settings) -> None:
+    """Open the identity vault once when a project de-identifies: a bad key fails the start.
+
+    Raises
+    ------
+    ConfigError
+        Naming the vault setting (``deid.vault_key_file`` / ``deid.vault_key_env``) at fault.
+    """
+    if not any(project.deid is not None for project in settings.projects):
+        return
+    try:
+        open_vault(settings.deid, settings.data_dir).close()
+    except DeidError as exc:
+        raise ConfigError(f"identity vault: {exc}") from exc
 
 
 @dataclass
@@ -140,6 +163,7 @@ class Service:
 
     def start(self) -> None:
         """Reconcile, then start the DICOM receiver, the spine thread and the job workers."""
+        check_vault(self.settings)
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
         _first_admin(self.settings, self.auth)
         self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "start", actor="dicomgate")
@@ -227,6 +251,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(
         create_media_router(service.jobs, service.intake.db, sources), dependencies=guarded
     )
+    app.include_router(create_deid_api(service.review, service.jobs), dependencies=guarded)
     _mount_dicomweb(app, service, guarded)
     install_error_handlers(app)
     return app

@@ -12,6 +12,7 @@ from rich.console import Console
 from dicomgate.auth.cli import audit_app, bind, users_app
 from dicomgate.cli_jobs import jobs_app
 from dicomgate.cli_media import media_app
+from dicomgate.deid.cli import deid_app
 from dicomgate.errors import ConfigError
 from dicomgate.intake.receive import Outcome
 from dicomgate.jobs.statuses import JobStatus
@@ -32,6 +33,8 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(projects_app, name="projects")
 app.add_typer(rules_app, name="rules")
 app.add_typer(media_app, name="media")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(deid_app, name="deid")
 console = Console()
 err = Console(stderr=True)
 
@@ -62,12 +65,13 @@ def serve(config: ConfigOption = None) -> None:
     """Run the HTTP API, the DICOM receiver and the archiving spine."""
     import uvicorn
 
-    from dicomgate.app import Service, create_app, open_auth, open_intake
+    from dicomgate.app import Service, check_vault, create_app, open_auth, open_intake
     from dicomgate.auth.http import check_exposure
 
     settings = _settings(config)
     try:
         check_exposure(settings.auth.enabled, [settings.http_host, settings.dicom_host])
+        check_vault(settings)  # a de-identifying site must hold its vault key before it starts
     except ConfigError as exc:
         err.print(f"[red]refusing to start:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -7,7 +7,9 @@
     ├── NotFoundError               the resource does not exist (or the caller may not see it)
     ├── UnauthenticatedError        no valid credentials came with the request
     ├── ForbiddenError              the caller may see the resource but not do this to it
+    │   └── PermissionDeniedError   the caller lacks a named permission (e.g. reidentify)
     ├── ConflictError               the request conflicts with the current state
+    │   └── HeldForReviewError      archiving stopped: the session is held with a reason
     ├── NotAcceptableError          no representation the client accepts can be produced
     ├── InvalidInputError           bad input from outside: the client must fix it
     │   ├── RejectedInstanceError   an instance that intake refuses (malformed, bad UID, ...)
@@ -50,6 +52,23 @@ class ForbiddenError(DicomgateError):
 
 class ConflictError(DicomgateError):
     """The request conflicts with the current state of the resource."""
+
+
+class HeldForReviewError(ConflictError):
+    """Archiving stopped and the staging session was held (status and reason recorded).
+
+    Raised by ``pipeline.archive_session`` when de-identification finds that a person must
+    decide (``identity_mismatch``) or that it cannot proceed (no pseudonym, broken references).
+    """
+
+    def __init__(self, status: str, reason: dict[str, object]) -> None:
+        super().__init__(str(reason.get("message", "the session is held for review")))
+        self.status = status
+        self.reason = reason
+
+
+class PermissionDeniedError(ForbiddenError):
+    """The caller is known but lacks the permission the action needs."""
 
 
 class InvalidInputError(DicomgateError):

@@ -13,10 +13,11 @@ import logging
 
 from sqlalchemy import select, update
 
+from dicomgate.archive.deidentify import archive_deidentified, project_deid
 from dicomgate.archive.index import log_change
 from dicomgate.archive.models import StagingSession, utcnow
 from dicomgate.db import Database
-from dicomgate.errors import ConflictError
+from dicomgate.errors import ConflictError, HeldForReviewError
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive import spine
 from dicomgate.prearchive.context import Review
@@ -64,9 +65,10 @@ def archive_session(
     its archived session row, labels and the study's project in one transaction. When that
     fails it goes back to the status it had and the error is raised; nothing is half-archived.
 
-    De-identification slots in here, between the two transactions: for a target project with a
-    de-identification profile, the staged instances are de-identified into new instances before
-    ``store_session`` records them (branch ``deid``). Keep this name and signature stable.
+    For a target project with a ``deid`` block, ``archive.deidentify`` stores a de-identified
+    copy instead (and keeps the original only in ``deid.identified_project``). When it holds
+    the session (identity mismatch, no pseudonym, references it would break), the status and
+    reason are recorded and ``HeldForReviewError`` is raised. Keep this name and signature.
 
     Parameters
     ----------
@@ -88,8 +90,15 @@ def archive_session(
     with db.unit_of_work() as session:
         previous = begin_archiving(session, staging_pk)
     try:
+        deid = project_deid(review, target.project)
+        if deid is not None:  # the project stores de-identified data only
+            return archive_deidentified(review, staging_pk, target, deid, user)
         with db.unit_of_work() as session:
             archived_pk = store_session(session, staging_pk, target, user)
+    except HeldForReviewError as held:
+        with db.unit_of_work() as session:
+            set_state(session, staging_pk, held.status, [held.reason])
+        raise
     except BaseException:
         with db.unit_of_work() as session:
             restore_state(session, staging_pk, previous)
@@ -104,6 +113,8 @@ def advance(review: Review, now: dt.datetime | None = None) -> None:
     for staging_pk, target in spine.evaluate_ready(review, now) + spine.recheck_held(review, now):
         try:
             archive_session(review, staging_pk, target)
+        except HeldForReviewError as held:
+            log.info("staging session %s held: %s", staging_pk, held.reason.get("code"))
         except ConflictError as exc:
             # Another session took the label or the study meanwhile: hold it for review.
             log.warning("staging session %s not archived: %s", staging_pk, type(exc).__name__)

@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -28,6 +29,7 @@ from pydantic_settings import (
 from dicomgate.access.dicomweb.config import DicomwebSettings
 from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.auth.settings import AuthSettings
+from dicomgate.deid.config import DeidSettings, ProjectDeid
 from dicomgate.dicom.nodes import PacsSettings
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig
@@ -61,6 +63,7 @@ class ProjectConfig(BaseModel):
     id: str = Field(pattern=_PROJECT_ID, max_length=64)
     name: str = ""
     description: str = ""
+    deid: ProjectDeid | None = None  # de-identification on archive; None: identified project
     # Prearchive review (issue 4): policy, label mapping, study cards of the project.
     archive_policy: ArchivePolicy = ArchivePolicy.AUTO
     labels: str | dict[str, Any] | None = None
@@ -122,6 +125,7 @@ class Settings(BaseSettings):
     query_retrieve: QueryRetrieveSettings = Field(default_factory=QueryRetrieveSettings)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
+    deid: DeidSettings = Field(default_factory=DeidSettings)
 
     @field_validator("ae_title", "dicom_allowed_calling_aes")
     @classmethod
@@ -130,6 +134,18 @@ class Settings(BaseSettings):
             if not ae.strip() or len(ae) > 16 or "\\" in ae or not ae.isascii():
                 raise ValueError(f"invalid AE title {ae!r}: 1-16 ASCII characters, no backslash")
         return value
+
+    @model_validator(mode="after")
+    def _identified_project_is_identified(self) -> Settings:
+        kept = self.deid.identified_project
+        if kept is None:
+            return self
+        known = {p.id: p for p in self.projects}
+        if kept not in known and kept != self.default_project:
+            raise ValueError(f"deid.identified_project: {kept!r} is not a configured project")
+        if kept in known and known[kept].deid is not None:
+            raise ValueError(f"deid.identified_project: {kept!r} has a de-identification profile")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from dicomgate.deid import dates
@@ -32,7 +33,15 @@ from dicomgate.deid.profile import BirthDateRule, DateMode, Profile
 from dicomgate.deid.report import Change, describe
 from dicomgate.deid.stamp import stamp_identity, stamp_method
 from dicomgate.deid.table import Option
-from dicomgate.deid.values import AnyElement, dummy, joined, new_element, strings, vr_of
+from dicomgate.deid.values import (
+    AnyElement,
+    dummy,
+    joined,
+    new_element,
+    raw_text,
+    strings,
+    vr_of,
+)
 
 GRAPHIC_ANNOTATION_SEQUENCE = 0x00700001
 TEXT_OBJECT_SEQUENCE = 0x00700008
@@ -110,24 +119,28 @@ def apply(dataset: Dataset, profile: Profile, keys: DeidKeys) -> DeidResult:
 
 
 def _clean_dataset(src: Dataset, walk: _Walk, prefix: str) -> Dataset:
-    out = Dataset()
-    implicit, little = src.original_encoding
-    out.set_original_encoding(implicit, little, src.original_character_set)
+    # The elements are collected in a plain dict handed to Dataset(): one element at a time
+    # through Dataset.__setitem__ costs more than the whole rest of the walk.
+    elements: dict[BaseTag, AnyElement] = {}
     kept_private = kept_private_tags(src, walk.plan)
+    action_for, get_item = walk.plan.action_for, src.get_item
     for tag in list(src.keys()):
-        elem = src.get_item(tag)
-        action = walk.plan.action_for(tag)
+        elem = get_item(tag)
+        action = action_for(tag)
         if action is None or action == "K":
-            out[tag] = _keep(tag, elem, src, walk, prefix)
+            elements[tag] = _keep(tag, elem, src, walk, prefix)
         elif action == PRIVATE:
             if tag in kept_private:
-                out[tag] = elem
+                elements[tag] = elem
             else:
                 walk.note(prefix, tag, "X", "private")
         else:
             new = _ACTIONS[action](tag, elem, src, walk, prefix)
             if new is not None:
-                out[tag] = new
+                elements[tag] = new
+    out = Dataset(elements)
+    implicit, little = src.original_encoding
+    out.set_original_encoding(implicit, little, src.original_character_set)
     return out
 
 
@@ -171,7 +184,10 @@ def _remove(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) 
 
 def _empty(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> AnyElement:
     walk.note(prefix, tag, "Z")
-    return new_element(tag, vr_of(tag, elem), None)
+    vr = vr_of(tag, elem)
+    if vr == "SQ":
+        return new_element(tag, vr, None)
+    return raw_text(tag, vr, "", src.original_encoding)
 
 
 def _dummy(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> AnyElement:
@@ -192,7 +208,7 @@ def _uid(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> 
     secret = walk.keys.uid_secret
     values = [v if not v or is_standard_uid(v) else remap_uid(secret, v) for v in strings(elem)]
     walk.note(prefix, tag, "U")
-    return new_element(tag, "UI", joined(values) or None)
+    return raw_text(tag, "UI", joined(values), src.original_encoding)
 
 
 def _clean(tag: int, elem: AnyElement, src: Dataset, walk: _Walk, prefix: str) -> AnyElement:

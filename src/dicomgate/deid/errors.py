@@ -6,6 +6,7 @@
      ├── ProfileError           a profile mapping is invalid (names the offending key)
      ├── KeysError              the per-subject keys given to ``apply`` are unusable
      ├── PseudonymError         a pseudonym cannot be produced (e.g. not in the mapping)
+     ├── IdentityError          an operator-confirmed identity is malformed (names the field)
      └── VaultError             the identity vault cannot do what was asked
           └── VaultKeyError     the vault key is missing, malformed or does not open the vault
 
@@ -30,6 +31,10 @@ class KeysError(DeidError):
 
 class PseudonymError(DeidError):
     """A pseudonym could not be produced."""
+
+
+class IdentityError(DeidError, ValueError):
+    """An operator-confirmed identity is malformed; the message names the field."""
 
 
 class VaultError(DeidError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +15,39 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomgate.deid.engine import apply
 from dicomgate.deid.errors import DeidError
+from dicomgate.deid.identity import header_identity
 from dicomgate.deid.keys import DeidKeys
 from dicomgate.deid.profile import Profile
+from dicomgate.deid.pseudonyms import Identity, keyed_pseudonym
 from dicomgate.deid.verify import Violation, verify_dataset
+from dicomgate.dicom.encode import encode_part10_parts
 
 KeysProvider = Callable[[Dataset], DeidKeys]
 """Returns the keys for one source instance (e.g. vault lookup of its patient)."""
+
+
+def keyed_provider(
+    secret: bytes, prefix: str = "SUBJ-", offset_range: tuple[int, int] = (-365, 365)
+) -> KeysProvider:
+    """Return keys derived from the headers alone (no vault), for offline folders.
+
+    The pseudonym is the keyed hash of the normalised identity (scheme a); when the headers
+    carry no name, the Patient ID is hashed instead so that distinct anonymous patients stay
+    distinct. The date offset is derived from the pseudonym with the same secret, so the
+    same secret gives the same pseudonym, UIDs and offset for a subject on every run.
+    """
+    low, high = offset_range
+
+    def provide(ds: Dataset) -> DeidKeys:
+        identity = header_identity(ds)
+        if not (identity.first_name or identity.last_name):
+            identity = Identity(first_name="", last_name=f"ID {ds.get('PatientID', '')}")
+        subject = keyed_pseudonym(secret, identity, prefix=prefix).subject_id
+        digest = hmac.digest(secret, f"offset\x1f{subject}".encode(), hashlib.sha256)
+        offset = low + int.from_bytes(digest[:8], "big") % (high - low + 1)
+        return DeidKeys(secret, subject, date_offset_days=offset or high or low)
+
+    return provide
 
 
 @dataclass(slots=True)
@@ -45,7 +74,8 @@ def write_dataset(ds: Dataset, path: Path) -> None:
         ds.file_meta.TransferSyntaxUID = (
             ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
         )
-    ds.save_as(path, enforce_file_format=True)
+    with path.open("wb") as handle:
+        handle.writelines(encode_part10_parts(ds))
 
 
 def deid_folder(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from dicomgate.deid.keys import DeidKeys
 from dicomgate.deid.plan import Plan
@@ -15,6 +16,7 @@ from dicomgate.deid.table import (
     OPTION_CODES,
     TABLE_EDITION,
 )
+from dicomgate.deid.values import new_element
 
 METHOD_PREFIX = f"dicomgate PS3.15 {TABLE_EDITION} Table E.1-1"
 _LONGITUDINAL = {
@@ -44,17 +46,23 @@ def method_codes(plan: Plan, cleaned_pixels: bool) -> list[tuple[str, str]]:
 def stamp_method(ds: Dataset, plan: Plan, cleaned_pixels: bool) -> None:
     """Set Patient Identity Removed, De-identification Method (+ code sequence) and flags."""
     codes = method_codes(plan, cleaned_pixels)
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = [METHOD_PREFIX, f"profile {plan.profile.name}"[:64]] + [
-        meaning for _, meaning in codes[1:]
-    ]
-    ds.DeidentificationMethodCodeSequence = Sequence(_code_item(v, m) for v, m in codes)
-    ds.LongitudinalTemporalInformationModified = _LONGITUDINAL[plan.profile.dates]
+    method = [METHOD_PREFIX, f"profile {plan.profile.name}"[:64]] + [m for _, m in codes[1:]]
+    longitudinal = _LONGITUDINAL[plan.profile.dates]
+    # Built as elements, not keyword by keyword: this runs once per instance.
+    for tag, vr, value in (
+        (0x00120062, "CS", "YES"),  # Patient Identity Removed
+        (0x00120063, "LO", method),  # De-identification Method
+        (0x00120064, "SQ", Sequence([_code_item(v, m) for v, m in codes])),
+        (0x00280303, "CS", longitudinal),  # Longitudinal Temporal Information Modified
+    ):
+        ds[tag] = new_element(tag, vr, value)
 
 
 def _code_item(value: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
-    return item
+    return Dataset(
+        {
+            BaseTag(0x00080100): new_element(0x00080100, "SH", value),  # Code Value
+            BaseTag(0x00080102): new_element(0x00080102, "SH", "DCM"),  # Coding Scheme
+            BaseTag(0x00080104): new_element(0x00080104, "LO", meaning),  # Code Meaning
+        }
+    )

@@ -9,6 +9,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 AnyElement = DataElement | RawDataElement
 
@@ -82,3 +83,18 @@ def new_element(tag: int, vr: str, value: Any) -> DataElement:
 def joined(values: list[str]) -> str:
     """Join string values into one multi-valued DICOM string."""
     return "\\".join(values)
+
+
+def raw_text(tag: int, vr: str, text: str, encoding: tuple[bool | None, bool | None]) -> AnyElement:
+    """Return an ASCII text value as an undecoded element (cheap to build and to write).
+
+    The element is decoded lazily by pydicom if anything reads it; text bytes are the same in
+    every transfer syntax. Non-ASCII text (or a SQ) gets a decoded element instead.
+    """
+    if vr == "SQ" or not text.isascii():
+        return new_element(tag, vr, text or None)
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    implicit, little = encoding
+    return RawDataElement(BaseTag(tag), vr, len(data), data, 0, bool(implicit), little is not False)

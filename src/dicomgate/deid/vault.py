@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS imports (
     project TEXT NOT NULL, pseudonym TEXT NOT NULL, import_ref TEXT NOT NULL,
     data BLOB NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (project, import_ref));
 CREATE TABLE IF NOT EXISTS sequences (project TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS project_keys (project TEXT PRIMARY KEY, secret BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS access_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, project TEXT NOT NULL, pseudonym TEXT NOT NULL, purpose TEXT NOT NULL);
@@ -167,7 +168,12 @@ class IdentityVault:
         return SubjectKeys(row[0], int(offset))
 
     def get_or_create_subject(
-        self, project: str, identity: Identity, pseudonym: str | None = None
+        self,
+        project: str,
+        identity: Identity,
+        pseudonym: str | None = None,
+        prefix: str = "SUBJ-",
+        width: int = 4,
     ) -> SubjectKeys:
         """Return the subject's keys, creating them on first sight.
 
@@ -179,7 +185,9 @@ class IdentityVault:
             The confirmed identity.
         pseudonym
             The pseudonym to assign when the subject is new (from a scheme of
-            :mod:`dicomgate.deid.pseudonyms`); default ``SUBJ-`` + the project sequence.
+            :mod:`dicomgate.deid.pseudonyms`); default ``prefix`` + the project sequence.
+        prefix, width
+            The sequential scheme's prefix and digits (``SUBJ-0001``).
 
         Returns
         -------
@@ -190,7 +198,7 @@ class IdentityVault:
             found = self.find_subject(project, identity)
             if found is not None:
                 return found
-            name = pseudonym or sequential_pseudonym("SUBJ-", self._bump(project))
+            name = pseudonym or sequential_pseudonym(prefix, self._bump(project), width)
             offset = self._draw_offset()
             self._insert_subject(project, name, identity, offset)
             return SubjectKeys(name, offset)
@@ -265,6 +273,31 @@ class IdentityVault:
             ),
         )
 
+    def record_uid_mappings(self, project: str, pairs: Iterable[tuple[str, str]]) -> None:
+        """Store many ``(original, new)`` UID pairs in one transaction; idempotent."""
+        with self._transaction():
+            for original, new in pairs:
+                self.record_uid_mapping(project, original, new)
+
+    def project_secret(self, project: str) -> bytes:
+        """Return the project's UID/pseudonym secret, drawing 32 random bytes on first use.
+
+        The secret never leaves the vault except to key ``remap_uid`` and keyed pseudonyms:
+        the same project always gets the same UIDs, another project unrelated ones.
+        """
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT secret FROM project_keys WHERE project = ?", (project,)
+            ).fetchone()
+            if row is not None:
+                return self._open(row[0], "project_keys", project)
+            secret = secrets.token_bytes(32)
+            self._db.execute(
+                "INSERT INTO project_keys VALUES (?, ?)",
+                (project, self._seal(secret, "project_keys", project)),
+            )
+            return secret
+
     def original_uid(self, project: str, new: str, actor: str) -> str | None:
         """Return the original UID behind ``new`` (a logged re-identification), or ``None``."""
         self._log(actor, "original_uid", project, new, "")
@@ -301,6 +334,10 @@ class IdentityVault:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (_now(), actor, action, project, pseudonym, purpose),
         )
+
+    def record_refusal(self, actor: str, project: str, pseudonym: str, purpose: str) -> None:
+        """Record a re-identification call that was refused (no permission)."""
+        self._log(actor, "reidentify_refused", project, pseudonym, purpose)
 
     def access_log(self) -> list[AccessEntry]:
         """Return every recorded re-identification call, oldest first."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class OriginKind(enum.StrEnum):
@@ -44,6 +44,10 @@ class Origin:
     subject_label, session_label
         Labels the sender gave (server-side inbox, XNAT import form); they override the
         labels the header mapping would derive. Kept on the staging session's origin JSON.
+    confirmed_identity
+        The identity an operator confirmed for this import (``first_name``, ``last_name``,
+        ``birth_name``, ``birth_date``, ``sex``): checked against the headers before
+        de-identification (``identity_mismatch``). PHI: never logged.
     """
 
     kind: OriginKind
@@ -56,6 +60,7 @@ class Origin:
     project: str | None = None
     subject_label: str | None = None
     session_label: str | None = None
+    confirmed_identity: dict[str, str] | None = field(default=None, hash=False)
 
     @property
     def source_key(self) -> str:

@@ -21,6 +21,9 @@ class ReasonCode(enum.StrEnum):
     NO_RULE_MATCHED = "no_rule_matched"
     IDENTITY_MISMATCH = "identity_mismatch"
     BURNED_IN_ANNOTATION = "burned_in_annotation"
+    PSEUDONYM_UNAVAILABLE = "pseudonym_unavailable"
+    DEID_REFERENCES_BROKEN = "deid_references_broken"
+    DEIDENTIFIED = "deidentified"
     MALFORMED = "malformed"
 
 

@@ -19,10 +19,11 @@ from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dicomgate.archive.deidentify import deid_archived_lookup
 from dicomgate.archive.models import SetAside, StagingSession, Study
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
-from dicomgate.archive.sessions import archived_lookup, find_session, session_of_study
+from dicomgate.archive.sessions import find_session, session_of_study
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive.context import Review
@@ -75,7 +76,8 @@ def origin_of(staging: StagingSession) -> Origin:
         kind = OriginKind(data.get("kind", "import"))
     except ValueError:
         kind = OriginKind.IMPORT
-    return Origin(kind, **{k: v for k, v in known.items() if isinstance(v, str)})
+    fields: dict[str, Any] = {k: v for k, v in known.items() if isinstance(v, str)}
+    return Origin(kind, **fields)
 
 
 def _protocol_for(review: Review, staging: StagingSession, project: str | None) -> SortingProtocol:
@@ -131,7 +133,7 @@ def assess(
         protocol,
         required=review.required,
         study_cards=review.cards,
-        archived=lambda p: archived_lookup(session, p),
+        archived=lambda p: deid_archived_lookup(review, session, p),  # de-identified UIDs too
     )
     target = _target(review, session, staging, headers, decision, protocol, labels)
     if decision.action is Action.ARCHIVE:

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dicomgate.deid.identity import confirmed_identity
 from dicomgate.errors import PermanentError
 from dicomgate.intake.origin import OriginKind
 from dicomgate.intake.receive import receive
@@ -43,6 +44,12 @@ class ImportParams(BaseModel):
     session: str | None = None
     cleanup: bool = False
     keep: str | None = None
+    identity: dict[str, str] | None = None  # operator-confirmed identity (issue 5)
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else confirmed_identity(value).to_dict()
 
 
 class NotRegularFileError(Exception):
@@ -160,6 +167,7 @@ def _import_one(ctx: JobContext, params: ImportParams, key: str) -> None:
         project=params.project,
         subject_label=params.subject,
         session_label=params.session,
+        confirmed_identity=params.identity,
     )
     result = receive(ctx.intake, data, origin)
     ctx.record_receive(key, result)

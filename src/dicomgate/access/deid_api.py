@@ -1,0 +1,85 @@
+"""REST for de-identification: share a session into a research project, re-identify.
+
+``POST /api/projects/{p}/sessions/{label}/share`` submits a ``share_session`` job (202 with
+its URL). ``POST /api/projects/{p}/subjects/{pseudonym}/reidentify`` returns the identity
+behind a pseudonym only when the permission hook allows it; every call, refused or not, is
+recorded in the vault's access log. Until authentication exists (issue 8) the hook refuses
+every HTTP caller (see :mod:`dicomgate.deid.reidentify`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dicomgate.archive.share import KIND, ShareParams, check_share
+from dicomgate.deid.config import open_vault
+from dicomgate.deid.errors import VaultError, VaultKeyError
+from dicomgate.deid.reidentify import PermissionCheck, deny_without_authentication, reidentify
+from dicomgate.errors import NotFoundError, StorageError
+from dicomgate.jobs.api import job_url
+from dicomgate.jobs.service import Jobs
+from dicomgate.prearchive.context import Review
+
+_ID = r"^[A-Za-z0-9_-]{1,64}$"
+Actor = Callable[[Request], str | None]
+
+
+class ShareIn(BaseModel):
+    """Where to share a session: a project with a de-identification profile."""
+
+    model_config = ConfigDict(extra="forbid")
+    project: str = Field(pattern=_ID)
+
+
+class ReidentifyIn(BaseModel):
+    """Why the identity is needed (recorded with the call)."""
+
+    model_config = ConfigDict(extra="forbid")
+    purpose: str = Field(min_length=1, max_length=500)
+
+
+def no_actor(_request: Request) -> str | None:
+    """Return the authenticated caller: nobody, until issue 8 brings authentication."""
+    return None
+
+
+def create_deid_api(
+    review: Review,
+    jobs: Jobs,
+    check: PermissionCheck = deny_without_authentication,
+    actor: Actor = no_actor,
+) -> APIRouter:
+    """Return the router; ``check`` and ``actor`` are the permission hook and the caller."""
+    router = APIRouter(prefix="/api/projects", tags=["de-identification"])
+
+    @router.post("/{project}/sessions/{label}/share", status_code=202)
+    def share(project: str, label: str, body: ShareIn, request: Request) -> dict[str, Any]:
+        """Submit a job that de-identifies the session with the target's profile."""
+        try:
+            params = ShareParams(source_project=project, session=label, target_project=body.project)
+        except ValidationError:
+            raise NotFoundError(f"no session {label[:64]} in project {project[:64]}") from None
+        check_share(review, params)
+        job_id = jobs.submit(KIND, params.model_dump(), owner=actor(request))
+        return {"job": job_id, "url": job_url(job_id)}
+
+    @router.post("/{project}/subjects/{pseudonym}/reidentify")
+    def reidentify_subject(
+        project: str, pseudonym: str, body: ReidentifyIn, request: Request
+    ) -> dict[str, str]:
+        """Return the identity behind a pseudonym (403 without the permission)."""
+        settings = review.settings
+        try:
+            with open_vault(settings.deid, settings.data_dir) as vault:
+                found = reidentify(vault, check, actor(request), project, pseudonym, body.purpose)
+        except VaultKeyError as exc:
+            raise StorageError("the identity vault cannot be opened") from exc
+        except VaultError as exc:
+            raise NotFoundError(str(exc)) from None
+        return found.to_dict()
+
+    return router
