@@ -144,7 +144,7 @@ class Service:
 
     settings: Settings
     intake: Intake
-    auth: Authenticator
+    auth: Authenticator = field(default=None)  # type: ignore[assignment]  # set in __post_init__
     receiver: Receiver | None = None
     reconciled: ReconcileReport | None = None
     jobs: Jobs = field(init=False)
@@ -155,6 +155,8 @@ class Service:
     _watcher: threading.Thread | None = None
 
     def __post_init__(self) -> None:
+        if self.auth is None:
+            self.auth = open_auth(self.settings, self.intake)
         self.jobs = open_jobs(self.settings, self.intake)
         self.pacs = PacsService(self.settings, self.intake)
         pacs_jobs.bind(self.pacs)  # the pacs_retrieve / pacs_csv_import handlers use it

@@ -16,9 +16,15 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dicomgate.archive.share import KIND, ShareParams, check_share
+from dicomgate.auth.roles import Caller, Permission
 from dicomgate.deid.config import open_vault
 from dicomgate.deid.errors import VaultError, VaultKeyError
-from dicomgate.deid.reidentify import PermissionCheck, deny_without_authentication, reidentify
+from dicomgate.deid.reidentify import (
+    REIDENTIFY,
+    PermissionCheck,
+    deny_without_authentication,
+    reidentify,
+)
 from dicomgate.errors import NotFoundError, StorageError
 from dicomgate.jobs.api import job_url
 from dicomgate.jobs.service import Jobs
@@ -42,18 +48,41 @@ class ReidentifyIn(BaseModel):
     purpose: str = Field(min_length=1, max_length=500)
 
 
-def no_actor(_request: Request) -> str | None:
-    """Return the authenticated caller: nobody, until issue 8 brings authentication."""
-    return None
+def _caller(request: Request) -> Caller | None:
+    # The router is mounted behind the authentication dependency, which leaves the caller here.
+    caller = getattr(request.state, "caller", None)
+    return caller if isinstance(caller, Caller) else None
+
+
+def caller_name(request: Request) -> str | None:
+    """Return the name of the request's authenticated caller (None without one)."""
+    caller = _caller(request)
+    return caller.name if caller else None
+
+
+def caller_check(request: Request) -> PermissionCheck:
+    """Return the permission check of the request's caller: their own ``reidentify`` right.
+
+    Without an authenticated caller every call is refused. The open caller of a service run
+    with authentication off never holds ``reidentify``, so such a service re-identifies nobody.
+    """
+    caller = _caller(request)
+    if caller is None:
+        return deny_without_authentication
+
+    def check(_actor: str | None, permission: str, project: str) -> bool:
+        return permission == REIDENTIFY and caller.allows(Permission.REIDENTIFY, project)
+
+    return check
 
 
 def create_deid_api(
     review: Review,
     jobs: Jobs,
-    check: PermissionCheck = deny_without_authentication,
-    actor: Actor = no_actor,
+    check: Callable[[Request], PermissionCheck] = caller_check,
+    actor: Actor = caller_name,
 ) -> APIRouter:
-    """Return the router; ``check`` and ``actor`` are the permission hook and the caller."""
+    """Return the router; ``check`` gives each request's permission hook, ``actor`` its caller."""
     router = APIRouter(prefix="/api/projects", tags=["de-identification"])
 
     @router.post("/{project}/sessions/{label}/share", status_code=202)
@@ -75,7 +104,9 @@ def create_deid_api(
         settings = review.settings
         try:
             with open_vault(settings.deid, settings.data_dir) as vault:
-                found = reidentify(vault, check, actor(request), project, pseudonym, body.purpose)
+                found = reidentify(
+                    vault, check(request), actor(request), project, pseudonym, body.purpose
+                )
         except VaultKeyError as exc:
             raise StorageError("the identity vault cannot be opened") from exc
         except VaultError as exc:

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.exceptions import StarletteDeprecationWarning
 
 from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.deid_api import create_deid_api
 from dicomgate.app import check_vault
 from dicomgate.archive.share import bind_share
+from dicomgate.auth.roles import Caller, Role
 from dicomgate.deid import check_references
 from dicomgate.deid.reidentify import allow_listed, reidentify
 from dicomgate.errors import ConfigError, PermissionDeniedError
@@ -137,7 +138,10 @@ def test_reidentify_with_the_permission_hook(make_site: MakeSite) -> None:
     site.send([ct_slice(0)], "RESEARCH")
     site.run()
     client = _client(
-        site, _jobs(site), check=allow_listed(["dr-who"]), actor=lambda _request: "dr-who"
+        site,
+        _jobs(site),
+        check=lambda _request: allow_listed(["dr-who"]),
+        actor=lambda _request: "dr-who",
     )
     path = "/api/projects/RESEARCH/subjects/SUBJ-0001/reidentify"
     response = client.post(path, json={"purpose": "incidental finding"})
@@ -227,3 +231,36 @@ def test_start_refuses_a_vault_it_cannot_open(make_site: MakeSite, tmp_path: Pat
     no_key = settings.deid.model_copy(update={"vault_key_file": None, "vault_key_env": "NO_KEY"})
     with pytest.raises(ConfigError, match=r"deid\.vault_key_env: .*NO_KEY is not set"):
         check_vault(settings.model_copy(update={"deid": no_key}))
+
+
+def _as(caller: Caller) -> Callable[[Request], None]:
+    # What the authentication dependency leaves on the request (auth.http.caller_dependency).
+    def resolve(request: Request) -> None:
+        request.state.caller = caller
+
+    return resolve
+
+
+def test_reidentify_follows_the_callers_own_permission(make_site: MakeSite) -> None:
+    site = make_site(RESEARCH)
+    site.send([ct_slice(0)], "RESEARCH")
+    site.run()
+    path = "/api/projects/RESEARCH/subjects/SUBJ-0001/reidentify"
+    owner = Caller("olga", roles={"RESEARCH": Role.OWNER})
+    admin = Caller("root", is_admin=True)
+    steward = Caller("sam", can_reidentify=True, scope_projects=frozenset({"RESEARCH"}))
+    elsewhere = Caller("sam", can_reidentify=True, scope_projects=frozenset({"OTHER"}))
+    for caller, status in ((owner, 403), (admin, 403), (elsewhere, 403), (steward, 200)):
+        app = FastAPI(dependencies=[Depends(_as(caller))])
+        app.include_router(create_deid_api(site.review, _jobs(site)))
+        install_error_handlers(app)
+        response = TestClient(app).post(path, json={"purpose": "incidental finding"})
+        assert response.status_code == status, caller
+    with site.vault() as vault:
+        actions = [(e.actor, e.action) for e in vault.access_log()]
+    assert actions == [
+        ("olga", "reidentify_refused"),
+        ("root", "reidentify_refused"),
+        ("sam", "reidentify_refused"),
+        ("sam", "reidentify"),
+    ]
