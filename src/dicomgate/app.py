@@ -81,7 +81,7 @@ class Service:
         self.reconciled = reconcile(self.intake.db, self.intake.blobs, self.intake.set_aside)
         _first_admin(self.settings, self.auth)
         self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "start", actor="dicomgate")
-        self.receiver = Receiver(self.settings, self.intake)
+        self.receiver = Receiver(self.settings, self.intake, self.auth.audit)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
         log.info(

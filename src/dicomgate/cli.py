@@ -50,10 +50,12 @@ def serve(config: ConfigOption = None) -> None:
 
     from dicomgate.app import Service, create_app, open_auth, open_intake
     from dicomgate.auth.http import check_exposure
+    from dicomgate.auth.tls import check_https
 
     settings = _settings(config)
     try:
         check_exposure(settings.auth.enabled, [settings.http_host, settings.dicom_host])
+        certfile, keyfile = check_https(settings.auth) or (None, None)
     except ConfigError as exc:
         err.print(f"[red]refusing to start:[/] {exc}")
         raise typer.Exit(2) from exc
@@ -65,6 +67,8 @@ def serve(config: ConfigOption = None) -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +87,15 @@ class Settings(BaseSettings):
             if not ae.strip() or len(ae) > 16 or "\\" in ae or not ae.isascii():
                 raise ValueError(f"invalid AE title {ae!r}: 1-16 ASCII characters, no backslash")
         return value
+
+    @model_validator(mode="after")
+    def _one_list_of_peers(self) -> Settings:
+        if self.dicom_allowed_calling_aes and self.auth.dicom_peers:
+            raise ValueError(
+                "dicom_allowed_calling_aes: not allowed together with auth.dicom_peers; "
+                "list those AEs as auth.dicom_peers entries instead"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

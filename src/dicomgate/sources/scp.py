@@ -16,6 +16,10 @@ from pydicom import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from dicomgate.auth.audit import AuditTrail
+from dicomgate.auth.dicom_guard import AssociationGuard
+from dicomgate.auth.settings import DicomOperation
+from dicomgate.auth.tls import dicom_server_context
 from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
@@ -63,7 +67,10 @@ def _origin(event: Any) -> Origin:
     )
 
 
-def _on_store(event: Any, intake: Intake) -> Dataset:
+def _on_store(event: Any, intake: Intake, guard: AssociationGuard) -> Dataset:
+    refused = guard.refusal(event, DicomOperation.STORE)
+    if refused is not None:
+        return _status(refused, "calling AE may not store")
     try:
         data = event.request.DataSet.getvalue()
         result = receive(intake, data, _origin(event), str(event.context.transfer_syntax))
@@ -73,8 +80,8 @@ def _on_store(event: Any, intake: Intake) -> Dataset:
     return store_status(result)
 
 
-def _on_echo(event: Any) -> int:
-    return 0x0000
+def _on_echo(event: Any, guard: AssociationGuard) -> int:
+    return guard.refusal(event, DicomOperation.ECHO) or 0x0000
 
 
 def _acknowledge_promptly(assoc_socket: Any) -> None:
@@ -137,35 +144,58 @@ def build_ae(settings: Settings) -> AE:
 class Receiver:
     """A running C-STORE SCP bound to the configured port.
 
+    With ``auth.dicom_tls`` a second listener speaks DICOM over TLS on its own port (or
+    replaces the plain one); both admit only the peers ``auth.dicom_peers`` allows.
+
     Parameters
     ----------
     settings
-        Port, AE title, limits.
+        Port, AE title, limits, peers, TLS.
     intake
         Where received instances go.
+    audit
+        Where rejected associations and refused requests are recorded.
     """
 
-    def __init__(self, settings: Settings, intake: Intake) -> None:
+    def __init__(self, settings: Settings, intake: Intake, audit: AuditTrail | None = None) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
+        self.guard = AssociationGuard(settings, audit)
         handlers: list[Any] = [
-            (evt.EVT_C_STORE, _on_store, [intake]),
-            (evt.EVT_C_ECHO, _on_echo),
+            (evt.EVT_C_STORE, _on_store, [intake, self.guard]),
+            (evt.EVT_C_ECHO, _on_echo, [self.guard]),
             (evt.EVT_CONN_OPEN, _on_open),
+            (evt.EVT_REQUESTED, self.guard.on_requested),
         ]
+        tls = settings.auth.dicom_tls
+        self.tls_server: Any = None
+        plain = None
+        if tls is None or tls.plain_listener:
+            plain = self._start(settings.dicom_port, handlers)
+        if tls is not None:
+            self.tls_server = self._start(tls.port, handlers, dicom_server_context(tls))
+        self.server = plain or self.tls_server
+
+    def _start(self, port: int, handlers: list[Any], context: Any = None) -> Any:
         server = self.ae.start_server(
-            (settings.dicom_host, settings.dicom_port),
+            (self.settings.dicom_host, port),
             block=False,
             evt_handlers=handlers,
+            ssl_context=context,
         )
         assert server is not None  # non-blocking start always returns the server
-        self.server = server
+        return server
 
     @property
     def port(self) -> int:
-        """Return the bound port (useful when configured as 0)."""
+        """Return the bound port of the plain listener, else of the TLS one (0 resolved)."""
         return int(self.server.server_address[1])
+
+    @property
+    def tls_port(self) -> int | None:
+        """Return the bound port of the TLS listener, if there is one."""
+        return int(self.tls_server.server_address[1]) if self.tls_server else None
 
     def stop(self) -> None:
         """Stop accepting and close every association."""
-        self.server.shutdown()
+        self.ae.shutdown()
