@@ -87,6 +87,8 @@ class Service:
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
+        if self.receiver.tls_port is not None:
+            log.info("DICOM TLS listener on port %s", self.receiver.tls_port)
 
     def _run_spine(self) -> None:
         while not self._stop.wait(self.settings.stability_check_interval):
