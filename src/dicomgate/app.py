@@ -172,7 +172,7 @@ class Service:
         self.review = self.review or build_review(self.settings, self.intake)
         with self.intake.db.unit_of_work() as session:
             recover_archiving(session)
-        self.receiver = Receiver(self.settings, self.intake, receiver_extensions)
+        self.receiver = Receiver(self.settings, self.intake, receiver_extensions, self.auth.audit)
         self._spine = threading.Thread(target=self._run_spine, name="spine", daemon=True)
         self._spine.start()
         self.jobs.start()
@@ -181,6 +181,8 @@ class Service:
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
+        if self.receiver.tls_port is not None:
+            log.info("DICOM TLS listener on port %s", self.receiver.tls_port)
 
     def _run_spine(self) -> None:
         assert self.review is not None

@@ -67,11 +67,13 @@ def serve(config: ConfigOption = None) -> None:
 
     from dicomgate.app import Service, check_vault, create_app, open_auth, open_intake
     from dicomgate.auth.http import check_exposure
+    from dicomgate.auth.tls import check_https
 
     settings = _settings(config)
     try:
         check_exposure(settings.auth.enabled, [settings.http_host, settings.dicom_host])
         check_vault(settings)  # a de-identifying site must hold its vault key before it starts
+        certfile, keyfile = check_https(settings.auth) or (None, None)
     except ConfigError as exc:
         err.print(f"[red]refusing to start:[/] {exc}")
         raise typer.Exit(2) from exc
@@ -86,6 +88,8 @@ def serve(config: ConfigOption = None) -> None:
         # Open event streams would hold the shutdown until their job ends; cut them after 5 s
         # so the job workers stop and hand their jobs back.
         timeout_graceful_shutdown=5,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
 
 

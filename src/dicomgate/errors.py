@@ -131,6 +131,7 @@ class PermanentError(DicomgateError):
 # DIMSE C-STORE statuses (PS3.4 B.2.3) for each error; the first matching class wins.
 _DIMSE_STORE_STATUS: list[tuple[type[Exception], int]] = [
     (StorageFullError, 0xA700),  # Refused: Out of Resources
+    (ForbiddenError, 0x0124),  # Refused: Not Authorized (PS3.7 C.5.x)
     (RejectedInstanceError, 0xC000),  # Error: Cannot understand
     (InvalidInputError, 0xA900),  # Error: Data Set does not match SOP Class
     (ConflictError, 0xA900),

@@ -147,6 +147,15 @@ class Settings(BaseSettings):
             raise ValueError(f"deid.identified_project: {kept!r} has a de-identification profile")
         return self
 
+    @model_validator(mode="after")
+    def _one_list_of_peers(self) -> Settings:
+        if self.dicom_allowed_calling_aes and self.auth.dicom_peers:
+            raise ValueError(
+                "dicom_allowed_calling_aes: not allowed together with auth.dicom_peers; "
+                "list those AEs as auth.dicom_peers entries instead"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -25,6 +25,10 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicomgate.auth.audit import AuditTrail
+from dicomgate.auth.dicom_guard import AssociationGuard
+from dicomgate.auth.settings import DicomOperation
+from dicomgate.auth.tls import dicom_server_context
 from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
@@ -82,7 +86,10 @@ def _active_move(event: Any) -> ActiveMove | None:
     )
 
 
-def _on_store(event: Any, intake: Intake) -> Dataset:
+def _on_store(event: Any, intake: Intake, guard: AssociationGuard) -> Dataset:
+    refused = guard.refusal(event, DicomOperation.STORE)
+    if refused is not None:
+        return _status(refused, "calling AE may not store")
     try:
         data = event.request.DataSet.getvalue()
         move = _active_move(event)
@@ -96,8 +103,8 @@ def _on_store(event: Any, intake: Intake) -> Dataset:
     return store_status(result)
 
 
-def _on_echo(event: Any) -> int:
-    return 0x0000
+def _on_echo(event: Any, guard: AssociationGuard) -> int:
+    return guard.refusal(event, DicomOperation.ECHO) or 0x0000
 
 
 def _acknowledge_promptly(assoc_socket: Any) -> None:
@@ -358,17 +365,22 @@ class Receiver:
 
     With ``dicom_receiver.processes`` above 1 (0: one per core), worker processes serve the
     same port too (``scp_workers``), so receiving uses more than one core.
+    With ``auth.dicom_tls`` a second listener speaks DICOM over TLS on its own port (or
+    replaces the plain one); both admit only the peers ``auth.dicom_peers`` allows.
 
     Parameters
     ----------
     settings
-        Port, AE title, limits.
+        Port, AE title, limits, peers, TLS.
     intake
         Where received instances go.
     extensions
         Further services answered on the same AE (see :class:`Extension`): a list, or a
         module-level factory ``(settings, intake) -> extensions`` that worker processes call
         again over their own intake (a list cannot travel to them, so it keeps one process).
+    audit
+        Where rejected associations and refused requests are recorded (worker processes
+        refuse the same peers but do not record it).
     listener
         Serve this listening socket instead of opening the configured port (a worker does);
         no further workers are started then.
@@ -381,16 +393,19 @@ class Receiver:
         settings: Settings,
         intake: Intake,
         extensions: Sequence[Extension] | ExtensionFactory = (),
+        audit: AuditTrail | None = None,
         *,
         listener: socket.socket | None = None,
         load: Load | None = None,
     ) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
+        self.guard = AssociationGuard(settings, audit)
         handlers: list[Any] = [
-            (evt.EVT_C_STORE, _on_store, [intake]),
-            (evt.EVT_C_ECHO, _on_echo),
+            (evt.EVT_C_STORE, _on_store, [intake, self.guard]),
+            (evt.EVT_C_ECHO, _on_echo, [self.guard]),
             (evt.EVT_CONN_OPEN, _on_open),
+            (evt.EVT_REQUESTED, self.guard.on_requested),
         ]
         built = extensions(settings, intake) if callable(extensions) else extensions
         for extension in built:
@@ -400,9 +415,16 @@ class Receiver:
                 )
             handlers.extend(extension.handlers)
         self.workers: list[BaseProcess] = []
+        self.tls_server: Any = None
         if listener is not None:  # a worker: serve the shared socket, start no others
             self.listener = listener
             self.server = _serve(self.ae, listener, handlers, load or Load(None, 0))
+            return
+        tls = settings.auth.dicom_tls
+        if tls is not None:  # TLS associations are served by this process only
+            self.tls_server = self._start_tls(tls.port, handlers, dicom_server_context(tls))
+        if tls is not None and not tls.plain_listener:
+            self.server = self.tls_server
             return
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
         factory = extensions if callable(extensions) else None
@@ -412,12 +434,27 @@ class Receiver:
         if counts is not None:
             self.workers = start_workers(self.listener, counts, settings, intake, factory)
 
+    def _start_tls(self, port: int, handlers: list[Any], context: Any) -> Any:
+        server = self.ae.start_server(
+            (self.settings.dicom_host, port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=context,
+        )
+        assert server is not None  # non-blocking start always returns the server
+        return server
+
     @property
     def port(self) -> int:
-        """Return the bound port (useful when configured as 0)."""
+        """Return the bound port of the plain listener, else of the TLS one (0 resolved)."""
         return int(self.server.server_address[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        """Return the bound port of the TLS listener, if there is one."""
+        return int(self.tls_server.server_address[1]) if self.tls_server else None
+
     def stop(self) -> None:
-        """Stop accepting and close every association (the workers' too)."""
+        """Stop accepting and close every association (the workers' and TLS ones too)."""
         stop_workers(self.workers)
-        self.server.shutdown()
+        self.ae.shutdown()
