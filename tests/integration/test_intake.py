@@ -190,3 +190,26 @@ def test_concurrent_senders_of_one_study_converge(intake: Intake) -> None:
     with intake.db.reader() as session:
         assert session.scalar(select(func.count()).select_from(Study)) == 1
         assert session.scalar(select(func.count()).select_from(Instance)) == 20
+
+
+def test_a_series_deleted_after_it_was_cached_is_written_again(intake: Intake) -> None:
+    # Intake remembers committed series rows; a prearchive delete or the purge of a
+    # de-identified original removes them, and the next instance of that series must still land.
+    from sqlalchemy import delete
+
+    from dicomgate.archive.models import Series
+
+    series = generate_uid()
+    first = _with_uid(_file("CT_small.dcm"), SeriesInstanceUID=series)
+    assert receive(intake, first, ORIGIN).outcome is Outcome.STORED
+    with intake.db.unit_of_work() as session:
+        session.execute(delete(Instance))
+        session.execute(delete(Series).where(Series.series_uid == series))
+    second = _with_uid(
+        _file("CT_small.dcm"), SeriesInstanceUID=series, SOPInstanceUID=generate_uid()
+    )
+    result = receive(intake, second, ORIGIN)
+    assert result.outcome is Outcome.STORED, result.reason
+    with intake.db.reader() as session:
+        assert session.scalar(select(func.count()).select_from(Series)) == 1
+        assert session.scalar(select(func.count()).select_from(Instance)) == 1

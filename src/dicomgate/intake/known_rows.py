@@ -1,9 +1,10 @@
 """Index rows this process saw committed, so a study's next instance skips their upserts.
 
-Series rows are never deleted, so a remembered series pk stays valid; a staging session may
-have moved on (READY, ARCHIVED), which ``touch_staging_session`` detects. Entries are added
-only after the commit that wrote them returned, and everything is forgotten when an index
-write fails in a way a stale entry could explain.
+A remembered series can be deleted (a prearchive delete, the purge of an original after
+de-identification); the next write under it then fails its foreign key, and intake forgets
+every entry and writes once more. A staging session may have moved on (READY, ARCHIVED),
+which ``touch_staging_session`` detects. Entries are added only after the commit that wrote
+them returned.
 """
 
 from __future__ import annotations

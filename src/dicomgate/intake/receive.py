@@ -146,18 +146,24 @@ def _store_new(intake: Intake, parsed: Part10, origin: Origin, digest: str) -> R
     key = intake.blobs.create(parsed.data)
     header = parsed.header
     work = partial(_index, parsed=parsed, origin=origin, digest=digest, key=key, known=intake.known)
-    try:
-        series_pk, staging_pk, instance_pk = intake.writer.run(work)
-    except IntegrityError:
-        intake.blobs.remove(key)
-        existing = _existing(intake, str(header.SOPInstanceUID))
-        if existing is None:
-            intake.known.forget()  # a remembered row may have gone: look everything up again
+    for attempt in (1, 2):
+        try:
+            series_pk, staging_pk, instance_pk = intake.writer.run(work)
+            break
+        except IntegrityError:
+            existing = _existing(intake, str(header.SOPInstanceUID))
+            if existing is not None:
+                intake.blobs.remove(key)
+                return _duplicate(intake, parsed, origin, digest, existing)
+            # A remembered row may be gone (a deleted session, a purged original): forget
+            # them all and write once more, looking every row up again.
+            intake.known.forget()
+            if attempt == 2:
+                intake.blobs.remove(key)
+                raise
+        except BaseException:
+            intake.blobs.remove(key)
             raise
-        return _duplicate(intake, parsed, origin, digest, existing)
-    except BaseException:
-        intake.blobs.remove(key)
-        raise
     staging = (origin.source_key, str(header.StudyInstanceUID))
     intake.known.remember(str(header.SeriesInstanceUID), series_pk, staging, staging_pk)
     return ReceiveResult(Outcome.STORED, str(header.SOPInstanceUID), instance_pk, staging_pk)
