@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,13 @@ def test_malformed_protocol_names_rule_and_key(tmp_path: Path) -> None:
     assert "rule 'bad' (rules[0])" in done.stderr and "near" in done.stderr
 
 
+def _session_id(listing: str, status: str) -> str:
+    for line in listing.splitlines():
+        if status in line:
+            return next(word for word in re.split(r"[\s│|]+", line) if word.isdigit())
+    raise AssertionError(f"no {status} session in:\n{listing}")
+
+
 def test_review_from_the_command_line(tmp_path: Path) -> None:
     folder = _setup(tmp_path)
     (folder / "c.dcm").write_bytes(part10(build_rt_session("cli").struct))
@@ -72,10 +80,12 @@ def test_review_from_the_command_line(tmp_path: Path) -> None:
     assert _run(tmp_path, "prearchive", "check").returncode == 0
     listed = _run(tmp_path, "prearchive", "ls").stdout
     assert "READY" in listed and "ERROR" in listed and "rt_references_missing" in listed
-    refused = _run(tmp_path, "prearchive", "archive", "3")
+    # Session ids follow the order the import job's workers took the files in.
+    ready, held = _session_id(listed, "READY"), _session_id(listed, "ERROR")
+    refused = _run(tmp_path, "prearchive", "archive", held)
     assert refused.returncode == 1 and "rt_references_missing" in refused.stderr
-    assert _run(tmp_path, "prearchive", "archive", "1", "--session", "V1").returncode == 0
-    shown = _run(tmp_path, "prearchive", "show", "1").stdout
+    assert _run(tmp_path, "prearchive", "archive", ready, "--session", "V1").returncode == 0
+    shown = _run(tmp_path, "prearchive", "show", ready).stdout
     assert '"status": "ARCHIVED"' in shown and '"quarantined": false' in shown
     quarantine = _run(tmp_path, "quarantine", "ls").stdout
     assert "P2" in quarantine and "rule_quarantine" in quarantine
@@ -83,5 +93,5 @@ def test_review_from_the_command_line(tmp_path: Path) -> None:
     assert released.returncode == 0, released.stderr
     projects = _run(tmp_path, "projects", "ls").stdout
     assert "LUNG" in projects and "manual" in projects
-    deleted = _run(tmp_path, "prearchive", "delete", "3")
+    deleted = _run(tmp_path, "prearchive", "delete", held)
     assert deleted.returncode == 0 and "1 instances" in deleted.stdout

@@ -29,6 +29,7 @@ from dicomgate.auth.audit import AuditTrail
 from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.settings import DicomOperation
 from dicomgate.auth.tls import dicom_server_context
+from dicomgate.dicom.nodes import RetrieveMethod
 from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
@@ -360,6 +361,14 @@ ExtensionFactory = Callable[[Settings, Intake], Sequence[Extension]]
 """Builds a receiver's extensions over one process's intake (must be picklable by name)."""
 
 
+def _processes(settings: Settings, workers_can_serve: bool) -> int:
+    # A retrieve job attributes the stores of its C-MOVE through a registry in this process
+    # (sources.moves): a site that retrieves by C-MOVE receives in this process alone, and so
+    # does one whose extensions cannot be rebuilt in a worker.
+    moves = any(n.retrieve_method is RetrieveMethod.C_MOVE for n in settings.pacs.nodes)
+    return settings.dicom_receiver.count() if workers_can_serve and not moves else 1
+
+
 class Receiver:
     """A running C-STORE SCP bound to the configured port.
 
@@ -428,7 +437,7 @@ class Receiver:
             return
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
         factory = extensions if callable(extensions) else None
-        processes = settings.dicom_receiver.count() if factory or not built else 1
+        processes = _processes(settings, factory is not None or not built)
         counts = get_context("spawn").Array("i", processes) if processes > 1 else None
         self.server = _serve(self.ae, self.listener, handlers, Load(counts, 0))
         if counts is not None:
