@@ -20,6 +20,8 @@ from dicomgate.archive.index import ensure_project
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, receive
 from dicomgate.pipeline import advance
+from dicomgate.prearchive.context import build_review
+from dicomgate.settings import load_settings
 from dicomgate.sources.pacs.service import PacsService
 from tests.integration.pacs_corpus import CorpusStudy, instance
 from tests.integration.pacs_peer import OUR_AE, Peer, start_peer
@@ -166,7 +168,8 @@ def test_rest_extract_streams_a_project(intake: Intake, peer: Peer, tmp_path: Pa
         assert result.ok
     with intake.db.unit_of_work() as session:
         ensure_project(session, "DEFAULT")
-    advance(intake.db, 0.0, "DEFAULT")
+    settings = load_settings(None, data_dir=tmp_path / "site", stable_after=0.0)
+    advance(build_review(settings, intake))
     app = FastAPI()
     app.include_router(create_pacs_api(PacsService(peer.settings(tmp_path), intake)))
     install_error_handlers(app)

@@ -90,6 +90,9 @@ def test_report_on_the_same_association_lists_committed_and_failed(
     assert _uids(info, "FailedSOPSequence") == {unknown: 0x0112, stored[2]: 0x0119}
 
 
+# pynetdicom's reactor thread of the released association may still see a late event and raise
+# InvalidEventError (Evt9 in Sta7) in its own thread; the report and its checks are unaffected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_report_over_a_new_association_after_release(intake: Intake, corpus: Corpus) -> None:
     reports, on_report = _reports()
     listener_port = _free_port()
