@@ -47,7 +47,7 @@ def start(sqlite_intake: Intake, audit: AuditTrail) -> Iterator[Start]:
 
     def _start(**auth: Any) -> Receiver:
         settings = load_settings(dicom_port=0, ae_title="DGTEST", auth=auth)
-        started.append(Receiver(settings, sqlite_intake, audit))
+        started.append(Receiver(settings, sqlite_intake, audit=audit))
         return started[-1]
 
     yield _start
