@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from io import BytesIO
@@ -14,9 +12,8 @@ from pathlib import Path
 import httpx
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
-from tests.conftest import PYDICOM_FILES, _free_port
+from tests.serve import ServeProcess, corpus
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -34,47 +31,12 @@ def _push_args(server: Server, folder: Path, *flags: str) -> list[str]:
     ]
 
 
-class Server:
+class Server(ServeProcess):
     def __init__(self, tmp: Path, database_url: str | None) -> None:
-        self.http, self.dicom = _free_port(), _free_port()
-        self.config = tmp / "config.yaml"
-        lines = [
-            f"data_dir: {tmp / 'data'}",
-            f"http_port: {self.http}",
-            f"dicom_port: {self.dicom}",
-            "stable_after: 1",
-            "stability_check_interval: 0.2",
-            "log_level: WARNING",
-        ]
+        lines = ["stable_after: 1", "stability_check_interval: 0.2", "log_level: WARNING"]
         if database_url:
             lines.append(f"database_url: {database_url}")
-        self.config.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(self.config)]
-        self.proc = subprocess.Popen(cmd)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url("/api/health"), timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        pytest.fail("dicomgate serve did not answer on /api/health")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http}{path}"
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
+        super().__init__(tmp, lines)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -86,19 +48,6 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     srv.kill()
 
 
-def _corpus(folder: Path, count: int) -> list[str]:
-    template = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
-    folder.mkdir()
-    template.StudyInstanceUID, template.SeriesInstanceUID = generate_uid(), generate_uid()
-    uids = []
-    for number in range(count):
-        template.SOPInstanceUID = template.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        template.InstanceNumber = number
-        template.save_as(folder / f"{number:05d}.dcm", enforce_file_format=True)
-        uids.append(str(template.SOPInstanceUID))
-    return uids
-
-
 def test_push_then_browse_and_download(server: Server, tmp_path: Path) -> None:
     echo = subprocess.run(
         ["echoscu", "-aec", "DICOMGATE", "127.0.0.1", str(server.dicom)],
@@ -107,7 +56,7 @@ def test_push_then_browse_and_download(server: Server, tmp_path: Path) -> None:
         timeout=30,
     )
     assert echo.returncode == 0
-    uids = _corpus(tmp_path / "in", 5)
+    uids = corpus(tmp_path / "in", 5)
     push = subprocess.run(
         _push_args(server, tmp_path / "in"),
         env=ENV,
@@ -131,7 +80,7 @@ def test_push_then_browse_and_download(server: Server, tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_push_loses_nothing_acknowledged(server: Server, tmp_path: Path) -> None:
-    uids = _corpus(tmp_path / "in", 300)
+    uids = corpus(tmp_path / "in", 300)
     push = subprocess.Popen(
         _push_args(server, tmp_path / "in", "-v"),
         env=ENV,

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -21,8 +19,9 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from tests.conftest import PYDICOM_FILES, _free_port
+from tests.conftest import PYDICOM_FILES
 from tests.integration.sources.helpers import write_study
+from tests.serve import ServeProcess
 
 CT = (PYDICOM_FILES / "CT_small.dcm").read_bytes()
 MR = (PYDICOM_FILES / "MR_small.dcm").read_bytes()
@@ -38,16 +37,11 @@ def _unique() -> bytes:
     return buf.getvalue()
 
 
-class Server:
+class Server(ServeProcess):
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.http = _free_port()
-        self.config = tmp / "config.yaml"
-        self.config.write_text(
+        super().__init__(
+            tmp,
             f"""
-data_dir: {tmp / "data"}
-http_port: {self.http}
-dicom_port: {_free_port()}
 log_level: WARNING
 stable_after: 3600
 projects: [{{id: P1}}]
@@ -59,29 +53,8 @@ sources:
   media_roots: [{tmp / "media"}]
   archive: {{max_entries: 100, max_entry_bytes: 2097152, max_total_bytes: 8388608}}
   watch: [{{path: {tmp / "watch"}, project: P1, after_import: move}}]
-"""
+""".splitlines(),
         )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(self.config)]
-        self.proc = subprocess.Popen(cmd)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url("/api/health"), timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        pytest.fail("dicomgate serve did not answer on /api/health")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http}{path}"
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
