@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from starlette.exceptions import StarletteDeprecationWarning
@@ -150,6 +151,17 @@ def test_find_move_extract_with_a_pacsanini_file(peer: Peer, tmp_path: Path) -> 
     assert {t["Laterality"] for t in tags} == {"L", "U"}  # the corpus leaves every other one empty
     assert {t["study_date"][:4] for t in tags} == {"2024"}
 
+    parquet = tmp_path / "tags.parquet"
+    as_parquet = _dicomgate("extract", "-f", str(conf), "--folder", str(tmp_path / "dicom"),
+                            "-o", str(parquet), cwd=tmp_path)  # fmt: skip
+    assert as_parquet.returncode == 0, as_parquet.stderr
+    table = pq.read_table(parquet)
+    assert table.column_names == list(tags[0]) and table.num_rows == expected
+    assert sorted(table.column("SOPInstanceUID").to_pylist()) == sorted(
+        t["SOPInstanceUID"] for t in tags
+    )
+    assert set(table.column("Laterality").to_pylist()) == {"L", "U"}
+
 
 def test_bad_pacsanini_file_is_named(tmp_path: Path) -> None:
     conf = tmp_path / "bad.yaml"
@@ -158,6 +170,12 @@ def test_bad_pacsanini_file_is_named(tmp_path: Path) -> None:
     assert done.returncode == 2 and "ip and port" in done.stderr
     missing = _dicomgate("move", "-f", str(tmp_path / "none.yaml"), cwd=tmp_path)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+    unknown = _dicomgate("extract", "-f", str(conf), "--folder", str(tmp_path), "--format", "xml",
+                         cwd=tmp_path)  # fmt: skip
+    assert unknown.returncode == 2 and "csv or parquet" in unknown.stderr
+    to_stdout = _dicomgate("extract", "-f", str(conf), "--folder", str(tmp_path), "--format",
+                           "parquet", cwd=tmp_path)  # fmt: skip
+    assert to_stdout.returncode == 2 and "--output" in to_stdout.stderr
 
 
 def test_rest_extract_streams_a_project(intake: Intake, peer: Peer, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 from pydicom import Dataset
@@ -17,6 +19,7 @@ from dicomgate.access.extract import (
     folder_datasets,
     parse_tag_list,
 )
+from dicomgate.access.extract_parquet import column_array, write_parquet
 from dicomgate.errors import ConfigError, InvalidInputError
 
 
@@ -115,3 +118,30 @@ def test_folder_skips_what_is_not_dicom(tmp_path: Path) -> None:
     found = list(folder_datasets(tmp_path, problems))
     assert len(found) == 1 and found[0].Modality == "CT"
     assert [p.name for p, _ in problems] == ["notes.txt"]
+
+
+def test_parquet_columns_are_typed_and_empty_is_null(tmp_path: Path) -> None:
+    specs = [
+        TagSpec(tag_name="PatientID"),
+        TagSpec(tag_name="InstanceNumber", callback="int"),
+        TagSpec(tag_name="SliceThickness", callback="float"),
+        TagSpec(tag_name="Laterality"),
+    ]
+    rows = [
+        {"PatientID": "P1", "InstanceNumber": "1", "SliceThickness": "2", "Laterality": "L"},
+        {"PatientID": "P2", "InstanceNumber": "2", "SliceThickness": "2.5", "Laterality": ""},
+    ]
+    path = tmp_path / "tags.parquet"
+    assert write_parquet(Extractor(specs), rows, path) == 2
+    table = pq.read_table(path)
+    assert [str(t) for t in table.schema.types] == ["string", "int64", "double", "string"]
+    assert table.to_pylist()[1] == {
+        "PatientID": "P2", "InstanceNumber": 2, "SliceThickness": 2.5, "Laterality": None,
+    }  # fmt: skip
+    assert not path.with_name("tags.parquet.partial").exists()
+
+
+def test_parquet_column_with_mixed_values_falls_back_to_text() -> None:
+    assert column_array([1, "x", ""]).to_pylist() == ["1", "x", None]
+    assert column_array([True, False]).type == pa.bool_()
+    assert column_array(["", ""]).null_count == 2
