@@ -129,3 +129,22 @@ def test_plain_node_against_the_tls_port_fails(
     service = _service(orthanc, intake, tmp_path, tls=False)
     with pytest.raises(RemoteNodeError, match="association"):
         service.echo("secure")
+
+
+@pytest.mark.parametrize("broken", ["tls_ca_file", "tls_cert_file"])
+def test_unreadable_tls_files_are_a_clear_node_error(
+    tls_peer: tuple[Orthanc, list[CorpusStudy]],
+    pki: Pki,
+    intake: Intake,
+    tmp_path: Path,
+    broken: str,
+) -> None:
+    orthanc, _ = tls_peer
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    service = _service(orthanc, intake, tmp_path, **{**_client_tls(pki), broken: str(garbage)})
+    with pytest.raises(RemoteNodeError, match="cannot load its TLS"):
+        service.echo("secure")
+    missing = _service(orthanc, intake, tmp_path, **{**_client_tls(pki), broken: "/nonexistent"})
+    with pytest.raises(RemoteNodeError, match="cannot load its TLS"):
+        missing.echo("secure")

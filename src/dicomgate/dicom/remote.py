@@ -86,11 +86,16 @@ StoreHandler = Callable[[bytes, str], int]
 
 
 def _tls_context(node: RemoteNode) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=node.tls_ca_file)
-    # PS3.15 BCP 195: nothing older than TLS 1.2, whatever the system's OpenSSL defaults are.
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if node.tls_cert_file:
-        context.load_cert_chain(node.tls_cert_file, node.tls_key_file)
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=node.tls_ca_file)
+        # PS3.15 BCP 195: nothing older than TLS 1.2, whatever the system's OpenSSL defaults are.
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if node.tls_cert_file:
+            context.load_cert_chain(node.tls_cert_file, node.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise RemoteNodeError(
+            f"node {node.name}: cannot load its TLS CA, certificate or key: {exc}"
+        ) from exc
     return context
 
 
