@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dicomgate.access.dimse.retrieve import Archive
-from dicomgate.access.dimse.service import query_retrieve_extension
+from dicomgate.app import receiver_extensions
+from dicomgate.auth.audit import AuditTrail
 from dicomgate.archive.migrate import upgrade
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
@@ -36,13 +36,26 @@ def corpus(intake: Intake) -> Corpus:
     return build(intake)
 
 
-def serve(intake: Intake, **query_retrieve: Any) -> Receiver:
-    """Start a receiver with the query/retrieve extension on a free port."""
-    settings = load_settings(dicom_port=0, ae_title=AE_TITLE, query_retrieve=query_retrieve)
-    extension = query_retrieve_extension(
-        Archive(intake.db, intake.blobs), settings.query_retrieve, AE_TITLE
+def serve(
+    intake: Intake,
+    audit: AuditTrail | None = None,
+    auth: dict[str, Any] | None = None,
+    processes: int = 1,
+    **query_retrieve: Any,
+) -> Receiver:
+    """Start a receiver with the query/retrieve extension on a free port.
+
+    ``auth`` is the ``auth`` settings block (peers, user identity); ``processes`` how many
+    processes receive (the extension is rebuilt in each by ``app.receiver_extensions``).
+    """
+    settings = load_settings(
+        dicom_port=0,
+        ae_title=AE_TITLE,
+        query_retrieve=query_retrieve,
+        auth=auth or {},
+        dicom_receiver={"processes": processes},
     )
-    return Receiver(settings, intake, [extension])
+    return Receiver(settings, intake, receiver_extensions, audit)
 
 
 @pytest.fixture()
