@@ -108,7 +108,8 @@ class DicomAudit:
                 "calling_ae": admission.calling_ae,
                 "instances": admission.stored,
                 "failed": admission.failed,
-                "studies": len(admission.staging),
+                # Sessions (one study from one source) that new instances joined.
+                "staging_sessions": len(admission.staging),
                 "staging_pks": _listed(admission.staging),
             },
         )
