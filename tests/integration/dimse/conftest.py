@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from dicomgate.app import receiver_extensions
-from dicomgate.auth.audit import AuditTrail
 from dicomgate.archive.migrate import upgrade
+from dicomgate.auth.audit import AuditTrail
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.settings import load_settings

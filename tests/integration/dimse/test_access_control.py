@@ -220,7 +220,7 @@ def test_operations_not_granted_are_refused_and_audited_once(
         scp.port, tmp_path / "f", "-S", "STOREONLY", QueryRetrieveLevel="STUDY"
     )
     assert responses == [] and "0x124" in done.stdout + done.stderr
-    code, output = _move(scp.port, "STOREONLY", "STORESCP", placed["LUNG"][0])
+    _, output = _move(scp.port, "STOREONLY", "STORESCP", placed["LUNG"][0])
     assert "0x124" in output.lower(), output
     assert storescp.received() == {}
     out = tmp_path / "g"
