@@ -24,9 +24,10 @@ def run(tool: str, port: int, *args: str, timeout: float = 120) -> subprocess.Co
 
 
 def storescu(port: int, calling: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``storescu -aet calling ... 127.0.0.1 port files`` (``args``: options, then files)."""
-    options = [a for a in args if not Path(a).is_file()]
-    files = [a for a in args if Path(a).is_file()]
+    """Run ``storescu -aet calling ... 127.0.0.1 port files`` (``args``: options, then the
+    ``.dcm`` files)."""
+    first = next((i for i, a in enumerate(args) if a.endswith(".dcm")), len(args))
+    options, files = args[:first], args[first:]
     command = ["storescu", "-v", "-aet", calling, "-aec", AE_TITLE, *options]
     return subprocess.run(
         [*command, "127.0.0.1", str(port), *files],

@@ -9,10 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
-from dicomgate.archive.index import ensure_project
-from dicomgate.archive.models import Study
 from dicomgate.auth.audit import AuditRecord, AuditTrail
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
@@ -30,29 +27,6 @@ QR = ["echo", "find", "move", "get"]
 def database(sqlite_database: Database) -> Database:
     """SQLite only: the project filter's SQL runs on PostgreSQL in the C-FIND dialect tests."""
     return sqlite_database
-
-
-@pytest.fixture()
-def audit(tmp_path: Path) -> Iterator[AuditTrail]:
-    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
-    yield trail
-    trail.dispose()
-
-
-@pytest.fixture()
-def placed(intake: Intake, corpus: Corpus) -> dict[str, list[str]]:
-    """The corpus archived into two projects: project -> its study UIDs."""
-    where = {
-        "LUNG": [corpus.studies[0], corpus.studies[2]],
-        "BRAIN": [corpus.studies[1], corpus.jpeg_study],
-    }
-    with intake.db.unit_of_work() as session:
-        for project, studies in where.items():
-            ensure_project(session, project)
-            session.execute(
-                update(Study).where(Study.study_uid.in_(studies)).values(project_id=project)
-            )
-    return where
 
 
 @pytest.fixture()
