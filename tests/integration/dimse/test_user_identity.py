@@ -171,7 +171,7 @@ def _find_studies(port: int, calling: str, identity: UserIdentityNegotiation | N
     found = {
         str(match.StudyInstanceUID)
         for status, match in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
-        if status and status.Status == 0xFF00
+        if status and status.Status == 0xFF00 and match is not None
     }
     assoc.release()
     return found
