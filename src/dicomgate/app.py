@@ -271,8 +271,11 @@ def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
     if not options.enabled:
         return
     intake = service.intake
+    audit = service.auth.audit
     app.include_router(
-        create_dicomweb(intake.db, intake.blobs, options), prefix="/dicomweb", dependencies=guarded
+        create_dicomweb(intake.db, intake.blobs, options, audit),
+        prefix="/dicomweb",
+        dependencies=guarded,
     )
     stow = StowSettings(
         options.stow_max_bytes,
@@ -280,4 +283,4 @@ def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
         service.settings.default_project,
         options.public_url,
     )
-    app.include_router(create_stow(intake, stow), prefix="/dicomweb", dependencies=guarded)
+    app.include_router(create_stow(intake, stow, audit), prefix="/dicomweb", dependencies=guarded)
