@@ -141,7 +141,7 @@ def _worker_main(
     blobs, set_aside = FilesystemBlobStore(spec.blobs), FilesystemBlobStore(spec.set_aside)
     intake = Intake(db, blobs, set_aside, spec.duplicate_policy)
     # Its own connection to the audit store: records of its associations are its to write.
-    audit = AuditTrail(spec.audit_url) if spec.audit_url else None
+    audit = AuditTrail(spec.audit_url, create=False) if spec.audit_url else None
     receiver = Receiver(
         settings, intake, extensions or (), audit, listener=listener, load=Load(*load)
     )
