@@ -27,6 +27,7 @@ from dicomgate.archive.migrate import upgrade
 from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.auth.audit import AuditEvent, AuditTrail
+from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.http import Authenticator, caller_dependency
 from dicomgate.auth.routes import create_auth_router
 from dicomgate.auth.users import ensure_admin
@@ -110,16 +111,19 @@ def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
     return Jobs(intake, settings.jobs, Queue(huey))
 
 
-def receiver_extensions(settings: Settings, intake: Intake) -> list[Extension]:
+def receiver_extensions(
+    settings: Settings, intake: Intake, guard: AssociationGuard
+) -> list[Extension]:
     """Return the services the receiver's AE answers besides C-ECHO and C-STORE.
 
-    Module level so that receiver worker processes can rebuild them over their own intake.
+    Module level so that receiver worker processes can rebuild them over their own intake
+    and guard.
     """
     qr = settings.query_retrieve
     if not qr.enabled:
         return []
     archive = Archive(intake.db, intake.blobs)
-    return [query_retrieve_extension(archive, qr, settings.ae_title)]
+    return [query_retrieve_extension(archive, qr, settings.ae_title, guard)]
 
 
 def check_vault(settings: Settings) -> None:
@@ -267,8 +271,11 @@ def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
     if not options.enabled:
         return
     intake = service.intake
+    audit = service.auth.audit
     app.include_router(
-        create_dicomweb(intake.db, intake.blobs, options), prefix="/dicomweb", dependencies=guarded
+        create_dicomweb(intake.db, intake.blobs, options, audit),
+        prefix="/dicomweb",
+        dependencies=guarded,
     )
     stow = StowSettings(
         options.stow_max_bytes,
@@ -276,4 +283,4 @@ def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
         service.settings.default_project,
         options.public_url,
     )
-    app.include_router(create_stow(intake, stow), prefix="/dicomweb", dependencies=guarded)
+    app.include_router(create_stow(intake, stow, audit), prefix="/dicomweb", dependencies=guarded)

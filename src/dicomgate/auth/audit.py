@@ -144,10 +144,16 @@ class AuditTrail:
     ----------
     url
         Its database URL (SQLite file or PostgreSQL), separate from the index.
+    create
+        Create the table and its append-only guards when missing. Receiver worker processes
+        pass ``False``: the process that started them did it, and PostgreSQL DDL run by
+        several processes at once can fail.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.db = Database(url)
+        if not create:
+            return
         _Base.metadata.create_all(self.db.engine)
         guards = _SQLITE_GUARDS if self.db.is_sqlite else _PG_GUARDS
         with self.db.engine.begin() as conn:

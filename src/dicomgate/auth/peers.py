@@ -14,6 +14,10 @@ identity. An AE title nobody listed gets ``None`` on a closed receiver and, on a
 (``auth.dicom_open``, by default open while no peer is listed), a peer that may do
 everything and see every project, which is how the receiver behaved before peers existed;
 ``dicom_allowed_calling_aes`` still narrows an open receiver.
+
+A listed peer sees the projects its entry names; ``"*"`` names every project. One that names
+none sees nothing on a closed receiver and every project on an open one: there, listing an AE
+must not leave it seeing less than a stranger would.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from dicomgate.auth.settings import DicomOperation, DicomPeerSettings
+from dicomgate.auth.settings import (
+    ALL_PROJECTS,
+    DicomOperation,
+    DicomPeerSettings,
+    UserIdentityPolicy,
+)
 from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,12 +54,15 @@ class Peer:
         The project ids its queries and retrieves may see; ``None`` means every project.
     known
         ``False`` for an unlisted AE admitted by an open receiver.
+    user_identity
+        Whether its associations must carry a verified user identity.
     """
 
     ae_title: str
     operations: frozenset[DicomOperation]
     projects: frozenset[str] | None
     known: bool = True
+    user_identity: UserIdentityPolicy = UserIdentityPolicy.OPTIONAL
 
     def allows(self, operation: DicomOperation | str) -> bool:
         """Return whether the peer may request ``operation`` ('store', 'find', ...)."""
@@ -85,8 +97,12 @@ def host_matches(hosts: list[str], address: str) -> bool:
     return any(ip in network for host in hosts for network in _addresses(host))
 
 
-def _peer(entry: DicomPeerSettings) -> Peer:
-    return Peer(entry.ae_title, frozenset(entry.operations), frozenset(entry.projects))
+def _peer(entry: DicomPeerSettings, settings: Settings) -> Peer:
+    projects: frozenset[str] | None = frozenset(entry.projects)
+    if ALL_PROJECTS in entry.projects or (not entry.projects and settings.auth.receiver_open):
+        projects = None
+    policy = entry.user_identity or settings.auth.dicom_user_identity
+    return Peer(entry.ae_title, frozenset(entry.operations), projects, user_identity=policy)
 
 
 def peer_for(settings: Settings, ae_title: str, host: str) -> Peer | None:
@@ -105,13 +121,15 @@ def peer_for(settings: Settings, ae_title: str, host: str) -> Peer | None:
     entries = [p for p in settings.auth.dicom_peers if p.ae_title == ae_title]
     for entry in entries:
         if host_matches(entry.hosts, host):
-            return _peer(entry)
+            return _peer(entry, settings)
     if entries or not settings.auth.receiver_open:
         return None
     allowed = [ae.strip() for ae in settings.dicom_allowed_calling_aes]
     if allowed and ae_title not in allowed:
         return None
-    return Peer(ae_title, ALL_OPERATIONS, None, known=False)
+    return Peer(
+        ae_title, ALL_OPERATIONS, None, known=False, user_identity=settings.auth.dicom_user_identity
+    )
 
 
 def rejection_reason(settings: Settings, ae_title: str) -> str:

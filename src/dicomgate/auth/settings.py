@@ -50,6 +50,15 @@ class DicomOperation(enum.StrEnum):
     GET = "get"
 
 
+class UserIdentityPolicy(enum.StrEnum):
+    """Whether an association must carry a DICOM user identity (PS3.7 D.3.3.7)."""
+
+    OPTIONAL = "optional"  # verified when sent (a wrong password is refused), else the AE alone
+    REQUIRED = "required"  # an association without a verified user name/password or JWT is refused
+
+
+ALL_PROJECTS = "*"
+
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
@@ -64,6 +73,7 @@ class DicomPeerSettings(BaseModel):
         default_factory=lambda: [DicomOperation.ECHO, DicomOperation.STORE]
     )
     projects: list[str] = Field(default_factory=list)
+    user_identity: UserIdentityPolicy | None = None
 
     @field_validator("ae_title")
     @classmethod
@@ -87,7 +97,9 @@ class DicomPeerSettings(BaseModel):
     @field_validator("projects")
     @classmethod
     def _check_projects(cls, value: list[str]) -> list[str]:
-        bad = [p for p in value if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", p)]
+        bad = [
+            p for p in value if p != ALL_PROJECTS and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", p)
+        ]
         if bad:
             raise ValueError(f"invalid project id: {', '.join(bad)}")
         return value
@@ -118,6 +130,7 @@ class AuthSettings(BaseModel):
     audit_database_url: str | None = None
     dicom_peers: list[DicomPeerSettings] = Field(default_factory=list)
     dicom_open: bool | None = None
+    dicom_user_identity: UserIdentityPolicy = UserIdentityPolicy.OPTIONAL
     dicom_tls: DicomTlsSettings | None = None
     https_certificate: Path | None = None
     https_key: Path | None = None

@@ -91,6 +91,7 @@ def _on_store(event: Any, intake: Intake, guard: AssociationGuard) -> Dataset:
     refused = guard.refusal(event, DicomOperation.STORE)
     if refused is not None:
         return _status(refused, "calling AE may not store")
+    admission = guard.admission(event.assoc)
     try:
         data = event.request.DataSet.getvalue()
         move = _active_move(event)
@@ -100,7 +101,11 @@ def _on_store(event: Any, intake: Intake, guard: AssociationGuard) -> Dataset:
             move.collect(result)
     except Exception as exc:
         log.exception("C-STORE failed (association %s)", event.assoc.name)
+        if admission is not None:
+            admission.count(False, None)
         return _status(dimse_store_status(exc), str(exc))
+    if admission is not None:  # counted here, audited once when the association ends
+        admission.count(result.ok, result.staging_pk)
     return store_status(result)
 
 
@@ -357,8 +362,12 @@ class Extension:
     handlers: Sequence[tuple[Any, ...]] = ()
 
 
-ExtensionFactory = Callable[[Settings, Intake], Sequence[Extension]]
-"""Builds a receiver's extensions over one process's intake (must be picklable by name)."""
+ExtensionFactory = Callable[[Settings, Intake, AssociationGuard], Sequence[Extension]]
+"""Builds a receiver's extensions over one process's intake and guard (picklable by name).
+
+The guard tells the extension's handlers who is on an association (``guard.admission``) and
+records their audit events (``guard.audit``).
+"""
 
 
 def _processes(settings: Settings, workers_can_serve: bool) -> int:
@@ -385,11 +394,12 @@ class Receiver:
         Where received instances go.
     extensions
         Further services answered on the same AE (see :class:`Extension`): a list, or a
-        module-level factory ``(settings, intake) -> extensions`` that worker processes call
-        again over their own intake (a list cannot travel to them, so it keeps one process).
+        module-level factory ``(settings, intake, guard) -> extensions`` that worker
+        processes call again over their own intake (a list cannot travel to them, so it
+        keeps one process).
     audit
-        Where rejected associations and refused requests are recorded (worker processes
-        refuse the same peers but do not record it).
+        Where rejected associations, refused requests, user identity checks and DICOM
+        events are recorded; worker processes open the same audit store themselves.
     listener
         Serve this listening socket instead of opening the configured port (a worker does);
         no further workers are started then.
@@ -409,14 +419,15 @@ class Receiver:
     ) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
-        self.guard = AssociationGuard(settings, audit)
+        self.guard = AssociationGuard(settings, audit, intake.db)
         handlers: list[Any] = [
             (evt.EVT_C_STORE, _on_store, [intake, self.guard]),
             (evt.EVT_C_ECHO, _on_echo, [self.guard]),
             (evt.EVT_CONN_OPEN, _on_open),
             (evt.EVT_REQUESTED, self.guard.on_requested),
+            (evt.EVT_CONN_CLOSE, self.guard.on_closed),
         ]
-        built = extensions(settings, intake) if callable(extensions) else extensions
+        built = extensions(settings, intake, self.guard) if callable(extensions) else extensions
         for extension in built:
             for cx in extension.contexts:
                 self.ae.add_supported_context(
@@ -441,7 +452,10 @@ class Receiver:
         counts = get_context("spawn").Array("i", processes) if processes > 1 else None
         self.server = _serve(self.ae, self.listener, handlers, Load(counts, 0))
         if counts is not None:
-            self.workers = start_workers(self.listener, counts, settings, intake, factory)
+            audit_url = audit.db.url if audit is not None else None
+            self.workers = start_workers(
+                self.listener, counts, settings, intake, factory, audit_url
+            )
 
     def _start_tls(self, port: int, handlers: list[Any], context: Any) -> Any:
         server = self.ae.start_server(

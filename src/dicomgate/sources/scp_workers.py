@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.auth.audit import AuditTrail
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.settings import DuplicatePolicy, Settings
@@ -41,6 +42,7 @@ class _IntakeSpec:
     blobs: Path
     set_aside: Path
     duplicate_policy: DuplicatePolicy
+    audit_url: str | None = None
 
 
 def start_workers(
@@ -48,14 +50,20 @@ def start_workers(
     counts: Any,
     settings: Settings,
     intake: Intake,
-    extensions: Callable[[Settings, Intake], Sequence[Any]] | None = None,
+    extensions: Callable[..., Sequence[Any]] | None = None,
+    audit_url: str | None = None,
 ) -> list[BaseProcess]:
     """Start a worker for each slot of ``counts`` but the first (ours); return once all serve.
 
-    ``counts`` is the shared array of associations in progress per process.
+    ``counts`` is the shared array of associations in progress per process; ``audit_url``
+    the audit store each worker opens to record its own DICOM events (``None``: none).
     """
     spec = _IntakeSpec(
-        intake.db.url, intake.blobs.root, intake.set_aside.root, intake.duplicate_policy
+        intake.db.url,
+        intake.blobs.root,
+        intake.set_aside.root,
+        intake.duplicate_policy,
+        audit_url,
     )
     context = multiprocessing.get_context("spawn")
     workers: list[BaseProcess] = []
@@ -119,7 +127,7 @@ def _worker_main(
     load: tuple[Any, int],
     parent: int,
     ready: Any,
-    extensions: Callable[[Settings, Intake], Sequence[Any]] | None,
+    extensions: Callable[..., Sequence[Any]] | None,
 ) -> None:
     _die_with_parent(parent)
     logging.basicConfig(
@@ -132,10 +140,16 @@ def _worker_main(
     db = Database(spec.database_url)
     blobs, set_aside = FilesystemBlobStore(spec.blobs), FilesystemBlobStore(spec.set_aside)
     intake = Intake(db, blobs, set_aside, spec.duplicate_policy)
-    receiver = Receiver(settings, intake, extensions or (), listener=listener, load=Load(*load))
+    # Its own connection to the audit store: records of its associations are its to write.
+    audit = AuditTrail(spec.audit_url, create=False) if spec.audit_url else None
+    receiver = Receiver(
+        settings, intake, extensions or (), audit, listener=listener, load=Load(*load)
+    )
     log.debug("receiver worker %s serving", os.getpid())
     ready.set()
     while not stop.wait(1.0):
         pass
     receiver.stop()
     db.dispose()
+    if audit is not None:
+        audit.dispose()

@@ -17,6 +17,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from dicomgate.archive.models import Instance, Series, StagingSession, Study
+from dicomgate.auth.audit import AuditEvent, AuditTrail
+from dicomgate.auth.audit import Outcome as AuditOutcome
+from dicomgate.auth.request_audit import record_request
 from dicomgate.dicom.part10 import NotDicomError, parse_any
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError, PayloadTooLargeError, StorageError
@@ -188,8 +191,27 @@ def status_of(results: list[PartResult]) -> int:
     return 400
 
 
-def create_stow(intake: Intake, settings: StowSettings) -> APIRouter:
-    """Return the STOW-RS router (mount it under ``/dicomweb``)."""
+def audit_import(trail: AuditTrail | None, request: Request, results: list[PartResult]) -> None:
+    """Record one STOW-RS request as one import (110104): counts and staging sessions."""
+    failed = sum(1 for r in results if r.failure is not None)
+    staging = sorted({r.result.staging_pk for r in results if r.result.staging_pk is not None})
+    outcome = AuditOutcome.SUCCESS
+    if failed:
+        partly = failed < len(results)
+        outcome = AuditOutcome.MINOR_FAILURE if partly else AuditOutcome.SERIOUS_FAILURE
+    objects = {
+        "instances": len(results) - failed,
+        "failed": failed,
+        "staging_sessions": len(staging),
+        "staging_pks": staging[:100],
+    }
+    record_request(trail, request, AuditEvent.INSTANCES_TRANSFERRED, "import", objects, outcome)
+
+
+def create_stow(
+    intake: Intake, settings: StowSettings, audit: AuditTrail | None = None
+) -> APIRouter:
+    """Return the STOW-RS router (mount it under ``/dicomweb``); each request is audited."""
     router = APIRouter(tags=["dicomweb"])
     spool_dir = intake.blobs.temp
 
@@ -206,6 +228,7 @@ def create_stow(intake: Intake, settings: StowSettings) -> APIRouter:
         host = request.client.host if request.client else None
         origin = Origin(OriginKind.STOW, remote_host=host)
         results = await run_in_threadpool(receive_parts, intake, parts, origin, study)
+        await run_in_threadpool(audit_import, audit, request, results)
         base = base_url(request, settings.public_url)
         body = await run_in_threadpool(
             response_body, intake, results, base, study, settings.default_project

@@ -23,6 +23,21 @@ def run(tool: str, port: int, *args: str, timeout: float = 120) -> subprocess.Co
     )
 
 
+def storescu(port: int, calling: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``storescu -aet calling ... 127.0.0.1 port files`` (``args``: options, then the
+    ``.dcm`` files)."""
+    first = next((i for i, a in enumerate(args) if a.endswith(".dcm")), len(args))
+    options, files = args[:first], args[first:]
+    command = ["storescu", "-v", "-aet", calling, "-aec", AE_TITLE, *options]
+    return subprocess.run(
+        [*command, "127.0.0.1", str(port), *files],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def keys(**values: str) -> list[str]:
     """Return ``-k Keyword=value`` arguments (an empty value asks for the attribute back)."""
     args: list[str] = []
@@ -32,13 +47,15 @@ def keys(**values: str) -> list[str]:
 
 
 def findscu(
-    port: int, out: Path, root: str = "-S", **values: str
+    port: int, out: Path, root: str = "-S", calling: str = "", **values: str
 ) -> tuple[subprocess.CompletedProcess[str], list[pydicom.Dataset]]:
-    """Run a C-FIND and return the process and the response identifiers, in order."""
+    """Run a C-FIND (as AE ``calling``, if given) and return the process and the response
+    identifiers, in order."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("rsp*.dcm"):
         old.unlink()
-    done = run("findscu", port, root, "-X", "-od", str(out), *keys(**values))
+    aet = ["-aet", calling] if calling else []
+    done = run("findscu", port, root, *aet, "-X", "-od", str(out), *keys(**values))
     responses = [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
     return done, responses
 

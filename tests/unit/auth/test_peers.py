@@ -53,6 +53,41 @@ def test_no_peers_is_open_by_default_and_allowed_calling_aes_still_narrow() -> N
     assert peer_for(narrowed, "CT2", "127.0.0.1") is None
 
 
+def test_projects_star_means_every_project_and_none_depends_on_openness() -> None:
+    peers = [
+        {"ae_title": "ALL", "hosts": ["127.0.0.1"], "projects": ["*"]},
+        {"ae_title": "NONE", "hosts": ["127.0.0.1"]},
+    ]
+    closed = _settings(auth={"dicom_peers": peers})
+    every = peer_for(closed, "ALL", "127.0.0.1")
+    assert every is not None and every.projects is None and every.sees("ANY")
+    nothing = peer_for(closed, "NONE", "127.0.0.1")
+    assert nothing is not None and nothing.projects == frozenset() and not nothing.sees("LUNG")
+    # Open: a listed peer naming no project sees what an unlisted AE would, every project.
+    opened = peer_for(_settings(auth={"dicom_peers": peers, "dicom_open": True}), "NONE", "::1")
+    assert opened is None  # its hosts still hold
+    opened = peer_for(
+        _settings(auth={"dicom_peers": peers, "dicom_open": True}), "NONE", "127.0.0.1"
+    )
+    assert opened is not None and opened.projects is None
+
+
+def test_user_identity_policy_per_peer_or_global() -> None:
+    peers = [
+        {"ae_title": "KIOSK", "hosts": ["127.0.0.1"], "user_identity": "required"},
+        {"ae_title": "CT1", "hosts": ["127.0.0.1"]},
+    ]
+    settings = _settings(auth={"dicom_peers": peers})
+    kiosk, ct = peer_for(settings, "KIOSK", "127.0.0.1"), peer_for(settings, "CT1", "127.0.0.1")
+    assert kiosk is not None and kiosk.user_identity == "required"
+    assert ct is not None and ct.user_identity == "optional"
+    strict = _settings(auth={"dicom_peers": peers, "dicom_user_identity": "required"})
+    strict_ct = peer_for(strict, "CT1", "127.0.0.1")
+    assert strict_ct is not None and strict_ct.user_identity == "required"
+    with pytest.raises(ConfigError, match="user_identity"):
+        _settings(auth={"dicom_peers": [{**peers[0], "user_identity": "sometimes"}]})
+
+
 def test_host_matches_ignores_garbage_and_unresolvable_names() -> None:
     assert not host_matches(["10.0.0.0/8"], "not-an-address")
     assert not host_matches(["no-such-host.invalid"], "127.0.0.1")

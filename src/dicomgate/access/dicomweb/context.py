@@ -10,6 +10,7 @@ from fastapi import Request
 from dicomgate.access.dicomweb.config import DicomwebSettings
 from dicomgate.access.dicomweb.resources import Scope
 from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.auth.audit import AuditTrail
 from dicomgate.auth.roles import Caller
 from dicomgate.db import Database
 from dicomgate.errors import NotFoundError
@@ -19,11 +20,12 @@ DICOM_JSON = "application/dicom+json"
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """The index (read sessions), the blob store and the ``dicomweb`` settings."""
+    """The index (read sessions), the blob store, the ``dicomweb`` settings, the audit trail."""
 
     db: Database
     blobs: FilesystemBlobStore
     settings: DicomwebSettings
+    audit: AuditTrail | None = None
 
     def file(self, blob_key: str) -> Path:
         """Return the path of a stored blob, refusing one the store does not hold."""

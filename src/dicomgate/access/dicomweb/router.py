@@ -20,6 +20,8 @@ from dicomgate.access.dicomweb.qido_params import parse_query
 from dicomgate.access.dicomweb.wado import Uid
 from dicomgate.access.dicomweb.wado_uri import add_wado_uri
 from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.auth.audit import AuditEvent, AuditTrail
+from dicomgate.auth.request_audit import record_request
 from dicomgate.db import Database
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError
@@ -43,6 +45,9 @@ def qido(ctx: Context, request: Request, level: Level, within: Within) -> Respon
     limit = query.limit if query.limit is not None else max_limit
     with ctx.db.reader() as session:
         results, more = search(session, query, within, scope_of(request), limit)
+    # The query values are PHI: the record says that a search ran and what it found.
+    objects = {"level": level.name, "results": len(results)}
+    record_request(ctx.audit, request, AuditEvent.QUERY, "query", objects)
     body = json.dumps(results, separators=(",", ":")).replace(
         "{+base}", base_url(request, ctx.settings.public_url)
     )
@@ -127,7 +132,10 @@ def _add_qido(router: APIRouter, ctx: Context) -> None:
 
 
 def create_dicomweb(
-    db: Database, blobs: FilesystemBlobStore, settings: DicomwebSettings
+    db: Database,
+    blobs: FilesystemBlobStore,
+    settings: DicomwebSettings,
+    audit: AuditTrail | None = None,
 ) -> APIRouter:
     """Return the DICOMweb router (mount it under ``/dicomweb``).
 
@@ -139,8 +147,11 @@ def create_dicomweb(
         The blob store of archived instances.
     settings
         The ``dicomweb`` options.
+    audit
+        Where searches (QIDO-RS) and retrieves (WADO-RS, WADO-URI) are recorded, once per
+        request (``None``: not recorded).
     """
-    ctx = Context(db, blobs, settings)
+    ctx = Context(db, blobs, settings, audit)
     router = APIRouter(tags=["dicomweb"])
 
     @router.get("/")

@@ -28,6 +28,8 @@ from dicomgate.access.dicomweb.negotiate import (
     parse_accept,
 )
 from dicomgate.access.dicomweb.resources import StoredInstance, Target, instances
+from dicomgate.auth.audit import AuditEvent
+from dicomgate.auth.request_audit import record_request
 from dicomgate.dicom.dicom_json import find_value
 from dicomgate.errors import NotFoundError
 from dicomgate.httputil import base_url
@@ -53,6 +55,7 @@ def retrieve(ctx: Context, request: Request, target: Target) -> StreamingRespons
     ranges = parse_accept(request.headers.get("accept"))
     with ctx.db.reader() as session:
         rows = instances(session, target, scope_of(request))
+    audit_retrieve(ctx, request, target, len(rows), AuditEvent.INSTANCES_TRANSFERRED)
     producible = set.intersection(*(pixels.producible(r.transfer_syntax_uid) for r in rows))
     choice = choose_dicom(ranges, producible)
     boundary = new_boundary()
@@ -72,7 +75,24 @@ def metadata(ctx: Context, request: Request, target: Target) -> Response:
         ctx.db, ctx.blobs, target, scope_of(request), ctx.settings.bulk_data_threshold
     )
     body = ("[" + ",".join(texts) + "]").replace(BASE, base_url(request, ctx.settings.public_url))
+    audit_retrieve(ctx, request, target, len(texts), AuditEvent.INSTANCES_ACCESSED)
     return Response(body.encode(), media_type=DICOM_JSON)
+
+
+def audit_retrieve(
+    ctx: Context, request: Request, target: Target, count: int, event: AuditEvent
+) -> None:
+    """Record one retrieve: instances sent (110104) or their metadata read (110103).
+
+    Frames, bulk data and rendered images are not recorded: a viewer asks for them per
+    instance and per frame, and the study's metadata or instances it read first are.
+    """
+    objects: dict[str, object] = {"study_uid": target.study, "instances": count}
+    if target.series:
+        objects["series_uid"] = target.series
+    if target.instance:
+        objects["sop_instance_uid"] = target.instance
+    record_request(ctx.audit, request, event, "retrieve", objects)
 
 
 def _one(ctx: Context, request: Request, target: Target) -> StoredInstance:

@@ -13,6 +13,8 @@ from dicomgate.access.dicomweb.context import Context, scope_of
 from dicomgate.access.dicomweb.negotiate import DICOM, EXPLICIT_LE
 from dicomgate.access.dicomweb.render import JPEG, PNG, RenderParams, parse_params, render
 from dicomgate.access.dicomweb.resources import Target, instances
+from dicomgate.access.dicomweb.wado import audit_retrieve
+from dicomgate.auth.audit import AuditEvent
 from dicomgate.errors import InvalidInputError, NotAcceptableError, NotFoundError
 
 Param = Annotated[str | None, Query(max_length=64)]
@@ -58,6 +60,8 @@ def add_wado_uri(router: APIRouter, ctx: Context) -> None:
         with ctx.db.reader() as session:
             row = instances(session, Target(study, series, instance), scope_of(request))[0]
         path = ctx.file(row.blob_key)
+        target = Target(study, series, instance)
+        audit_retrieve(ctx, request, target, 1, AuditEvent.INSTANCES_TRANSFERRED)
         kind = content_type.split(";")[0].strip().lower()
         if kind == DICOM:
             if transfer_syntax in (None, "*", row.transfer_syntax_uid):

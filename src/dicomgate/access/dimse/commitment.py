@@ -19,6 +19,8 @@ from pynetdicom import AE, build_context, build_role
 
 from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.access.dimse.queries import stored_classes
+from dicomgate.auth.dicom_guard import AssociationGuard
+from dicomgate.auth.settings import DicomOperation
 from dicomgate.db import Database
 from dicomgate.dicom.uids import is_valid_uid
 
@@ -133,11 +135,18 @@ class Committer:
     db: Database
     settings: QueryRetrieveSettings
     ae_title: str
+    guard: AssociationGuard
 
     def on_action(self, event: Any) -> tuple[Any, Any]:
-        """Answer an N-ACTION (pynetdicom ``EVT_N_ACTION`` handler) and schedule the report."""
+        """Answer an N-ACTION (pynetdicom ``EVT_N_ACTION`` handler) and schedule the report.
+
+        Commitment is part of storing: a peer that may not store is refused (0x0124).
+        """
         if str(event.request.RequestedSOPClassUID) != STORAGE_COMMITMENT:
             return 0x0112, None  # no such SOP class served through N-ACTION
+        refused = self.guard.refusal(event, DicomOperation.STORE)
+        if refused is not None:
+            return refused, None
         try:
             request = parse_request(event)
         except BadRequestError as exc:

@@ -17,6 +17,8 @@ from pydicom.dataelem import DataElement
 from dicomgate.access.dimse.attributes import UNIQUE_KEY
 from dicomgate.access.dimse.identifiers import Key, Query, Root, parse_query
 from dicomgate.access.dimse.queries import find
+from dicomgate.auth.dicom_guard import AssociationGuard
+from dicomgate.auth.settings import DicomOperation
 from dicomgate.db import Database
 from dicomgate.errors import DicomgateError, dimse_query_status
 
@@ -92,13 +94,24 @@ def response(query: Query, match: dict[str, Any], ae_title: str) -> Dataset:
     return ds
 
 
-def on_find(event: Any, db: Database, ae_title: str, limit: int) -> Iterator[tuple[Any, Any]]:
-    """Answer a C-FIND request (pynetdicom ``EVT_C_FIND`` handler)."""
+def on_find(
+    event: Any, db: Database, ae_title: str, limit: int, guard: AssociationGuard
+) -> Iterator[tuple[Any, Any]]:
+    """Answer a C-FIND request (pynetdicom ``EVT_C_FIND`` handler).
+
+    Only studies of the projects the association may see match; the query is audited once,
+    with its level and match count.
+    """
+    refused_status = guard.refusal(event, DicomOperation.FIND)
+    admission = guard.admission(event.assoc)
+    if refused_status is not None or admission is None:
+        yield status(refused_status or 0x0124, "calling AE may not find"), None
+        return
     try:
         query = read_query(event)
         query = query.returning(UNIQUE_KEY[query.level])  # PS3.4 C.4.1.1.3.2
         with db.reader() as session:
-            matches = find(session, query, limit)
+            matches = find(session, query, limit, admission.projects())
     except Exception as exc:
         refused = refusal(exc)
         log.warning(
@@ -107,9 +120,11 @@ def on_find(event: Any, db: Database, ae_title: str, limit: int) -> Iterator[tup
             type(exc).__name__,
             event.assoc.name,
         )
+        guard.audit.queried(admission, "", 0, f"refused: {type(exc).__name__}")
         yield refused, None
         return
     log.info("C-FIND at %s level: %d matches", query.level, len(matches))
+    guard.audit.queried(admission, str(query.level), len(matches))
     for match in matches:
         if event.is_cancelled:
             yield 0xFE00, None

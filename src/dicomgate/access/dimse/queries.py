@@ -1,7 +1,9 @@
 """Every index query of the DIMSE SCP, each taking the session explicitly.
 
-C-FIND matches, C-MOVE/C-GET instance lists and Storage Commitment look-ups all start from
-:func:`visible`, the one place where access control will restrict what a peer may see.
+C-FIND matches and C-MOVE/C-GET instance lists are restricted by :func:`visible` to the
+projects the association may see (``None``: every project), so a study of another project
+matches nothing, exactly like one that does not exist. Storage Commitment looks over the whole
+index: it only confirms that instances the requester names by UID are safely stored.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from sqlalchemy.orm import Session
 from dicomgate.access.dimse.attributes import ATTRIBUTES, COMPUTED, UNIQUE_KEY, Kind
 from dicomgate.access.dimse.identifiers import Level, Query
 from dicomgate.access.dimse.matching import condition
+from dicomgate.access.visibility import Visible
+from dicomgate.access.visibility import visible as project_condition
 from dicomgate.archive.models import Instance, Patient, Series, Study
 from dicomgate.errors import InvalidInputError, TooManyMatchesError
 
@@ -25,26 +29,29 @@ _T = TypeVar("_T")
 _S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
 
 
-def visible(query: _S) -> _S:
-    """Restrict a query that includes ``Study`` to the studies the peer may see (all, for now)."""
-    return query
+def visible(query: _S, projects: Visible) -> _S:
+    """Restrict a query that includes ``Study`` to the studies of ``projects``."""
+    if projects is None:
+        return query
+    return query.where(project_condition(Study.project_id, projects))
 
 
-def _base(level: Level, columns: list[Any]) -> Select[Any]:
+def _base(level: Level, columns: list[Any], projects: Visible) -> Select[Any]:
     if level is Level.PATIENT:
-        has_study = exists(visible(select(Study.pk).where(Study.patient_pk == Patient.pk)))
+        studies = select(Study.pk).where(Study.patient_pk == Patient.pk)
+        has_study = exists(visible(studies, projects))
         return select(Patient.pk, *columns).where(has_study).order_by(Patient.pk)
     if level is Level.STUDY:
-        return visible(select(Study.pk, *columns)).order_by(Study.pk)
+        return visible(select(Study.pk, *columns), projects).order_by(Study.pk)
     if level is Level.SERIES:
         query = select(Series.pk, *columns).join(Study, Series.study_pk == Study.pk)
-        return visible(query).order_by(Series.pk)
+        return visible(query, projects).order_by(Series.pk)
     query = (
         select(Instance.pk, *columns)
         .join(Series, Instance.series_pk == Series.pk)
         .join(Study, Series.study_pk == Study.pk)
     )
-    return visible(query).order_by(Instance.pk)
+    return visible(query, projects).order_by(Instance.pk)
 
 
 def _in_scope(query: Query) -> dict[str, Any]:
@@ -78,8 +85,12 @@ def _conditions(session: Session, query: Query, columns: dict[str, Any]) -> list
     return conditions
 
 
-def find(session: Session, query: Query, limit: int) -> list[dict[str, Any]]:
+def find(
+    session: Session, query: Query, limit: int, projects: Visible = None
+) -> list[dict[str, Any]]:
     """Return the matches of a C-FIND: keyword -> value for every known requested key.
+
+    Only studies of ``projects`` match (``None``: every project).
 
     Raises
     ------
@@ -90,7 +101,7 @@ def find(session: Session, query: Query, limit: int) -> list[dict[str, Any]]:
     """
     columns = _in_scope(query)
     names = list(columns)
-    statement = _base(query.level, [columns[n] for n in names])
+    statement = _base(query.level, [columns[n] for n in names], projects)
     statement = statement.where(*_conditions(session, query, columns)).limit(limit + 1)
     rows = session.execute(statement).all()
     if len(rows) > limit:
@@ -98,7 +109,7 @@ def find(session: Session, query: Query, limit: int) -> list[dict[str, Any]]:
     matches = [{"_pk": row[0], **dict(zip(names, row[1:], strict=True))} for row in rows]
     wanted = {k.keyword for k in query.keys if COMPUTED.get(k.keyword) is query.level}
     if wanted and matches:
-        _add_computed(session, query.level, matches, wanted)
+        _add_computed(session, query.level, matches, wanted, projects)
     return matches
 
 
@@ -127,15 +138,16 @@ _SERIES_OF_STUDY = (Series, Series.study_pk == Study.pk)
 _INSTANCES_OF_SERIES = (Instance, Instance.series_pk == Series.pk)
 
 
-def _counters(level: Level) -> dict[str, Select[Any]]:
-    if level is Level.PATIENT:
-        return {
+def _counters(level: Level, projects: Visible) -> dict[str, Select[Any]]:
+    if level is Level.PATIENT:  # a patient's studies in other projects are not counted
+        counters = {
             "NumberOfPatientRelatedStudies": _count(Study.patient_pk, Study.pk, []),
             "NumberOfPatientRelatedSeries": _count(Study.patient_pk, Series.pk, [_SERIES_OF_STUDY]),
             "NumberOfPatientRelatedInstances": _count(
                 Study.patient_pk, Instance.pk, [_SERIES_OF_STUDY, _INSTANCES_OF_SERIES]
             ),
         }
+        return {name: visible(statement, projects) for name, statement in counters.items()}
     if level is Level.STUDY:
         return {
             "NumberOfStudyRelatedSeries": _count(Series.study_pk, Series.pk, []),
@@ -162,11 +174,15 @@ def _distinct_values(
 
 
 def _add_computed(
-    session: Session, level: Level, matches: list[dict[str, Any]], wanted: set[str]
+    session: Session,
+    level: Level,
+    matches: list[dict[str, Any]],
+    wanted: set[str],
+    projects: Visible,
 ) -> None:
     pks = [int(m["_pk"]) for m in matches]
     values: dict[str, dict[int, Any]] = {}
-    for name, statement in _counters(level).items():
+    for name, statement in _counters(level, projects).items():
         if name in wanted:
             values[name] = _grouped(session, statement, pks)
     if "ModalitiesInStudy" in wanted:
@@ -192,10 +208,15 @@ class StoredInstance:
     transfer_syntax_uid: str
     blob_key: str
     size: int
+    study_uid: str = ""
 
 
-def instances_to_retrieve(session: Session, query: Query) -> list[StoredInstance]:
+def instances_to_retrieve(
+    session: Session, query: Query, projects: Visible = None
+) -> list[StoredInstance]:
     """Return the instances a C-MOVE/C-GET identifier names, in study/series/number order.
+
+    Only instances of studies in ``projects`` are named (``None``: every project).
 
     Only the unique keys are matched (PS3.4 C.4.2.1.4), each a single value or a list; the
     key of the requested level must be given and no key may hold a wildcard, so an identifier
@@ -219,6 +240,7 @@ def instances_to_retrieve(session: Session, query: Query) -> list[StoredInstance
             Instance.transfer_syntax_uid,
             Instance.blob_key,
             Instance.size,
+            Study.study_uid,
         )
         .join(Series, Instance.series_pk == Series.pk)
         .join(Study, Series.study_pk == Study.pk)
@@ -229,7 +251,7 @@ def instances_to_retrieve(session: Session, query: Query) -> list[StoredInstance
             column = ATTRIBUTES[keyword].column
             matched = condition(session, column, Kind.UID, value, keyword)
             statement = statement if matched is None else statement.where(matched)
-    statement = visible(statement).order_by(
+    statement = visible(statement, projects).order_by(
         Study.pk, Series.series_number, Series.pk, Instance.instance_number, Instance.pk
     )
     return [StoredInstance(*row) for row in session.execute(statement)]
@@ -245,6 +267,6 @@ def stored_classes(session: Session, sop_instance_uids: Sequence[str]) -> dict[s
     found: dict[str, str] = {}
     unique = list(dict.fromkeys(sop_instance_uids))
     for uids in _chunks(unique):
-        query = visible(statement.where(Instance.sop_instance_uid.in_(uids)))
+        query = statement.where(Instance.sop_instance_uid.in_(uids))
         found.update({str(uid): str(cls) for uid, cls in session.execute(query)})
     return found

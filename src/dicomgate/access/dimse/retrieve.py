@@ -25,12 +25,14 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context
 
-from dicomgate.access.dimse.config import QueryRetrieveSettings
-from dicomgate.access.dimse.find import read_query, refusal
+from dicomgate.access.dimse.config import Destination, QueryRetrieveSettings
+from dicomgate.access.dimse.find import read_query, refusal, status
 from dicomgate.access.dimse.queries import StoredInstance, instances_to_retrieve
 from dicomgate.access.dimse.readahead import read_ahead
 from dicomgate.access.dimse.sender import RawInstance, StoreSender, Unsendable
 from dicomgate.archive.blobstore import BlobStore
+from dicomgate.auth.dicom_guard import Admission, AssociationGuard
+from dicomgate.auth.settings import DicomOperation
 from dicomgate.db import Database
 from dicomgate.dicom.structure import meta_end
 
@@ -74,6 +76,19 @@ class _Unreachable:
 
     is_established = False
     dul = SimpleNamespace(socket=SimpleNamespace(close=lambda: None))
+
+
+class _NotOpened:
+    """The sub-association of a refused C-MOVE: never opened, so nothing is sent.
+
+    pynetdicom's move service associates with the destination before it reads the first
+    status; standing in for that association lets the refusal (0x0124) be the answer.
+    """
+
+    is_established = True
+
+    def release(self) -> None:
+        """Nothing to release."""
 
 
 def accepted_pairs(assoc: Any, as_scu: bool) -> set[tuple[str, str]]:
@@ -141,10 +156,18 @@ def contexts_for(items: Sequence[StoredInstance]) -> list[Any]:
     return contexts[:_MAX_CONTEXTS]
 
 
-def _instances(archive: Archive, event: Any) -> list[StoredInstance]:
+def _instances(archive: Archive, event: Any, admission: Admission) -> list[StoredInstance]:
     query = read_query(event)
     with archive.db.reader() as session:
-        return instances_to_retrieve(session, query)
+        return instances_to_retrieve(session, query, admission.projects())
+
+
+def _refused_status(operation: DicomOperation) -> Dataset:
+    return status(0x0124, f"calling AE may not {operation}")
+
+
+def _studies(items: list[StoredInstance]) -> list[str]:
+    return list(dict.fromkeys(item.study_uid for item in items))
 
 
 def _sub_operations(
@@ -162,16 +185,33 @@ def _sub_operations(
         yield 0xFF00, dataset
 
 
-def on_move(event: Any, archive: Archive, settings: QueryRetrieveSettings) -> Iterator[Any]:
-    """Answer a C-MOVE request (pynetdicom ``EVT_C_MOVE`` handler)."""
-    destination = settings.destination(str(event.move_destination))
+def on_move(
+    event: Any, archive: Archive, settings: QueryRetrieveSettings, guard: AssociationGuard
+) -> Iterator[Any]:
+    """Answer a C-MOVE request (pynetdicom ``EVT_C_MOVE`` handler).
+
+    Only instances of the projects the association may see are sent, and only to a known
+    destination (see :func:`known_destination`); the retrieve is audited once.
+    """
+    admission = guard.admission(event.assoc)
+    if guard.refusal(event, DicomOperation.MOVE) is not None or admission is None:
+        yield "", 0, {"connect": lambda *_args: _NotOpened()}
+        yield 1  # the one "sub-operation" is the refusal itself
+        yield _refused_status(DicomOperation.MOVE), None
+        return
+    destination = known_destination(settings, guard, str(event.move_destination))
     if destination is None:
-        log.warning("C-MOVE refused: destination %r is not configured", event.move_destination)
+        guard.audit.retrieved(
+            admission, "move", [], 0, str(event.move_destination), "unknown destination"
+        )
         yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
         return
     try:
-        items = _instances(archive, event)
+        items = _instances(archive, event, admission)
     except Exception as exc:
+        guard.audit.retrieved(
+            admission, "move", [], 0, destination.ae_title, f"refused: {type(exc).__name__}"
+        )
         yield from _refuse_move(event, exc, destination.host, destination.port)
         return
     peer = _Peer()
@@ -183,8 +223,31 @@ def on_move(event: Any, archive: Archive, settings: QueryRetrieveSettings) -> It
 
     yield destination.host, destination.port, {"connect": connect}
     log.info("C-MOVE to %s: %d instances", destination.ae_title, len(items))
+    guard.audit.retrieved(admission, "move", _studies(items), len(items), destination.ae_title)
     yield len(items)
     yield from _sub_operations(event, archive, items, peer, load_raw)
+
+
+def known_destination(
+    settings: QueryRetrieveSettings, guard: AssociationGuard, ae_title: str
+) -> Destination | None:
+    """Return where a C-MOVE to ``ae_title`` goes, or ``None`` when it may not go there.
+
+    A destination must be configured (``query_retrieve.destinations``: its address); on a
+    receiver that admits only listed peers it must be one of ``auth.dicom_peers`` as well, so
+    a C-MOVE cannot carry data to an AE that could not associate with us itself.
+    """
+    destination = settings.destination(ae_title)
+    if destination is None:
+        log.warning("C-MOVE refused: destination %r is not configured", ae_title)
+        return None
+    auth = guard.settings.auth
+    if not auth.receiver_open and not any(
+        p.ae_title == destination.ae_title for p in auth.dicom_peers
+    ):
+        log.warning("C-MOVE refused: destination %r is not a known peer", ae_title)
+        return None
+    return destination
 
 
 def _refuse_move(event: Any, exc: Exception, host: str, port: int) -> Iterator[Any]:
@@ -201,10 +264,18 @@ def _refuse_move(event: Any, exc: Exception, host: str, port: int) -> Iterator[A
     raise exc
 
 
-def on_get(event: Any, archive: Archive) -> Iterator[Any]:
-    """Answer a C-GET request (pynetdicom ``EVT_C_GET`` handler)."""
+def on_get(event: Any, archive: Archive, guard: AssociationGuard) -> Iterator[Any]:
+    """Answer a C-GET request (pynetdicom ``EVT_C_GET`` handler).
+
+    Only instances of the projects the association may see are sent; audited once.
+    """
+    admission = guard.admission(event.assoc)
+    if guard.refusal(event, DicomOperation.GET) is not None or admission is None:
+        yield 1  # the one "sub-operation" is the refusal itself
+        yield _refused_status(DicomOperation.GET), None
+        return
     try:
-        items = _instances(archive, event)
+        items = _instances(archive, event, admission)
     except Exception as exc:
         log.warning(
             "C-GET refused, %s: %s (association %s)",
@@ -212,8 +283,10 @@ def on_get(event: Any, archive: Archive) -> Iterator[Any]:
             refusal(exc).ErrorComment,
             event.assoc.name,
         )
+        guard.audit.retrieved(admission, "get", [], 0, failure=f"refused: {type(exc).__name__}")
         raise  # pynetdicom answers 0xC413 (Failed: Unable to process)
     peer = _Peer(event.assoc, accepted_pairs(event.assoc, as_scu=True))
     log.info("C-GET: %d instances", len(items))
+    guard.audit.retrieved(admission, "get", _studies(items), len(items))
     yield len(items)
     yield from _sub_operations(event, archive, items, peer)

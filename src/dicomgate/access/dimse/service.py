@@ -13,6 +13,7 @@ from dicomgate.access.dimse.commitment import STORAGE_COMMITMENT, Committer
 from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.access.dimse.find import ROOTS, on_find
 from dicomgate.access.dimse.retrieve import Archive, on_get, on_move
+from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.sources.scp import Extension, SupportedContext
 
 
@@ -28,7 +29,7 @@ def _contexts() -> list[SupportedContext]:
 
 
 def query_retrieve_extension(
-    archive: Archive, settings: QueryRetrieveSettings, ae_title: str
+    archive: Archive, settings: QueryRetrieveSettings, ae_title: str, guard: AssociationGuard
 ) -> Extension:
     """Return the C-FIND, C-MOVE, C-GET and Storage Commitment SCP for the receiver's AE.
 
@@ -40,12 +41,14 @@ def query_retrieve_extension(
         Destinations and limits.
     ae_title
         The receiver's AE title (returned as Retrieve AE Title, used for reports).
+    guard
+        The receiver's guard: who is on each association, what it may see; the audit trail.
     """
-    committer = Committer(archive.db, settings, ae_title)
+    committer = Committer(archive.db, settings, ae_title, guard)
     handlers = [
-        (evt.EVT_C_FIND, on_find, [archive.db, ae_title, settings.max_find_results]),
-        (evt.EVT_C_MOVE, on_move, [archive, settings]),
-        (evt.EVT_C_GET, on_get, [archive]),
+        (evt.EVT_C_FIND, on_find, [archive.db, ae_title, settings.max_find_results, guard]),
+        (evt.EVT_C_MOVE, on_move, [archive, settings, guard]),
+        (evt.EVT_C_GET, on_get, [archive, guard]),
         (evt.EVT_N_ACTION, committer.on_action),
     ]
     return Extension(_contexts(), handlers)
