@@ -30,6 +30,7 @@ from io import BytesIO
 from typing import Any
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,6 +43,7 @@ from dicomgate.deid import TABLE_EDITION, DeidKeys, apply, check_references, rem
 from dicomgate.deid.config import ProjectDeid, open_vault
 from dicomgate.deid.errors import DeidError
 from dicomgate.deid.identity import check_session_identity, confirmed_identity, mismatch_reason
+from dicomgate.deid.plan import compile_plan
 from dicomgate.deid.pseudonyms import Identity
 from dicomgate.deid.subjects import subject_identity, subject_keys, uid_pairs
 from dicomgate.deid.table import Option
@@ -102,6 +104,27 @@ def deid_archived_lookup(review: Review, session: Session, project: str) -> Arch
         return base(kind, remap_uid(secrets[0], uid))
 
     return lookup
+
+
+def deid_equipment(
+    review: Review, project: str | None, equipment: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Return the equipment to record for ``project``: as its profile leaves it.
+
+    A de-identified project must not learn a device's identity (serial number, station
+    name) from its equipment list unless its profile retains it; a value the profile would
+    remove, empty or replace is recorded as ``None``.
+    """
+    config = project_deid(review, project) if project else None
+    if config is None:
+        return equipment
+    plan = compile_plan(config.effective_profile)
+
+    def kept(keyword: str) -> bool:
+        tag = tag_for_keyword(keyword)
+        return tag is None or plan.action_for(tag) in (None, "K")
+
+    return [{k: (v if kept(k) else None) for k, v in e.items()} for e in equipment]
 
 
 @dataclass(frozen=True)
