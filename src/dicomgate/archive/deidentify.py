@@ -4,7 +4,8 @@
 settings carry a ``deid`` block. In order:
 
 1. read the staged headers; check the operator-confirmed identity (``identity_mismatch``
-   holds the session in CONFLICT with both values instead of overwriting anything);
+   holds the session in CONFLICT with both values instead of overwriting anything) or
+   follow a person's resolution of that hold (``archive.deid_subject``);
 2. in the identity vault: the project secret, the subject's pseudonym and date offset (the
    same patient keeps them across imports and sources; another project gets others);
 3. de-identify every instance (``deid.apply``) and write the new blobs; an instance with
@@ -36,20 +37,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive.deid_index import Copy, store_deidentified
+from dicomgate.archive.deid_subject import SubjectChoice, choose_subject, chosen_keys, held
 from dicomgate.archive.models import Instance
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.sessions import archived_lookup
 from dicomgate.deid import TABLE_EDITION, DeidKeys, apply, check_references, remap_uid
 from dicomgate.deid.config import ProjectDeid, open_vault
-from dicomgate.deid.errors import DeidError
-from dicomgate.deid.identity import check_session_identity, confirmed_identity, mismatch_reason
 from dicomgate.deid.plan import compile_plan
 from dicomgate.deid.pseudonyms import Identity
-from dicomgate.deid.subjects import subject_identity, subject_keys, uid_pairs
+from dicomgate.deid.subjects import uid_pairs
 from dicomgate.deid.table import Option
-from dicomgate.deid.vault import IdentityVault
 from dicomgate.dicom.encode import encode_part10
-from dicomgate.errors import HeldForReviewError, StorageError
+from dicomgate.errors import StorageError
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive.context import Review
 from dicomgate.prearchive.store import require_staging, store_session
@@ -148,10 +147,10 @@ def archive_deidentified(
         de-identification would break); the caller records the status and reason.
     """
     staged = read_staged(review, staging_pk)
-    identity = _checked_identity(config, staged)
+    subject = choose_subject(config, staged.origin, staged.headers)
     try:
         ready = deidentify_copies(
-            review, target.project, config, identity, staged, f"staging-{staging_pk}"
+            review, target.project, config, subject, staged, f"staging-{staging_pk}"
         )
     except QuarantineError as exc:
         return _quarantine(review, staging_pk, target, str(exc), user)
@@ -170,11 +169,14 @@ def deidentify_copies(
     review: Review,
     project: str,
     config: ProjectDeid,
-    identity: Identity,
+    subject: Identity | SubjectChoice,
     staged: Staged,
     import_ref: str,
 ) -> Prepared:
     """De-identify ``staged`` for ``project``: vault keys, new blobs, reference check, vault.
+
+    ``subject`` is the subject's identity, or a :class:`SubjectChoice` (a pseudonym a person
+    assigned, an identity to link).
 
     Raises
     ------
@@ -186,7 +188,8 @@ def deidentify_copies(
     profile = config.effective_profile
     settings = review.settings
     with open_vault(settings.deid, settings.data_dir) as vault:
-        keys = _keys(vault, project, config, identity, staged.headers[0])
+        choice = subject if isinstance(subject, SubjectChoice) else SubjectChoice(subject)
+        keys = chosen_keys(vault, project, config, choice, staged.headers[0])
         copies = _deidentify(review, staged.blob_keys, keys, config)
         with removed_on_failure(review, copies):
             references = _check_references(staged.headers, [c.header for c in copies])
@@ -221,32 +224,6 @@ def read_blob(review: Review, blob_key: str, stop_before_pixels: bool = False) -
         return pydicom.dcmread(BytesIO(data), stop_before_pixels=stop_before_pixels)
     except (OSError, ValueError) as exc:
         raise StorageError(f"cannot read stored blob {blob_key}") from exc
-
-
-def _held(status: str, code: ReasonCode, message: str, **details: object) -> HeldForReviewError:
-    return HeldForReviewError(status, dict(Reason(code, message, dict(details)).to_json()))
-
-
-def _checked_identity(config: ProjectDeid, staged: Staged) -> Identity:
-    raw = staged.origin.get("confirmed_identity")
-    if raw and config.identity_check.value == "hold":
-        try:
-            confirmed = confirmed_identity(raw)
-        except DeidError as exc:
-            raise _held("CONFLICT", ReasonCode.IDENTITY_MISMATCH, str(exc)) from None
-        differences = check_session_identity(confirmed, staged.headers)
-        if differences:
-            raise HeldForReviewError("CONFLICT", mismatch_reason(differences))
-    return subject_identity(staged.headers[0])
-
-
-def _keys(
-    vault: IdentityVault, project: str, config: ProjectDeid, identity: Identity, header: Dataset
-) -> DeidKeys:
-    try:
-        return subject_keys(vault, project, config.pseudonym, identity, header)
-    except DeidError as exc:
-        raise _held("ERROR", ReasonCode.PSEUDONYM_UNAVAILABLE, str(exc)) from None
 
 
 def _deidentify(
@@ -285,7 +262,7 @@ def removed_on_failure(review: Review, copies: list[Copy]) -> Iterator[None]:
 def _check_references(before: list[Dataset], after: list[Dataset]) -> dict[str, int]:
     broken_before, broken_after = check_references(before), check_references(after)
     if len(broken_after) > len(broken_before):
-        raise _held(
+        raise held(
             "ERROR",
             ReasonCode.DEID_REFERENCES_BROKEN,
             "references that resolved in the session would not resolve after de-identification",

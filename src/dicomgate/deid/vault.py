@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS uid_map (
 CREATE TABLE IF NOT EXISTS imports (
     project TEXT NOT NULL, pseudonym TEXT NOT NULL, import_ref TEXT NOT NULL,
     data BLOB NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (project, import_ref));
+CREATE TABLE IF NOT EXISTS aliases (
+    project TEXT NOT NULL, lookup TEXT NOT NULL, pseudonym TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (project, lookup));
 CREATE TABLE IF NOT EXISTS sequences (project TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS project_keys (project TEXT PRIMARY KEY, secret BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS access_log (
@@ -157,15 +160,55 @@ class IdentityVault:
 
     # -- subjects -------------------------------------------------------------------------
     def find_subject(self, project: str, identity: Identity) -> SubjectKeys | None:
-        """Return the subject's pseudonym and offset in ``project``, or ``None``."""
+        """Return the subject's pseudonym and offset in ``project``, or ``None``.
+
+        An identity a person linked to a subject (:meth:`link_identity`) finds that subject.
+        """
+        lookup = self._identity_lookup(project, identity)
         row = self._db.execute(
-            "SELECT pseudonym, date_offset FROM subjects WHERE project = ? AND lookup = ?",
-            (project, self._identity_lookup(project, identity)),
+            "SELECT pseudonym FROM subjects WHERE project = ? AND lookup = ?"
+            " UNION ALL SELECT pseudonym FROM aliases WHERE project = ? AND lookup = ?",
+            (project, lookup, project, lookup),
+        ).fetchone()
+        return None if row is None else self.subject_by_pseudonym(project, row[0])
+
+    def subject_by_pseudonym(self, project: str, pseudonym: str) -> SubjectKeys | None:
+        """Return the keys of the subject ``pseudonym`` (no identity is decrypted), or None."""
+        row = self._db.execute(
+            "SELECT date_offset FROM subjects WHERE project = ? AND pseudonym = ?",
+            (project, pseudonym),
         ).fetchone()
         if row is None:
             return None
-        offset = self._open(row[1], "subjects", "date_offset", project, row[0])
-        return SubjectKeys(row[0], int(offset))
+        offset = self._open(row[0], "subjects", "date_offset", project, pseudonym)
+        return SubjectKeys(pseudonym, int(offset))
+
+    def link_identity(self, project: str, identity: Identity, pseudonym: str) -> bool:
+        """Let ``identity`` find the subject ``pseudonym`` from now on (a person decided so).
+
+        Used when a data manager resolves an identity mismatch: the headers' identity joins
+        the subject the session was assigned to, so its follow-up exams do too.
+
+        Returns
+        -------
+        bool
+            False when the identity already finds a subject (nothing is changed).
+
+        Raises
+        ------
+        VaultError
+            There is no subject ``pseudonym`` in ``project``.
+        """
+        with self._transaction():
+            if self.subject_by_pseudonym(project, pseudonym) is None:
+                raise VaultError(f"no subject {pseudonym} in project {project}")
+            if self.find_subject(project, identity) is not None:
+                return False
+            self._db.execute(
+                "INSERT INTO aliases VALUES (?, ?, ?, ?)",
+                (project, self._identity_lookup(project, identity), pseudonym, _now()),
+            )
+            return True
 
     def get_or_create_subject(
         self,

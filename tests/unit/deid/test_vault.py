@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dicomgate.deid import VaultKeyError
+from dicomgate.deid import VaultError, VaultKeyError
 from dicomgate.deid.pseudonyms import Identity
 from dicomgate.deid.vault import IdentityVault
 from dicomgate.deid.vaultkey import VaultKey
@@ -105,3 +105,21 @@ def test_key_from_file_and_env(tmp_path: Path) -> None:
         VaultKey.from_env("VK", {})
     with pytest.raises(VaultKeyError, match="32 bytes"):
         VaultKey(b"short")
+
+
+def test_linked_identity_finds_the_subject_in_its_project_only(
+    vault: IdentityVault, tmp_path: Path
+) -> None:
+    first = vault.get_or_create_subject("P1", PLANTED)
+    misspelt = Identity("Zacharias", "Quixotewel", "Oldname", "19450101")
+    assert vault.find_subject("P1", misspelt) is None
+    assert vault.link_identity("P1", misspelt, first.pseudonym) is True
+    assert vault.find_subject("P1", misspelt) == first
+    assert vault.get_or_create_subject("P1", misspelt) == first  # no second subject
+    assert vault.find_subject("P2", misspelt) is None
+    assert vault.link_identity("P1", PLANTED, first.pseudonym) is False  # known already
+    with pytest.raises(VaultError, match="no subject SUBJ-0042"):
+        vault.link_identity("P1", Identity("A", "B"), "SUBJ-0042")
+    assert vault.subject_by_pseudonym("P1", first.pseudonym) == first
+    assert vault.subject_by_pseudonym("P1", "SUBJ-0042") is None
+    assert b"Quixotewel" not in (tmp_path / "vault.db").read_bytes()
