@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS imports (
 CREATE TABLE IF NOT EXISTS aliases (
     project TEXT NOT NULL, lookup TEXT NOT NULL, pseudonym TEXT NOT NULL, created_at TEXT NOT NULL,
     PRIMARY KEY (project, lookup));
+CREATE TABLE IF NOT EXISTS mappings (
+    project TEXT NOT NULL, lookup TEXT NOT NULL, pseudonym TEXT NOT NULL, original BLOB NOT NULL,
+    created_at TEXT NOT NULL, PRIMARY KEY (project, lookup), UNIQUE (project, pseudonym));
 CREATE TABLE IF NOT EXISTS sequences (project TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS project_keys (project TEXT PRIMARY KEY, secret BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS access_log (
@@ -286,6 +289,58 @@ class IdentityVault:
             raise VaultError(f"no subject {pseudonym} in project {project}")
         plain = self._open(row[0], "subjects", "identity", project, pseudonym)
         return Identity(**json.loads(plain))
+
+    # -- pseudonym mappings given by the study (scheme c) --------------------------------------
+    def add_mappings(self, project: str, mapping: Mapping[str, str]) -> int:
+        """Store Patient ID -> pseudonym entries of a study's mapping; return how many are new.
+
+        An entry already stored identically is skipped; the whole call is one transaction.
+
+        Raises
+        ------
+        VaultError
+            An entry gives another pseudonym to a Patient ID already mapped, or a pseudonym
+            already mapped to another Patient ID (nothing is stored then).
+        """
+        added = 0
+        with self._transaction():
+            for original, pseudonym in mapping.items():
+                added += self._add_mapping(project, original.strip(), pseudonym)
+        return added
+
+    def _add_mapping(self, project: str, original: str, pseudonym: str) -> int:
+        lookup = self._mac("mapping", project, original)
+        row = self._db.execute(
+            "SELECT pseudonym FROM mappings WHERE project = ? AND lookup = ?", (project, lookup)
+        ).fetchone()
+        if row is not None:
+            if row[0] != pseudonym:
+                raise VaultError(f"a subject mapped to {row[0]} would get {pseudonym}")
+            return 0
+        try:
+            self._db.execute(
+                "INSERT INTO mappings VALUES (?, ?, ?, ?, ?)",
+                (project, lookup, pseudonym,
+                 self._seal(original.encode(), "mappings", project, pseudonym), _now()),
+            )  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise VaultError(f"pseudonym {pseudonym} is mapped to another subject") from None
+        return 1
+
+    def mapped_pseudonym(self, project: str, original: str) -> str | None:
+        """Return the pseudonym a stored mapping gives to Patient ID ``original``, or None."""
+        row = self._db.execute(
+            "SELECT pseudonym FROM mappings WHERE project = ? AND lookup = ?",
+            (project, self._mac("mapping", project, original.strip())),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def mapping_count(self, project: str) -> int:
+        """Return how many mapping entries are stored for ``project``."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM mappings WHERE project = ?", (project,)
+        ).fetchone()
+        return int(row[0])
 
     # -- sequences, UIDs, imports, log ------------------------------------------------------
     def next_sequence(self, project: str) -> int:

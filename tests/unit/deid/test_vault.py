@@ -123,3 +123,17 @@ def test_linked_identity_finds_the_subject_in_its_project_only(
     assert vault.subject_by_pseudonym("P1", first.pseudonym) == first
     assert vault.subject_by_pseudonym("P1", "SUBJ-0042") is None
     assert b"Quixotewel" not in (tmp_path / "vault.db").read_bytes()
+
+
+def test_study_mapping_only_adds_and_is_encrypted(vault: IdentityVault, tmp_path: Path) -> None:
+    assert vault.add_mappings("P1", {"PIDQ5551": "S-1", "PIDQ5552": "S-2"}) == 2
+    assert vault.add_mappings("P1", {" PIDQ5551 ": "S-1", "PIDQ5553": "S-3"}) == 1
+    assert vault.mapped_pseudonym("P1", "PIDQ5553") == "S-3"
+    assert vault.mapped_pseudonym("P2", "PIDQ5553") is None
+    with pytest.raises(VaultError, match="mapped to S-1 would get S-9"):
+        vault.add_mappings("P1", {"PIDQ5554": "S-4", "PIDQ5551": "S-9"})
+    with pytest.raises(VaultError, match="S-2 is mapped to another subject"):
+        vault.add_mappings("P1", {"PIDQ5555": "S-2"})
+    assert vault.mapped_pseudonym("P1", "PIDQ5554") is None  # the refused call stored nothing
+    assert vault.mapping_count("P1") == 3 and vault.mapping_count("P2") == 0
+    assert b"PIDQ555" not in (tmp_path / "vault.db").read_bytes()
