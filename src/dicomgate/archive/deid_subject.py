@@ -11,7 +11,10 @@ origin as ``identity_resolution``:
 * ``subject``: the session belongs to the named subject (a pseudonym of the project); the
   headers' identity is linked to it, so that its follow-up exams join it too.
 
-A link is only made for an identity the vault does not know yet.
+A link is only made for an identity the vault does not know yet. A held session's reason
+lists ``candidates``: the project's subjects sharing a component (first, last, birth name,
+birth date) with the confirmed or the headers' identity, found by their keyed hashes, with
+the names of the matching components (record linkage, so a person can pick the subject).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dicomgate.deid.identity import (
     mismatch_reason,
     resolved_identity,
 )
-from dicomgate.deid.pseudonyms import Identity
+from dicomgate.deid.pseudonyms import Identity, keyed_pseudonym
 from dicomgate.deid.subjects import subject_identity, subject_keys
 from dicomgate.deid.vault import IdentityVault
 from dicomgate.errors import HeldForReviewError
@@ -119,3 +122,40 @@ def chosen_keys(
     except DeidError as exc:
         raise held("ERROR", ReasonCode.PSEUDONYM_UNAVAILABLE, str(exc)) from None
     return keys
+
+
+def with_candidates(
+    vault: IdentityVault,
+    project: str,
+    origin: Mapping[str, Any],
+    headers: Sequence[Dataset],
+    reason: dict[str, Any],
+) -> dict[str, Any]:
+    """Return an ``identity_mismatch`` reason with the subjects it may belong to.
+
+    Each candidate is ``{"subject", "matches_confirmed", "matches_headers"}`` (component
+    names only); the vault is searched by keyed hashes, nothing is decrypted.
+    """
+    try:
+        confirmed = confirmed_identity(origin.get("confirmed_identity") or {})
+    except DeidError:
+        return reason
+    secret = vault.project_secret(project)
+    found = subject_identity(headers[0])
+    identities = {
+        "matches_confirmed": resolved_identity(confirmed, found),
+        "matches_headers": found,
+    }
+    candidates: dict[str, dict[str, Any]] = {}
+    for key, identity in identities.items():
+        hashes = keyed_pseudonym(secret, identity).component_hashes
+        for pseudonym, components in vault.linked_subjects(project, hashes).items():
+            entry = candidates.setdefault(
+                pseudonym, {"subject": pseudonym, "matches_confirmed": [], "matches_headers": []}
+            )
+            entry[key] = components
+    details = {
+        **reason.get("details", {}),
+        "candidates": sorted(candidates.values(), key=lambda c: c["subject"]),
+    }
+    return {**reason, "details": details}

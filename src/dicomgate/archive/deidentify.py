@@ -37,18 +37,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive.deid_index import Copy, store_deidentified
-from dicomgate.archive.deid_subject import SubjectChoice, choose_subject, chosen_keys, held
+from dicomgate.archive.deid_subject import (
+    SubjectChoice,
+    choose_subject,
+    chosen_keys,
+    held,
+    with_candidates,
+)
 from dicomgate.archive.models import Instance
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.sessions import archived_lookup
 from dicomgate.deid import TABLE_EDITION, DeidKeys, apply, check_references, remap_uid
 from dicomgate.deid.config import ProjectDeid, open_vault
+from dicomgate.deid.identity import IDENTITY_MISMATCH
 from dicomgate.deid.plan import compile_plan
 from dicomgate.deid.pseudonyms import Identity
 from dicomgate.deid.subjects import uid_pairs
 from dicomgate.deid.table import Option
 from dicomgate.dicom.encode import encode_part10
-from dicomgate.errors import StorageError
+from dicomgate.errors import HeldForReviewError, StorageError
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive.context import Review
 from dicomgate.prearchive.store import require_staging, store_session
@@ -147,7 +154,10 @@ def archive_deidentified(
         de-identification would break); the caller records the status and reason.
     """
     staged = read_staged(review, staging_pk)
-    subject = choose_subject(config, staged.origin, staged.headers)
+    try:
+        subject = choose_subject(config, staged.origin, staged.headers)
+    except HeldForReviewError as exc:
+        raise _with_candidates(review, target.project, staged, exc) from None
     try:
         ready = deidentify_copies(
             review, target.project, config, subject, staged, f"staging-{staging_pk}"
@@ -198,6 +208,18 @@ def deidentify_copies(
             vault.record_import(project, keys.subject_id, import_ref, _nominative(staged))
     details = {"profile": profile.name, "table_edition": TABLE_EDITION, **references}
     return Prepared(copies, keys, details)
+
+
+def _with_candidates(
+    review: Review, project: str, staged: Staged, exc: HeldForReviewError
+) -> HeldForReviewError:
+    """Add the vault's candidate subjects to an identity mismatch (see deid_subject)."""
+    if exc.reason.get("code") != IDENTITY_MISMATCH or "details" not in exc.reason:
+        return exc
+    settings = review.settings
+    with open_vault(settings.deid, settings.data_dir) as vault:
+        reason = with_candidates(vault, project, staged.origin, staged.headers, dict(exc.reason))
+    return HeldForReviewError(exc.status, reason)
 
 
 def read_staged(review: Review, staging_pk: int) -> Staged:

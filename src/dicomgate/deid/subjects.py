@@ -54,15 +54,17 @@ def subject_keys(
     found = vault.find_subject(project, identity)
     if found is None:
         pseudonym: str | None = None
+        keyed = keyed_pseudonym(secret, identity, config.prefix, config.length)
         if config.scheme is PseudonymScheme.KEYED:
-            pseudonym = keyed_pseudonym(secret, identity, config.prefix, config.length).subject_id
+            pseudonym = keyed.subject_id
         elif config.scheme is PseudonymScheme.MAPPING:
             patient_id = str(header.get("PatientID", ""))
             stored = vault.mapped_pseudonym(project, patient_id)  # uploaded over REST / CLI
             pseudonym = stored or mapped_pseudonym(config.mapping, patient_id)
         found = vault.get_or_create_subject(
-            project, identity, pseudonym, prefix=config.prefix, width=config.width
-        )
+            project, identity, pseudonym, prefix=config.prefix, width=config.width,
+            component_hashes=keyed.component_hashes,  # kept for record linkage, any scheme
+        )  # fmt: skip
     return DeidKeys(secret, found.pseudonym, found.date_offset_days)
 
 

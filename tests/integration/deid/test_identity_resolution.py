@@ -189,3 +189,27 @@ def test_resolve_from_the_cli(make_site: MakeSite, tmp_path: Path) -> None:
     assert "ARCHIVED" in done.stdout and "ZQX" not in done.stdout
     [archived] = site.sessions("RESEARCH")
     assert archived.subject_label == "SUBJ-0001"
+
+
+def test_held_session_lists_the_subjects_it_may_belong_to(make_site: MakeSite) -> None:
+    site = make_site(RESEARCH)
+    site.send([_study(4, PatientBirthDate="19600216")], "RESEARCH")  # the right date
+    other = {"PatientName": "ZQXROE^ZQXANN", "PatientID": "PIDQ6", "PatientBirthDate": "19700101"}
+    site.send([_study(6, **other)], "RESEARCH")
+    site.run()
+    pk = _held(site)  # the wrong date in the headers, the right one confirmed
+    [staging] = [s for s in site.staging() if s.pk == pk]
+    [reason] = staging.reasons
+    assert reason["details"]["candidates"] == [
+        {
+            "subject": "SUBJ-0001",
+            "matches_confirmed": ["birth_date", "first_name", "last_name"],
+            "matches_headers": ["first_name", "last_name"],
+        }
+    ]  # SUBJ-0002 (another name, another date) shares nothing
+    assert resolve_identity(site.review, pk, "subject", subject="SUBJ-0001") == "ARCHIVED"
+    assert sorted(s.subject_label for s in site.sessions("RESEARCH")) == [
+        "SUBJ-0001",
+        "SUBJ-0001",
+        "SUBJ-0002",
+    ]

@@ -137,3 +137,16 @@ def test_study_mapping_only_adds_and_is_encrypted(vault: IdentityVault, tmp_path
     assert vault.mapped_pseudonym("P1", "PIDQ5554") is None  # the refused call stored nothing
     assert vault.mapping_count("P1") == 3 and vault.mapping_count("P2") == 0
     assert b"PIDQ555" not in (tmp_path / "vault.db").read_bytes()
+
+
+def test_component_hashes_are_kept_for_record_linkage(vault: IdentityVault) -> None:
+    from dicomgate.deid.pseudonyms import keyed_pseudonym
+
+    secret = vault.project_secret("P1")
+    hashes = keyed_pseudonym(secret, PLANTED).component_hashes
+    first = vault.get_or_create_subject("P1", PLANTED, component_hashes=hashes)
+    vault.get_or_create_subject("P1", Identity("A", "B"))  # no hashes: never a candidate
+    respelt = Identity("Zakarias", "Quixotewell", "Oldname", "19450101")
+    found = vault.linked_subjects("P1", keyed_pseudonym(secret, respelt).component_hashes)
+    assert found == {first.pseudonym: ["birth_date", "birth_name", "last_name"]}
+    assert vault.linked_subjects("P2", hashes) == {}
