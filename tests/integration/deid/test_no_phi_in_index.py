@@ -17,8 +17,14 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
-from dicomgate.archive.models import Base, StagingSession
-from dicomgate.archive.session_models import EquipmentSeen
+from dicomgate.archive.models import Base, Instance, Patient, Series, StagingSession, Study
+from dicomgate.archive.session_models import (
+    ArchivedSession,
+    EquipmentSeen,
+    PrearchiveAction,
+    StagingReview,
+)
+from dicomgate.archive.share import bind_share
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.prearchive import actions
@@ -128,3 +134,54 @@ def test_deidentified_project_rows_and_blobs_hold_no_phi(
         text = data.decode("latin-1")
         assert _leaks(text) == [], path
     assert _leaks(vault.read_bytes().decode("latin-1")) == []  # encrypted at rest
+
+
+def _project_rows(site: Site, project: str) -> list[str]:
+    """Return every index row linked to ``project``, as JSON text."""
+    with site.db.reader() as session:
+        stagings = [s.pk for s in session.scalars(select(StagingSession))
+                    if s.project_id == project]  # fmt: skip
+        studies = list(session.scalars(select(Study).where(Study.project_id == project)))
+        series = list(
+            session.scalars(select(Series).where(Series.study_pk.in_([s.pk for s in studies])))
+        )
+        rows: list[object] = [
+            *session.scalars(select(StagingSession).where(StagingSession.pk.in_(stagings))),
+            *session.scalars(select(StagingReview).where(StagingReview.staging_pk.in_(stagings))),
+            *session.scalars(select(ArchivedSession).where(ArchivedSession.project_id == project)),
+            *session.scalars(select(EquipmentSeen).where(EquipmentSeen.project_id == project)),
+            *session.scalars(
+                select(PrearchiveAction).where(
+                    (PrearchiveAction.project_id == project)
+                    | PrearchiveAction.staging_pk.in_(stagings)
+                )
+            ),
+            *studies,
+            *series,
+            *session.scalars(select(Instance).where(Instance.staging_pk.in_(stagings))),
+            *session.scalars(
+                select(Patient).where(Patient.pk.in_([s.patient_pk for s in studies]))
+            ),
+        ]
+        return [
+            json.dumps({c.key: getattr(r, c.key) for c in r.__table__.columns}, default=str)  # type: ignore[attr-defined]
+            for r in rows
+        ]
+
+
+def test_shared_copy_rows_hold_no_phi(make_site: MakeSite) -> None:
+    site = make_site({"id": "CLINIC"}, {"id": "RESEARCH", "deid": {"profile": {}}})
+    site.send(phi_study(), "CLINIC")
+    site.run()
+    [clinical] = site.sessions("CLINIC")
+    assert clinical.label == "PIDQ778899"  # the identified project names the patient
+    bind_share(site.review)
+    jobs = Jobs(site.review.intake, JobsConfig(retry_base_delay=0, retry_max_delay=0))
+    params = {"source_project": "CLINIC", "session": clinical.label, "target_project": "RESEARCH"}
+    job = jobs.run_inline(jobs.submit("share_session", params, owner="dm"))
+    assert job.status.value == "SUCCEEDED", job.message
+    [shared] = site.sessions("RESEARCH")
+    rows = _project_rows(site, "RESEARCH")
+    assert len(rows) > 8  # staging, review, session, actions, study, series, instances, patient
+    assert [(row, _leaks(row)) for row in rows if _leaks(row)] == []
+    assert all(_leaks(ds.to_json()) == [] for ds in site.stored(shared))
