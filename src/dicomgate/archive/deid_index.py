@@ -20,7 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
-from dicomgate.archive.deid_scrub import scrub_actions, scrub_job, scrub_review
+from dicomgate.archive.deid_scrub import (
+    drop_job_identity,
+    scrub_actions,
+    scrub_job_items,
+    scrub_review,
+)
 from dicomgate.archive.models import Instance, Patient, StagingSession, Study, utcnow
 from dicomgate.archive.sessions import record_action, session_of_study
 from dicomgate.deid import DeidKeys, remap_uid
@@ -69,15 +74,17 @@ def store_deidentified(
     archived_pk = store_session(session, copy_pk, copy_target, user)
     details = {**details, "copy_staging": copy_pk, "instances": len(copies)}
     kept = settings.deid.identified_project
-    job_id = (require_staging(session, staging_pk).origin or {}).get("job_id")
+    job = (require_staging(session, staging_pk).origin or {}).get("job_id")
+    job_id = job if isinstance(job, str) else None
     if kept is not None:
         _keep_original(session, staging_pk, target, kept, user)
         purged: list[str] = []
-    else:
+    else:  # the original leaves the index: what was written about it goes too
         purged = _purge_original(session, staging_pk, target, copy_pk, study_uid)
         scrub_review(session, staging_pk)
-        scrub_job(session, job_id if isinstance(job_id, str) else None, replaced)
+        scrub_job_items(session, job_id, replaced)
     scrub_actions(session, staging_pk, keep_project=kept)
+    drop_job_identity(session, job_id)
     record_action(
         session,
         "deidentified",

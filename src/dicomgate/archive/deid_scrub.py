@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive.session_models import PrearchiveAction, StagingReview
+from dicomgate.deid import TABLE_EDITION
 from dicomgate.jobs.models import Job, JobItem
 from dicomgate.jobs.statuses import FINAL_STATUSES
 from dicomgate.jobs.store import append_log
@@ -56,22 +57,28 @@ def _scrubbed(action: str, details: dict[str, Any]) -> dict[str, Any]:
     return {**clean, "scrubbed": "identifying values removed on de-identification"}
 
 
-def scrub_job(session: Session, job_id: str | None, replaced: Mapping[str, str]) -> None:
-    """Point the job's item records at the replaced UIDs; drop a finished job's identity.
+def scrub_job_items(session: Session, job_id: str | None, replaced: Mapping[str, str]) -> None:
+    """Point the import job's item records at the replaced SOP Instance UIDs.
 
-    The confirmed identity stays in the parameters of a job that may still run (a resumed
-    run checks its remaining files with it) and is dropped once the job is final.
+    A replaced item records the PS3.15 edition it was de-identified under (``deidentified``).
     """
     if not job_id:
         return
-    job = session.get(Job, job_id)
-    if job is None:
-        return
-    items = session.scalars(select(JobItem).where(JobItem.job_id == job_id))
-    for item in items:
+    for item in session.scalars(select(JobItem).where(JobItem.job_id == job_id)):
         uid = (item.detail or {}).get("sop_instance_uid")
         if isinstance(uid, str) and uid in replaced:
-            item.detail = {**item.detail, "sop_instance_uid": replaced[uid], "deidentified": True}
-    if job.status in FINAL_STATUSES and (job.params or {}).get("identity"):
+            new = {"sop_instance_uid": replaced[uid], "deidentified": TABLE_EDITION}
+            item.detail = {**item.detail, **new}
+
+
+def drop_job_identity(session: Session, job_id: str | None) -> None:
+    """Drop the confirmed identity from a finished import job's parameters.
+
+    A job that may still run keeps it (a resumed run checks its remaining files with it).
+    """
+    job = session.get(Job, job_id) if job_id else None
+    if job is None or job.status not in FINAL_STATUSES:
+        return
+    if (job.params or {}).get("identity"):
         job.params = {k: v for k, v in job.params.items() if k != "identity"}
-        append_log(session, job_id, "confirmed identity removed after de-identification")
+        append_log(session, job.id, "confirmed identity removed after de-identification")

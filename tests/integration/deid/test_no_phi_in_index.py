@@ -25,8 +25,10 @@ from dicomgate.archive.session_models import (
     StagingReview,
 )
 from dicomgate.archive.share import bind_share
+from dicomgate.deid import TABLE_EDITION
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.config import JobsConfig
+from dicomgate.jobs.models import Job, JobItem
 from dicomgate.prearchive import actions
 from dicomgate.sources import files as _files  # noqa: F401  (registers import_files)
 from tests.integration.deid.conftest import BOTH_DATABASES, Site
@@ -125,6 +127,12 @@ def test_deidentified_project_rows_and_blobs_hold_no_phi(
     with site.db.reader() as session:
         assert session.scalars(select(EquipmentSeen)).all()  # equipment is recorded...
         assert session.scalars(select(StagingSession)).all()
+        items = list(session.scalars(select(JobItem)))
+        [job] = session.scalars(select(Job))
+    assert "identity" not in job.params and job.params["project"] == "RESEARCH"
+    stored = {str(ds.SOPInstanceUID) for ds in site.stored(archived)}
+    assert {i.detail["sop_instance_uid"] for i in items} == stored  # the new UIDs
+    assert {i.detail["deidentified"] for i in items} == {TABLE_EDITION}
     found = {
         name: leaks for name, rows in dumped.items() for leaks in [_leaks("\n".join(rows))] if leaks
     }
