@@ -1,37 +1,54 @@
-"""REST for de-identification: share a session into a research project, re-identify.
+"""REST for de-identification: share a session, re-identify, upload a pseudonym mapping.
 
 ``POST /api/projects/{p}/sessions/{label}/share`` submits a ``share_session`` job (202 with
 its URL). ``POST /api/projects/{p}/subjects/{pseudonym}/reidentify`` returns the identity
 behind a pseudonym only when the permission hook allows it; every call, refused or not, is
 recorded in the vault's access log. Until authentication exists (issue 8) the hook refuses
-every HTTP caller (see :mod:`dicomgate.deid.reidentify`).
+every HTTP caller (see :mod:`dicomgate.deid.reidentify`). ``PUT
+/api/projects/{p}/pseudonym-mapping`` adds a study's Patient ID -> pseudonym mapping to the
+vault (CSV with ``original,pseudonym`` columns, or JSON ``{"mapping": {...}}``); it needs the
+``manage`` permission in the project.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
+from dicomgate.archive.deidentify import project_deid
 from dicomgate.archive.share import KIND, ShareParams, check_share
 from dicomgate.auth.roles import Caller, Permission
 from dicomgate.deid.config import open_vault
-from dicomgate.deid.errors import VaultError, VaultKeyError
+from dicomgate.deid.errors import PseudonymError, VaultError, VaultKeyError
+from dicomgate.deid.mapping import upload_mapping
+from dicomgate.deid.pseudonyms import mapping_from_csv, mapping_from_pairs
 from dicomgate.deid.reidentify import (
     REIDENTIFY,
     PermissionCheck,
     deny_without_authentication,
     reidentify,
 )
-from dicomgate.errors import NotFoundError, StorageError
+from dicomgate.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    StorageError,
+    UnsupportedMediaTypeError,
+)
 from dicomgate.jobs.api import job_url
 from dicomgate.jobs.service import Jobs
 from dicomgate.prearchive.context import Review
 
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 Actor = Callable[[Request], str | None]
+MAX_MAPPING_BYTES = 16 * 1024 * 1024
 
 
 class ShareIn(BaseModel):
@@ -76,6 +93,40 @@ def caller_check(request: Request) -> PermissionCheck:
     return check
 
 
+def require_manage(request: Request, project: str) -> None:
+    """Refuse unless the request's caller may manage ``project`` (no caller: refused)."""
+    caller = _caller(request)
+    if caller is None:
+        raise PermissionDeniedError("this needs the 'manage' permission in the project")
+    caller.require(Permission.MANAGE, project)
+
+
+async def _mapping_body(request: Request) -> dict[str, str]:
+    """Read and validate a mapping body: CSV (``text/csv``) or JSON ``{"mapping": {...}}``."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "text/plain", "application/json"):
+        raise UnsupportedMediaTypeError("send the mapping as text/csv or application/json")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_MAPPING_BYTES:
+            raise PayloadTooLargeError(f"a mapping is at most {MAX_MAPPING_BYTES} bytes")
+    try:
+        text = bytes(body).decode("utf-8-sig")
+        if kind != "application/json":
+            return mapping_from_csv(text)
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("mapping"), dict):
+            raise PseudonymError('expected {"mapping": {"<Patient ID>": "<pseudonym>", ...}}')
+        return mapping_from_pairs(data["mapping"])
+    except UnicodeDecodeError:
+        raise InvalidInputError("the mapping is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"the mapping is not valid JSON: {exc.msg}") from None
+    except PseudonymError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
 def create_deid_api(
     review: Review,
     jobs: Jobs,
@@ -112,5 +163,21 @@ def create_deid_api(
         except VaultError as exc:
             raise NotFoundError(str(exc)) from None
         return found.to_dict()
+
+    @router.put("/{project}/pseudonym-mapping")
+    async def put_mapping(project: str, request: Request) -> dict[str, Any]:
+        """Add Patient ID -> pseudonym entries for the ``mapping`` scheme (never changes one)."""
+        require_manage(request, project)
+        mapping = await _mapping_body(request)
+        settings, config = review.settings, project_deid(review, project)
+        try:
+            done = await run_in_threadpool(
+                upload_mapping, settings.deid, settings.data_dir, config, project, mapping
+            )
+        except VaultKeyError as exc:
+            raise StorageError("the identity vault cannot be opened") from exc
+        except (PseudonymError, VaultError) as exc:
+            raise ConflictError(str(exc)) from None
+        return {"project": done.project, "added": done.added, "total": done.total}
 
     return router

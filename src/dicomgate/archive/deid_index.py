@@ -20,6 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
+from dicomgate.archive.deid_scrub import (
+    drop_job_identity,
+    scrub_actions,
+    scrub_job_items,
+    scrub_review,
+)
 from dicomgate.archive.models import Instance, Patient, StagingSession, Study, utcnow
 from dicomgate.archive.sessions import record_action, session_of_study
 from dicomgate.deid import DeidKeys, remap_uid
@@ -61,17 +67,24 @@ def store_deidentified(
         The archived session's pk, and blob keys to remove once the transaction committed.
     """
     study_uid = str(copies[0].header.StudyInstanceUID)
+    replaced = _replaced_sop_uids(session, staging_pk, copies)
     copy_pk = _copy_staging(session, staging_pk, study_uid, target.project, details)
     unused = _index_copies(session, copy_pk, copies)
     copy_target = _copy_target(session, target, keys, study_uid)
     archived_pk = store_session(session, copy_pk, copy_target, user)
     details = {**details, "copy_staging": copy_pk, "instances": len(copies)}
     kept = settings.deid.identified_project
+    job = (require_staging(session, staging_pk).origin or {}).get("job_id")
+    job_id = job if isinstance(job, str) else None
     if kept is not None:
         _keep_original(session, staging_pk, target, kept, user)
         purged: list[str] = []
-    else:
+    else:  # the original leaves the index: what was written about it goes too
         purged = _purge_original(session, staging_pk, target, copy_pk, study_uid)
+        scrub_review(session, staging_pk)
+        scrub_job_items(session, job_id, replaced)
+    scrub_actions(session, staging_pk, keep_project=kept)
+    drop_job_identity(session, job_id)
     record_action(
         session,
         "deidentified",
@@ -82,6 +95,16 @@ def store_deidentified(
         details={**details, "original_kept_in": kept},
     )
     return archived_pk, purged + unused
+
+
+def _replaced_sop_uids(session: Session, staging_pk: int, copies: list[Copy]) -> dict[str, str]:
+    """Return original -> replacement SOP Instance UID (copies are in the instances' order)."""
+    originals = session.scalars(
+        select(Instance.sop_instance_uid)
+        .where(Instance.staging_pk == staging_pk)
+        .order_by(Instance.pk)
+    )
+    return {o: str(c.header.SOPInstanceUID) for o, c in zip(originals, copies, strict=False)}
 
 
 def store_shared(

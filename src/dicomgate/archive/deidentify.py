@@ -4,7 +4,8 @@
 settings carry a ``deid`` block. In order:
 
 1. read the staged headers; check the operator-confirmed identity (``identity_mismatch``
-   holds the session in CONFLICT with both values instead of overwriting anything);
+   holds the session in CONFLICT with both values instead of overwriting anything) or
+   follow a person's resolution of that hold (``archive.deid_subject``);
 2. in the identity vault: the project secret, the subject's pseudonym and date offset (the
    same patient keeps them across imports and sources; another project gets others);
 3. de-identify every instance (``deid.apply``) and write the new blobs; an instance with
@@ -30,22 +31,29 @@ from io import BytesIO
 from typing import Any
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive.deid_index import Copy, store_deidentified
+from dicomgate.archive.deid_subject import (
+    SubjectChoice,
+    choose_subject,
+    chosen_keys,
+    held,
+    with_candidates,
+)
 from dicomgate.archive.models import Instance
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.sessions import archived_lookup
 from dicomgate.deid import TABLE_EDITION, DeidKeys, apply, check_references, remap_uid
 from dicomgate.deid.config import ProjectDeid, open_vault
-from dicomgate.deid.errors import DeidError
-from dicomgate.deid.identity import check_session_identity, confirmed_identity, mismatch_reason
+from dicomgate.deid.identity import IDENTITY_MISMATCH
+from dicomgate.deid.plan import compile_plan
 from dicomgate.deid.pseudonyms import Identity
-from dicomgate.deid.subjects import subject_identity, subject_keys, uid_pairs
+from dicomgate.deid.subjects import uid_pairs
 from dicomgate.deid.table import Option
-from dicomgate.deid.vault import IdentityVault
 from dicomgate.dicom.encode import encode_part10
 from dicomgate.errors import HeldForReviewError, StorageError
 from dicomgate.intake.reasons import Reason, ReasonCode
@@ -104,6 +112,27 @@ def deid_archived_lookup(review: Review, session: Session, project: str) -> Arch
     return lookup
 
 
+def deid_equipment(
+    review: Review, project: str | None, equipment: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Return the equipment to record for ``project``: as its profile leaves it.
+
+    A de-identified project must not learn a device's identity (serial number, station
+    name) from its equipment list unless its profile retains it; a value the profile would
+    remove, empty or replace is recorded as ``None``.
+    """
+    config = project_deid(review, project) if project else None
+    if config is None:
+        return equipment
+    plan = compile_plan(config.effective_profile)
+
+    def kept(keyword: str) -> bool:
+        tag = tag_for_keyword(keyword)
+        return tag is None or plan.action_for(tag) in (None, "K")
+
+    return [{k: (v if kept(k) else None) for k, v in e.items()} for e in equipment]
+
+
 @dataclass(frozen=True)
 class Prepared:
     """De-identified copies written to the blob store (not indexed), with their keys."""
@@ -125,10 +154,13 @@ def archive_deidentified(
         de-identification would break); the caller records the status and reason.
     """
     staged = read_staged(review, staging_pk)
-    identity = _checked_identity(config, staged)
+    try:
+        subject = choose_subject(config, staged.origin, staged.headers)
+    except HeldForReviewError as exc:
+        raise _with_candidates(review, target.project, staged, exc) from None
     try:
         ready = deidentify_copies(
-            review, target.project, config, identity, staged, f"staging-{staging_pk}"
+            review, target.project, config, subject, staged, f"staging-{staging_pk}"
         )
     except QuarantineError as exc:
         return _quarantine(review, staging_pk, target, str(exc), user)
@@ -147,11 +179,14 @@ def deidentify_copies(
     review: Review,
     project: str,
     config: ProjectDeid,
-    identity: Identity,
+    subject: Identity | SubjectChoice,
     staged: Staged,
     import_ref: str,
 ) -> Prepared:
     """De-identify ``staged`` for ``project``: vault keys, new blobs, reference check, vault.
+
+    ``subject`` is the subject's identity, or a :class:`SubjectChoice` (a pseudonym a person
+    assigned, an identity to link).
 
     Raises
     ------
@@ -163,7 +198,8 @@ def deidentify_copies(
     profile = config.effective_profile
     settings = review.settings
     with open_vault(settings.deid, settings.data_dir) as vault:
-        keys = _keys(vault, project, config, identity, staged.headers[0])
+        choice = subject if isinstance(subject, SubjectChoice) else SubjectChoice(subject)
+        keys = chosen_keys(vault, project, config, choice, staged.headers[0])
         copies = _deidentify(review, staged.blob_keys, keys, config)
         with removed_on_failure(review, copies):
             references = _check_references(staged.headers, [c.header for c in copies])
@@ -172,6 +208,18 @@ def deidentify_copies(
             vault.record_import(project, keys.subject_id, import_ref, _nominative(staged))
     details = {"profile": profile.name, "table_edition": TABLE_EDITION, **references}
     return Prepared(copies, keys, details)
+
+
+def _with_candidates(
+    review: Review, project: str, staged: Staged, exc: HeldForReviewError
+) -> HeldForReviewError:
+    """Add the vault's candidate subjects to an identity mismatch (see deid_subject)."""
+    if exc.reason.get("code") != IDENTITY_MISMATCH or "details" not in exc.reason:
+        return exc
+    settings = review.settings
+    with open_vault(settings.deid, settings.data_dir) as vault:
+        reason = with_candidates(vault, project, staged.origin, staged.headers, dict(exc.reason))
+    return HeldForReviewError(exc.status, reason)
 
 
 def read_staged(review: Review, staging_pk: int) -> Staged:
@@ -198,32 +246,6 @@ def read_blob(review: Review, blob_key: str, stop_before_pixels: bool = False) -
         return pydicom.dcmread(BytesIO(data), stop_before_pixels=stop_before_pixels)
     except (OSError, ValueError) as exc:
         raise StorageError(f"cannot read stored blob {blob_key}") from exc
-
-
-def _held(status: str, code: ReasonCode, message: str, **details: object) -> HeldForReviewError:
-    return HeldForReviewError(status, dict(Reason(code, message, dict(details)).to_json()))
-
-
-def _checked_identity(config: ProjectDeid, staged: Staged) -> Identity:
-    raw = staged.origin.get("confirmed_identity")
-    if raw and config.identity_check.value == "hold":
-        try:
-            confirmed = confirmed_identity(raw)
-        except DeidError as exc:
-            raise _held("CONFLICT", ReasonCode.IDENTITY_MISMATCH, str(exc)) from None
-        differences = check_session_identity(confirmed, staged.headers)
-        if differences:
-            raise HeldForReviewError("CONFLICT", mismatch_reason(differences))
-    return subject_identity(staged.headers[0])
-
-
-def _keys(
-    vault: IdentityVault, project: str, config: ProjectDeid, identity: Identity, header: Dataset
-) -> DeidKeys:
-    try:
-        return subject_keys(vault, project, config.pseudonym, identity, header)
-    except DeidError as exc:
-        raise _held("ERROR", ReasonCode.PSEUDONYM_UNAVAILABLE, str(exc)) from None
 
 
 def _deidentify(
@@ -262,7 +284,7 @@ def removed_on_failure(review: Review, copies: list[Copy]) -> Iterator[None]:
 def _check_references(before: list[Dataset], after: list[Dataset]) -> dict[str, int]:
     broken_before, broken_after = check_references(before), check_references(after)
     if len(broken_after) > len(broken_before):
-        raise _held(
+        raise held(
             "ERROR",
             ReasonCode.DEID_REFERENCES_BROKEN,
             "references that resolved in the session would not resolve after de-identification",

@@ -122,7 +122,10 @@ def _share(
         return _record_all(ctx, pending, ItemOutcome.REJECTED, str(exc))
     except HeldForReviewError as exc:
         return _record_all(ctx, pending, ItemOutcome.FAILED, str(exc))
-    origin = {**staged.origin, "job_id": ctx.job_id, **ready.details}
+    # The source session's label comes from its headers (Patient ID by default): it stays out
+    # of the target project's rows; the job (in the source's records) names it.
+    origin = {k: v for k, v in staged.origin.items() if k != "session"}
+    origin = {**origin, "job_id": ctx.job_id, **ready.details}
     with removed_on_failure(review, ready.copies), review.intake.db.unit_of_work() as session:
         _, unused = store_shared(
             session, ready.copies, ready.keys, params.target_project, origin, ctx.owner

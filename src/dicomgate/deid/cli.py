@@ -1,8 +1,9 @@
-"""``dicomgate deid``: de-identify a folder, verify files, re-identify (with the permission).
+"""``dicomgate deid``: de-identify a folder, verify files, re-identify, load a study's mapping.
 
 ``dicomgate deid IN OUT --profile FILE`` runs :func:`deid_folder` (the ``run`` subcommand is
 implied: a first argument that is not a subcommand is taken as IN); ``dicomgate deid verify
-PATH --profile FILE`` lists every attribute that violates the profile. Exit codes: 0 clean,
+PATH --profile FILE`` lists every attribute that violates the profile; ``dicomgate deid
+mapping PROJECT CSV`` adds a Patient ID -> pseudonym mapping to the vault. Exit codes: 0 clean,
 1 something was quarantined, failed or violates the profile, 2 bad arguments or config.
 """
 
@@ -149,3 +150,32 @@ def deid_reidentify(
         raise typer.Exit(2) from exc
     for field, value in identity.to_dict().items():
         console.print(f"{field}: {value}", markup=False, highlight=False)
+
+
+@deid_app.command("mapping")
+def deid_mapping(
+    project: Annotated[str, typer.Argument(help="A project with the 'mapping' scheme.")],
+    csv_file: Annotated[Path, typer.Argument(help="CSV with columns original,pseudonym.")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config.")] = None,
+) -> None:
+    """Add a study's Patient ID -> pseudonym mapping to the vault (entries never change)."""
+    from dicomgate.deid.errors import DeidError
+    from dicomgate.deid.mapping import upload_mapping
+    from dicomgate.deid.pseudonyms import mapping_from_csv
+    from dicomgate.errors import ConfigError
+    from dicomgate.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        text = csv_file.read_text(encoding="utf-8-sig")
+        deid = next((p.deid for p in settings.projects if p.id == project), None)
+        done = upload_mapping(
+            settings.deid, settings.data_dir, deid, project, mapping_from_csv(text)
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"cannot read {csv_file}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    except (ConfigError, DeidError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    console.print(f"{done.project}: {done.added} new mapping entries, {done.total} in all")

@@ -36,7 +36,7 @@ class PseudonymScheme(enum.StrEnum):
 
     KEYED = "keyed"  # HMAC of the normalised identity, component hashes kept for linkage
     SEQUENTIAL = "sequential"  # prefix + per-project counter: SUBJ-0001
-    MAPPING = "mapping"  # looked up by Patient ID in a CSV the study provides
+    MAPPING = "mapping"  # looked up by Patient ID: a mapping uploaded to the vault, or a CSV
 
 
 class IdentityCheck(enum.StrEnum):
@@ -60,8 +60,7 @@ class PseudonymConfig(BaseModel):
 
     @model_validator(mode="after")
     def _load_mapping(self) -> PseudonymConfig:
-        if self.scheme is PseudonymScheme.MAPPING and self.mapping_file is None:
-            raise ValueError("mapping_file: required when scheme is 'mapping'")
+        # Without mapping_file the mapping is uploaded (REST or CLI) into the vault.
         if self.mapping_file is not None:
             self._mapping = _read_mapping(self.mapping_file)
         return self

@@ -9,6 +9,7 @@ staging record and the vault, never in logs.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,15 @@ from dicomgate.deid.pseudonyms import Identity, normalise
 IDENTITY_MISMATCH = "identity_mismatch"
 CONFIRMED_FIELDS = ("first_name", "last_name", "birth_name", "birth_date", "sex")
 _SEXES = frozenset({"", "M", "F", "O"})
+
+
+class IdentityResolution(enum.StrEnum):
+    """What a person decided about a session held with ``identity_mismatch``."""
+
+    HEADERS = "headers"  # the headers are right: the confirmed identity was mistaken
+    CONFIRMED = "confirmed"  # the confirmed identity is right: the headers are mistaken
+    SUBJECT = "subject"  # the session belongs to another, named subject of the project
+    REJECT = "reject"  # the data is not this patient's: delete the staging session
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +144,16 @@ def mismatch_reason(differences: Iterable[IdentityDifference]) -> dict[str, Any]
         "message": f"the headers contradict the confirmed identity ({fields})",
         "details": {"fields": items},
     }
+
+
+def resolved_identity(confirmed: Identity, headers: Identity) -> Identity:
+    """Return the identity a person confirmed, completed by the headers where it is empty.
+
+    Used when a data manager decides that the confirmed identity is right and the headers are
+    mistaken: the subject is then found (or created) by this identity in the vault.
+    """
+    values = {
+        name: getattr(confirmed, name).strip() or getattr(headers, name)
+        for name in CONFIRMED_FIELDS
+    }
+    return Identity(**values)

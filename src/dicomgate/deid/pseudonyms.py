@@ -114,17 +114,53 @@ def mapped_pseudonym(mapping: Mapping[str, str], original: str) -> str:
 
 
 def mapping_from_csv(text: str) -> dict[str, str]:
-    """Parse a two-column CSV (``original,pseudonym`` header) into a mapping."""
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or {"original", "pseudonym"} - set(reader.fieldnames):
-        raise PseudonymError("mapping CSV needs the columns 'original' and 'pseudonym'")
+    """Parse a two-column CSV (``original,pseudonym`` header) into a mapping.
+
+    Raises
+    ------
+    PseudonymError
+        Naming the line of an empty, duplicate or unusable entry (no value is echoed).
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        if reader.fieldnames is None or {"original", "pseudonym"} - set(reader.fieldnames):
+            raise PseudonymError("mapping CSV needs the columns 'original' and 'pseudonym'")
+        rows = [(line, row) for line, row in enumerate(reader, start=2)]
+    except csv.Error:
+        raise PseudonymError("mapping CSV is not valid CSV") from None
     mapping: dict[str, str] = {}
-    for line, row in enumerate(reader, start=2):
-        original, pseudonym = row["original"].strip(), row["pseudonym"].strip()
+    for line, row in rows:
+        original, pseudonym = (str(row.get(k) or "").strip() for k in ("original", "pseudonym"))
         if not original or not pseudonym or original in mapping:
             raise PseudonymError(f"mapping CSV line {line}: empty or duplicate entry")
+        _check_entry(pseudonym, original, f"mapping CSV line {line}")
         mapping[original] = pseudonym
     return mapping
+
+
+def mapping_from_pairs(pairs: Mapping[str, object]) -> dict[str, str]:
+    """Validate a mapping given as JSON (``{"<Patient ID>": "<pseudonym>", ...}``).
+
+    Raises
+    ------
+    PseudonymError
+        Naming the position of an entry that is empty, not text or unusable.
+    """
+    mapping: dict[str, str] = {}
+    for n, (original, pseudonym) in enumerate(pairs.items()):
+        if not isinstance(pseudonym, str) or not original.strip() or not pseudonym.strip():
+            raise PseudonymError(f"mapping entry {n}: the pseudonym must be non-empty text")
+        _check_entry(pseudonym.strip(), original.strip(), f"mapping entry {n}")
+        if original.strip() in mapping:
+            raise PseudonymError(f"mapping entry {n}: duplicate Patient ID")
+        mapping[original.strip()] = pseudonym.strip()
+    return mapping
+
+
+def _check_entry(pseudonym: str, original: str, where: str) -> None:
+    # The pseudonym becomes Patient ID (LO: 64 characters, no backslash); no value is echoed.
+    if len(pseudonym) > 64 or len(original) > 64 or any(c in pseudonym for c in "\\^"):
+        raise PseudonymError(f"{where}: at most 64 characters, no '\\' or '^' in a pseudonym")
 
 
 def _dataset_identity(ds: Dataset) -> dict[str, str]:

@@ -45,7 +45,8 @@ def subject_keys(
     Raises
     ------
     PseudonymError
-        The mapping scheme has no pseudonym for this Patient ID.
+        The mapping scheme has no pseudonym for this Patient ID (neither in the mapping
+        stored in the vault nor in ``mapping_file``).
     KeysError
         The pseudonym is not a usable Patient ID (from a mapping file).
     """
@@ -53,13 +54,17 @@ def subject_keys(
     found = vault.find_subject(project, identity)
     if found is None:
         pseudonym: str | None = None
+        keyed = keyed_pseudonym(secret, identity, config.prefix, config.length)
         if config.scheme is PseudonymScheme.KEYED:
-            pseudonym = keyed_pseudonym(secret, identity, config.prefix, config.length).subject_id
+            pseudonym = keyed.subject_id
         elif config.scheme is PseudonymScheme.MAPPING:
-            pseudonym = mapped_pseudonym(config.mapping, str(header.get("PatientID", "")))
+            patient_id = str(header.get("PatientID", ""))
+            stored = vault.mapped_pseudonym(project, patient_id)  # uploaded over REST / CLI
+            pseudonym = stored or mapped_pseudonym(config.mapping, patient_id)
         found = vault.get_or_create_subject(
-            project, identity, pseudonym, prefix=config.prefix, width=config.width
-        )
+            project, identity, pseudonym, prefix=config.prefix, width=config.width,
+            component_hashes=keyed.component_hashes,  # kept for record linkage, any scheme
+        )  # fmt: skip
     return DeidKeys(secret, found.pseudonym, found.date_offset_days)
 
 

@@ -4,51 +4,24 @@ Every sensitive value (identity, date offset, original UID, per-import nominativ
 AES-GCM encrypted with a random 96-bit nonce; the associated data binds each ciphertext to its
 table, column and row key, so a value copied into another row fails to decrypt. Lookups use an
 HMAC of the normalised identity (keyed with a key derived from the vault key), so finding a
-subject never decrypts the table. A canary encrypted at creation makes a wrong key fail at open.
+subject never decrypts the table. A canary encrypted at creation makes a wrong key fail at open
+(the sealing and the schema are in :mod:`dicomgate.deid.vault_store`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import hashlib
-import hmac
 import json
-import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from dicomgate.deid.errors import VaultError, VaultKeyError
+from dicomgate.deid.errors import VaultError
 from dicomgate.deid.pseudonyms import Identity, normalised_components, sequential_pseudonym
+from dicomgate.deid.vault_store import SealedStore, now
 from dicomgate.deid.vaultkey import VaultKey
-
-CANARY = b"dicomgate identity vault v1"
-NONCE_BYTES = 12
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS subjects (
-    project TEXT NOT NULL, pseudonym TEXT NOT NULL, lookup TEXT NOT NULL,
-    identity BLOB NOT NULL, date_offset BLOB NOT NULL, created_at TEXT NOT NULL,
-    PRIMARY KEY (project, pseudonym), UNIQUE (project, lookup));
-CREATE TABLE IF NOT EXISTS uid_map (
-    project TEXT NOT NULL, new_uid TEXT NOT NULL, original_lookup TEXT NOT NULL,
-    original BLOB NOT NULL, PRIMARY KEY (project, new_uid));
-CREATE TABLE IF NOT EXISTS imports (
-    project TEXT NOT NULL, pseudonym TEXT NOT NULL, import_ref TEXT NOT NULL,
-    data BLOB NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (project, import_ref));
-CREATE TABLE IF NOT EXISTS sequences (project TEXT PRIMARY KEY, next INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS project_keys (project TEXT PRIMARY KEY, secret BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS access_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
-    action TEXT NOT NULL, project TEXT NOT NULL, pseudonym TEXT NOT NULL, purpose TEXT NOT NULL);
-"""
 
 
 class SubjectKeys(NamedTuple):
@@ -70,11 +43,7 @@ class AccessEntry:
     purpose: str
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-class IdentityVault:
+class IdentityVault(SealedStore):
     """Pseudonym <-> identity store; open with the key the caller loaded (see VaultKey).
 
     Parameters
@@ -93,63 +62,8 @@ class IdentityVault:
         low, high = offset_range
         if low > high or (low == high == 0):
             raise VaultError("offset_range: need low <= high and a non-zero value possible")
-        self._aead = AESGCM(key.encryption)
-        self._lookup_key = key.lookup
         self._range = (low, high)
-        self._db = sqlite3.connect(os.fspath(path), isolation_level=None)
-        self._db.executescript(_SCHEMA)
-        self._check_canary()
-
-    # -- plumbing -------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
-
-    def __enter__(self) -> IdentityVault:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _seal(self, value: bytes, *aad: str) -> bytes:
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, value, "\x1f".join(aad).encode())
-
-    def _open(self, blob: bytes, *aad: str) -> bytes:
-        try:
-            return self._aead.decrypt(
-                blob[:NONCE_BYTES], blob[NONCE_BYTES:], "\x1f".join(aad).encode()
-            )
-        except InvalidTag:
-            raise VaultKeyError("vault value does not decrypt (wrong key or moved value)") from None
-
-    def _mac(self, *parts: str) -> str:
-        return hmac.new(self._lookup_key, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
-
-    def _check_canary(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE name = 'canary'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta VALUES ('canary', ?)", (self._seal(CANARY, "meta", "canary"),)
-            )
-            return
-        try:
-            ok = self._open(row[0], "meta", "canary") == CANARY
-        except VaultKeyError:
-            ok = False
-        if not ok:
-            self.close()
-            raise VaultKeyError("the vault key does not open this vault (canary check failed)")
+        super().__init__(path, key)
 
     def _identity_lookup(self, project: str, identity: Identity) -> str:
         parts = normalised_components(identity)
@@ -157,15 +71,55 @@ class IdentityVault:
 
     # -- subjects -------------------------------------------------------------------------
     def find_subject(self, project: str, identity: Identity) -> SubjectKeys | None:
-        """Return the subject's pseudonym and offset in ``project``, or ``None``."""
+        """Return the subject's pseudonym and offset in ``project``, or ``None``.
+
+        An identity a person linked to a subject (:meth:`link_identity`) finds that subject.
+        """
+        lookup = self._identity_lookup(project, identity)
         row = self._db.execute(
-            "SELECT pseudonym, date_offset FROM subjects WHERE project = ? AND lookup = ?",
-            (project, self._identity_lookup(project, identity)),
+            "SELECT pseudonym FROM subjects WHERE project = ? AND lookup = ?"
+            " UNION ALL SELECT pseudonym FROM aliases WHERE project = ? AND lookup = ?",
+            (project, lookup, project, lookup),
+        ).fetchone()
+        return None if row is None else self.subject_by_pseudonym(project, row[0])
+
+    def subject_by_pseudonym(self, project: str, pseudonym: str) -> SubjectKeys | None:
+        """Return the keys of the subject ``pseudonym`` (no identity is decrypted), or None."""
+        row = self._db.execute(
+            "SELECT date_offset FROM subjects WHERE project = ? AND pseudonym = ?",
+            (project, pseudonym),
         ).fetchone()
         if row is None:
             return None
-        offset = self._open(row[1], "subjects", "date_offset", project, row[0])
-        return SubjectKeys(row[0], int(offset))
+        offset = self._open(row[0], "subjects", "date_offset", project, pseudonym)
+        return SubjectKeys(pseudonym, int(offset))
+
+    def link_identity(self, project: str, identity: Identity, pseudonym: str) -> bool:
+        """Let ``identity`` find the subject ``pseudonym`` from now on (a person decided so).
+
+        Used when a data manager resolves an identity mismatch: the headers' identity joins
+        the subject the session was assigned to, so its follow-up exams do too.
+
+        Returns
+        -------
+        bool
+            False when the identity already finds a subject (nothing is changed).
+
+        Raises
+        ------
+        VaultError
+            There is no subject ``pseudonym`` in ``project``.
+        """
+        with self._transaction():
+            if self.subject_by_pseudonym(project, pseudonym) is None:
+                raise VaultError(f"no subject {pseudonym} in project {project}")
+            if self.find_subject(project, identity) is not None:
+                return False
+            self._db.execute(
+                "INSERT INTO aliases VALUES (?, ?, ?, ?)",
+                (project, self._identity_lookup(project, identity), pseudonym, now()),
+            )
+            return True
 
     def get_or_create_subject(
         self,
@@ -174,6 +128,7 @@ class IdentityVault:
         pseudonym: str | None = None,
         prefix: str = "SUBJ-",
         width: int = 4,
+        component_hashes: Mapping[str, str] | None = None,
     ) -> SubjectKeys:
         """Return the subject's keys, creating them on first sight.
 
@@ -188,6 +143,9 @@ class IdentityVault:
             :mod:`dicomgate.deid.pseudonyms`); default ``prefix`` + the project sequence.
         prefix, width
             The sequential scheme's prefix and digits (``SUBJ-0001``).
+        component_hashes
+            Keyed hashes of the identity's components (``keyed_pseudonym``), kept with a new
+            subject for record linkage (:meth:`linked_subjects`).
 
         Returns
         -------
@@ -201,7 +159,29 @@ class IdentityVault:
             name = pseudonym or sequential_pseudonym(prefix, self._bump(project), width)
             offset = self._draw_offset()
             self._insert_subject(project, name, identity, offset)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO linkage VALUES (?, ?, ?, ?)",
+                [(project, name, c, h) for c, h in (component_hashes or {}).items()],
+            )
             return SubjectKeys(name, offset)
+
+    def linked_subjects(
+        self, project: str, component_hashes: Mapping[str, str]
+    ) -> dict[str, list[str]]:
+        """Return the subjects sharing a component hash: pseudonym -> matching components.
+
+        Record linkage without decrypting anything: e.g. the same last name and birth date
+        under another spelling of the first name. Only pseudonyms and component names leave.
+        """
+        found: dict[str, list[str]] = {}
+        for component, digest in sorted(component_hashes.items()):
+            rows = self._db.execute(
+                "SELECT pseudonym FROM linkage WHERE project = ? AND component = ? AND hash = ?",
+                (project, component, digest),
+            )
+            for (pseudonym,) in rows:
+                found.setdefault(pseudonym, []).append(component)
+        return found
 
     def _draw_offset(self) -> int:
         low, high = self._range
@@ -226,7 +206,7 @@ class IdentityVault:
                         name,
                     ),
                     self._seal(str(offset).encode(), "subjects", "date_offset", project, name),
-                    _now(),
+                    now(),
                 ),
             )
         except sqlite3.IntegrityError:
@@ -243,6 +223,58 @@ class IdentityVault:
             raise VaultError(f"no subject {pseudonym} in project {project}")
         plain = self._open(row[0], "subjects", "identity", project, pseudonym)
         return Identity(**json.loads(plain))
+
+    # -- pseudonym mappings given by the study (scheme c) --------------------------------------
+    def add_mappings(self, project: str, mapping: Mapping[str, str]) -> int:
+        """Store Patient ID -> pseudonym entries of a study's mapping; return how many are new.
+
+        An entry already stored identically is skipped; the whole call is one transaction.
+
+        Raises
+        ------
+        VaultError
+            An entry gives another pseudonym to a Patient ID already mapped, or a pseudonym
+            already mapped to another Patient ID (nothing is stored then).
+        """
+        added = 0
+        with self._transaction():
+            for original, pseudonym in mapping.items():
+                added += self._add_mapping(project, original.strip(), pseudonym)
+        return added
+
+    def _add_mapping(self, project: str, original: str, pseudonym: str) -> int:
+        lookup = self._mac("mapping", project, original)
+        row = self._db.execute(
+            "SELECT pseudonym FROM mappings WHERE project = ? AND lookup = ?", (project, lookup)
+        ).fetchone()
+        if row is not None:
+            if row[0] != pseudonym:
+                raise VaultError(f"a subject mapped to {row[0]} would get {pseudonym}")
+            return 0
+        try:
+            self._db.execute(
+                "INSERT INTO mappings VALUES (?, ?, ?, ?, ?)",
+                (project, lookup, pseudonym,
+                 self._seal(original.encode(), "mappings", project, pseudonym), now()),
+            )  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise VaultError(f"pseudonym {pseudonym} is mapped to another subject") from None
+        return 1
+
+    def mapped_pseudonym(self, project: str, original: str) -> str | None:
+        """Return the pseudonym a stored mapping gives to Patient ID ``original``, or None."""
+        row = self._db.execute(
+            "SELECT pseudonym FROM mappings WHERE project = ? AND lookup = ?",
+            (project, self._mac("mapping", project, original.strip())),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def mapping_count(self, project: str) -> int:
+        """Return how many mapping entries are stored for ``project``."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM mappings WHERE project = ?", (project,)
+        ).fetchone()
+        return int(row[0])
 
     # -- sequences, UIDs, imports, log ------------------------------------------------------
     def next_sequence(self, project: str) -> int:
@@ -313,7 +345,7 @@ class IdentityVault:
         sealed = self._seal(json.dumps(dict(data)).encode(), "imports", project, import_ref)
         self._db.execute(
             "INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?, ?)",
-            (project, pseudonym, import_ref, sealed, _now()),
+            (project, pseudonym, import_ref, sealed, now()),
         )
 
     def import_data(self, project: str, import_ref: str, actor: str) -> dict[str, str]:
@@ -332,7 +364,7 @@ class IdentityVault:
         self._db.execute(
             "INSERT INTO access_log (at, actor, action, project, pseudonym, purpose)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (_now(), actor, action, project, pseudonym, purpose),
+            (now(), actor, action, project, pseudonym, purpose),
         )
 
     def record_refusal(self, actor: str, project: str, pseudonym: str, purpose: str) -> None:

@@ -153,7 +153,7 @@ def rename(
         session.flush()
         after = {"subject": row.subject_label, "session": row.session_label}
         details = {"from": before, "to": after}
-        return _recheck(review, session, staging, headers, "renamed", user, details)
+        return recheck(review, session, staging, headers, "renamed", user, details)
 
 
 def move(review: Review, staging_pk: int, project: str, user: str | None = None) -> str:
@@ -170,10 +170,10 @@ def move(review: Review, staging_pk: int, project: str, user: str | None = None)
         review_row(session, staging_pk).project_fixed = True
         session.flush()
         details = {"from": before, "to": project}
-        return _recheck(review, session, staging, headers, "moved", user, details)
+        return recheck(review, session, staging, headers, "moved", user, details)
 
 
-def _recheck(
+def recheck(
     review: Review,
     session: Session,
     staging: StagingSession,
@@ -182,6 +182,10 @@ def _recheck(
     user: str | None,
     details: dict[str, Any],
 ) -> str:
+    """Check a staging session again after a review action, store and record it.
+
+    Returns the status the checks put it in; the action is recorded with ``details``.
+    """
     verdict = assess(review, session, staging, headers, now=utcnow())
     apply_verdict(session, staging.pk, verdict, utcnow())
     project = verdict.target.project if verdict.target else None

@@ -12,9 +12,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from dicomgate.access.api_schemas import StagingStatus
+from dicomgate.deid.identity import IdentityResolution
 from dicomgate.prearchive import actions, views
 from dicomgate.prearchive import quarantine as q
 from dicomgate.prearchive.context import Review
+from dicomgate.prearchive.identity import resolve_identity
 
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -49,6 +51,14 @@ class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project: str = Field(pattern=_ID)
     into: str = Field(pattern=_ID)
+
+
+class ResolveIdentityIn(BaseModel):
+    """A person's decision on a session held with ``identity_mismatch``."""
+
+    model_config = ConfigDict(extra="forbid")
+    use: IdentityResolution
+    subject: str | None = Field(default=None, max_length=64)
 
 
 class ReleaseIn(ArchiveIn):
@@ -104,6 +114,18 @@ def create_prearchive_api(review: Review) -> APIRouter:
     def merge(staging_id: int, body: MergeIn) -> dict[str, Any]:
         """Add to an archived session of the same study (only when asked)."""
         actions.merge(review, staging_id, body.project, body.into)
+        return _state(review, staging_id)
+
+    @router.post("/prearchive/{staging_id}/resolve-identity")
+    def resolve(staging_id: int, body: ResolveIdentityIn) -> dict[str, Any]:
+        """Decide whose data a session held with ``identity_mismatch`` is, then archive it.
+
+        ``use``: ``headers``, ``confirmed``, ``subject`` (with ``subject``, a label of the
+        project) or ``reject`` (deletes the staging session).
+        """
+        status = resolve_identity(review, staging_id, body.use, body.subject)
+        if status == "DELETED":
+            return {"deleted": staging_id, "status": status}
         return _state(review, staging_id)
 
     @router.delete("/prearchive/{staging_id}")

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dicomgate.archive.deidentify import deid_archived_lookup
+from dicomgate.archive.deidentify import deid_archived_lookup, deid_equipment
 from dicomgate.archive.models import SetAside, StagingSession, Study
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
@@ -140,7 +140,9 @@ def assess(
         conflicts += _archive_conflicts(session, staging, headers, target, ignore_archived)
     elif decision.action is Action.QUARANTINE:
         conflicts += _quarantine_conflicts(session, staging, headers, target, ignore_archived)
-    base = {"decision": decision.to_json(), "equipment": equipment_json(headers)}
+    recorded_in = target.proposed_project or target.project  # where apply_verdict counts it
+    equipment = deid_equipment(review, recorded_in, equipment_json(headers))
+    base = {"decision": decision.to_json(), "equipment": equipment}
     return _verdict(review, session, staging, decision, target, conflicts, now, base)
 
 

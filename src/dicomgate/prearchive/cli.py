@@ -160,6 +160,21 @@ def prearchive_merge(staging_id: int, project: str, into: str, config: ConfigOpt
     console.print(f"staging session {staging_id} merged into {project}/{into}")
 
 
+@prearchive_app.command("resolve-identity")
+def prearchive_resolve_identity(
+    staging_id: int,
+    use: Annotated[str, typer.Argument(help="headers | confirmed | subject | reject")],
+    subject: Annotated[str | None, typer.Option(help="With 'subject': its label.")] = None,
+    user: Annotated[str | None, typer.Option(help="Who decides (recorded).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Decide whose data a session held with identity_mismatch is; archive it when clean."""
+    from dicomgate.prearchive.identity import resolve_identity
+
+    status = _run(config, lambda r: resolve_identity(r, staging_id, use, subject, user))
+    console.print(f"staging session {staging_id} identity resolved ({use}): {status}")
+
+
 @prearchive_app.command("delete")
 def prearchive_delete(staging_id: int, config: ConfigOption = None) -> None:
     """Delete a session and its instances (recorded)."""

@@ -114,8 +114,8 @@ def make_site(site_db: Database, tmp_path: Path) -> Callable[..., Site]:
         with database.unit_of_work() as session:
             ensure_quarantine(session)
             sync_project(session, settings.default_project)
-            for project in settings.projects:
-                sync_project(session, project.id)
+            for p in settings.projects:
+                sync_project(session, p.id, p.name, p.description, p.archive_policy.value)
         intake = Intake(
             database,
             FilesystemBlobStore(tmp_path / "data" / "blobs"),

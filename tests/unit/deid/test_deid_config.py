@@ -81,7 +81,6 @@ projects:
         ("{}", "profile: required"),
         ("{profile: {}, profile_file: x.yaml}", "profile, profile_file"),
         ("{profile_file: /nonexistent/p.yaml}", "profile_file: cannot read"),
-        ("{profile: {}, pseudonym: {scheme: mapping}}", "mapping_file: required"),
         (
             "{profile: {}, pseudonym: {scheme: mapping, mapping_file: /nonexistent.csv}}",
             "mapping_file: cannot read",

@@ -10,6 +10,7 @@ from dicomgate.deid.pseudonyms import (
     keyed_pseudonym,
     mapped_pseudonym,
     mapping_from_csv,
+    mapping_from_pairs,
     normalise,
     sequential_pseudonym,
 )
@@ -60,3 +61,33 @@ def test_compare_identity_lists_mismatches_without_values() -> None:
         ("sex", "differs"),
         ("birth_name", "missing in dataset"),
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("original,pseudonym\nPIDQ1,S^1\n", "line 2: at most 64 characters"),
+        ("original,pseudonym\nPIDQ1,S\\1\n", "line 2: at most 64"),
+        (f"original,pseudonym\nPIDQ1,{'S' * 65}\n", "line 2: at most 64"),
+        ("original,pseudonym\nPIDQ1,S-1\nPIDQ1,S-2\n", "line 3: empty or duplicate"),
+        ("original,pseudonym\nPIDQ1\n", "line 2: empty or duplicate"),
+        ('original,pseudonym\n"PIDQ1,S-1\n', "not valid CSV|line 2"),
+    ],
+)
+def test_bad_mapping_csv_names_the_line_without_the_value(text: str, message: str) -> None:
+    with pytest.raises(PseudonymError, match=message) as caught:
+        mapping_from_csv(text)
+    assert "PIDQ1" not in str(caught.value)
+
+
+def test_mapping_from_json_pairs() -> None:
+    assert mapping_from_pairs({" PIDQ1 ": " S-1 ", "PIDQ2": "S-2"}) == {
+        "PIDQ1": "S-1",
+        "PIDQ2": "S-2",
+    }
+    for bad in ({"PIDQ1": 7}, {"PIDQ1": ""}, {"": "S-1"}, {"PIDQ1": "A^B"}):
+        with pytest.raises(PseudonymError, match="mapping entry 0") as caught:
+            mapping_from_pairs(bad)
+        assert "PIDQ1" not in str(caught.value)
+    with pytest.raises(PseudonymError, match="entry 1: duplicate"):
+        mapping_from_pairs({"PIDQ1": "S-1", " PIDQ1": "S-2"})

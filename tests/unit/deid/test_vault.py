@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dicomgate.deid import VaultKeyError
+from dicomgate.deid import VaultError, VaultKeyError
 from dicomgate.deid.pseudonyms import Identity
 from dicomgate.deid.vault import IdentityVault
 from dicomgate.deid.vaultkey import VaultKey
@@ -105,3 +105,48 @@ def test_key_from_file_and_env(tmp_path: Path) -> None:
         VaultKey.from_env("VK", {})
     with pytest.raises(VaultKeyError, match="32 bytes"):
         VaultKey(b"short")
+
+
+def test_linked_identity_finds_the_subject_in_its_project_only(
+    vault: IdentityVault, tmp_path: Path
+) -> None:
+    first = vault.get_or_create_subject("P1", PLANTED)
+    misspelt = Identity("Zacharias", "Quixotewel", "Oldname", "19450101")
+    assert vault.find_subject("P1", misspelt) is None
+    assert vault.link_identity("P1", misspelt, first.pseudonym) is True
+    assert vault.find_subject("P1", misspelt) == first
+    assert vault.get_or_create_subject("P1", misspelt) == first  # no second subject
+    assert vault.find_subject("P2", misspelt) is None
+    assert vault.link_identity("P1", PLANTED, first.pseudonym) is False  # known already
+    with pytest.raises(VaultError, match="no subject SUBJ-0042"):
+        vault.link_identity("P1", Identity("A", "B"), "SUBJ-0042")
+    assert vault.subject_by_pseudonym("P1", first.pseudonym) == first
+    assert vault.subject_by_pseudonym("P1", "SUBJ-0042") is None
+    assert b"Quixotewel" not in (tmp_path / "vault.db").read_bytes()
+
+
+def test_study_mapping_only_adds_and_is_encrypted(vault: IdentityVault, tmp_path: Path) -> None:
+    assert vault.add_mappings("P1", {"PIDQ5551": "S-1", "PIDQ5552": "S-2"}) == 2
+    assert vault.add_mappings("P1", {" PIDQ5551 ": "S-1", "PIDQ5553": "S-3"}) == 1
+    assert vault.mapped_pseudonym("P1", "PIDQ5553") == "S-3"
+    assert vault.mapped_pseudonym("P2", "PIDQ5553") is None
+    with pytest.raises(VaultError, match="mapped to S-1 would get S-9"):
+        vault.add_mappings("P1", {"PIDQ5554": "S-4", "PIDQ5551": "S-9"})
+    with pytest.raises(VaultError, match="S-2 is mapped to another subject"):
+        vault.add_mappings("P1", {"PIDQ5555": "S-2"})
+    assert vault.mapped_pseudonym("P1", "PIDQ5554") is None  # the refused call stored nothing
+    assert vault.mapping_count("P1") == 3 and vault.mapping_count("P2") == 0
+    assert b"PIDQ555" not in (tmp_path / "vault.db").read_bytes()
+
+
+def test_component_hashes_are_kept_for_record_linkage(vault: IdentityVault) -> None:
+    from dicomgate.deid.pseudonyms import keyed_pseudonym
+
+    secret = vault.project_secret("P1")
+    hashes = keyed_pseudonym(secret, PLANTED).component_hashes
+    first = vault.get_or_create_subject("P1", PLANTED, component_hashes=hashes)
+    vault.get_or_create_subject("P1", Identity("A", "B"))  # no hashes: never a candidate
+    respelt = Identity("Zakarias", "Quixotewell", "Oldname", "19450101")
+    found = vault.linked_subjects("P1", keyed_pseudonym(secret, respelt).component_hashes)
+    assert found == {first.pseudonym: ["birth_date", "birth_name", "last_name"]}
+    assert vault.linked_subjects("P2", hashes) == {}
