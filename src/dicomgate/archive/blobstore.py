@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +50,7 @@ class BlobStore(Protocol):
 
 def new_key() -> str:
     """Return a fresh random key (32 hex digits)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -60,14 +59,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_synced(job: tuple[Path, bytes]) -> None:
-    path, data = job
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 _pool_lock = threading.Lock()
@@ -154,22 +145,28 @@ class FilesystemBlobStore:
         blob cannot be stored, none is kept (the caller may store them one by one).
         """
         keys = [new_key() for _ in blobs]
-        temps = [self.temp / key for key in keys]
-        placed: list[str] = []
+        folders: set[Path] = set()
         try:
-            _all_at_once(_write_synced, zip(temps, blobs, strict=True))
-            folders: set[Path] = set()
-            for tmp, key in zip(temps, keys, strict=True):
-                folders.update(self._rename_into_place(tmp, key))
-                placed.append(key)
+            # Each blob on its own thread: write, fsync, rename (its fsyncs, the mkdirs of a
+            # fresh store's fan-out folders and the renames overlap); then every folder.
+            jobs = zip(keys, blobs, strict=True)
+            _all_at_once(lambda job: folders.update(self._write_one(*job)), jobs)
             _all_at_once(_fsync_dir, folders)
         except OSError as exc:
-            for key in placed:
+            for key in keys:
                 self.remove(key)
-            for tmp in temps:
-                tmp.unlink(missing_ok=True)
+                (self.temp / key).unlink(missing_ok=True)
             raise _storage_error(exc, "store a blob") from exc
         return keys
+
+    def _write_one(self, key: str, data: bytes) -> list[Path]:
+        """Write and fsync one blob, rename it into place; return the folders left to fsync."""
+        tmp = self.temp / key
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return self._rename_into_place(tmp, key)
 
     def adopt(self, tmp: Path) -> str:
         """Move a file already written and fsynced under ``temp`` into the store."""

@@ -29,6 +29,7 @@ from dicomgate.jobs.store import ItemRecord
 from dicomgate.sources.dicomdir import Listed, disagreements
 
 BATCH_ITEMS = 200  # instances per batch: one blob flush and two commits for all of them
+FIRST_BATCH = 8  # the first batch of an import; each next one is twice as large
 BATCH_BYTES = 64 * 1024 * 1024  # and at most this much file data (two batches are in memory)
 Recorded = tuple[ItemOutcome, str]  # the outcome and reason recorded for an item
 
@@ -91,13 +92,18 @@ def run_batches(
 
 
 def _batches(items: list[Planned]) -> Iterator[list[Planned]]:
+    """Cut ``items`` into batches that grow from FIRST_BATCH to BATCH_ITEMS items.
+
+    Small first batches show progress (and the first outcomes) soon; later ones are large so
+    their flush and commits are shared by many instances.
+    """
     batch: list[Planned] = []
-    size = 0
+    size, limit = 0, FIRST_BATCH
     for item in items:
         length = _size(item.path) if item.outcome is None else 0
-        if batch and (len(batch) >= BATCH_ITEMS or size + length > BATCH_BYTES):
+        if batch and (len(batch) >= limit or size + length > BATCH_BYTES):
             yield batch
-            batch, size = [], 0
+            batch, size, limit = [], 0, min(2 * limit, BATCH_ITEMS)
         batch.append(item)
         size += length
     if batch:

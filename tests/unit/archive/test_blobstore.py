@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from dicomgate.archive.blobstore import FilesystemBlobStore
-from dicomgate.errors import NotFoundError
+from dicomgate.errors import NotFoundError, StorageError
 
 
 @pytest.fixture()
@@ -38,3 +38,20 @@ def test_keys_from_outside_are_refused(store: FilesystemBlobStore, bad: str) -> 
 def test_missing_blob_is_not_found(store: FilesystemBlobStore) -> None:
     with pytest.raises(NotFoundError):
         store.read("0" * 32)
+
+
+def test_create_many_stores_every_blob_with_its_own_key(store: FilesystemBlobStore) -> None:
+    blobs = [bytes([n]) * (n + 1) for n in range(40)]
+    keys = store.create_many(blobs)
+    assert len(set(keys)) == 40
+    assert [store.read(key) for key in keys] == blobs
+    assert store.temp_files() == []
+    assert sorted(store.iter_keys()) == sorted(keys)
+
+
+def test_create_many_keeps_nothing_when_a_write_fails(store: FilesystemBlobStore) -> None:
+    store.create(b"kept")  # the fan-out folders of earlier blobs stay as they are
+    store.temp.rmdir()  # every temporary write now fails (root may write anywhere: no chmod)
+    with pytest.raises(StorageError):
+        store.create_many([b"a", b"b", b"c"])
+    assert len(list(store.iter_keys())) == 1
