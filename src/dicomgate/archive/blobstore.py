@@ -2,13 +2,15 @@
 
 The filesystem store writes to a temporary name, fsyncs the file, renames it into a two-level
 fan-out directory and fsyncs the directory, so a key that ``create`` returned survives a crash.
-``create_many`` does the same for a batch with one flush: every file is written and fsynced
-at once (concurrent fsyncs share the file system's journal commits), then all are renamed and
-their directories fsynced at once; no key is returned before all of that is done.
+``create_many`` does the same for a batch with one flush: every blob is written to a temporary
+name beside its final one, fsynced and renamed, all at once on threads (concurrent fsyncs
+share the file system's journal commits), then every folder touched is fsynced at once; no
+key is returned before all of that is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -21,6 +23,7 @@ from dicomgate.errors import NotFoundError, StorageError, StorageFullError
 
 T = TypeVar("T")
 TEMP_DIR = ".tmp"
+TEMP_SUFFIX = ".tmp"  # of a blob being written by ``create_many``, beside its final name
 _FLUSHERS = 16  # fsyncs in flight at once for a batch; they wait on the disk, not the CPU
 
 
@@ -154,19 +157,32 @@ class FilesystemBlobStore:
             _all_at_once(_fsync_dir, folders)
         except OSError as exc:
             for key in keys:
-                self.remove(key)
-                (self.temp / key).unlink(missing_ok=True)
+                final = self.path(key)
+                for path in (final, final.with_name(key + TEMP_SUFFIX)):
+                    with contextlib.suppress(OSError):  # never written, or not removable
+                        path.unlink()
             raise _storage_error(exc, "store a blob") from exc
         return keys
 
     def _write_one(self, key: str, data: bytes) -> list[Path]:
-        """Write and fsync one blob, rename it into place; return the folders left to fsync."""
-        tmp = self.temp / key
+        """Write and fsync one blob, rename it into place; return the folders left to fsync.
+
+        The temporary file is in the blob's own fan-out folder (``<key>.tmp``): concurrent
+        writers then create and rename in different folders instead of queueing on ``temp``'s
+        lock and on the file system's lock for renames across folders.
+        """
+        final = self.path(key)
+        folders = [final.parent]
+        if final.parent not in self._known_dirs:
+            folders += _make_dirs(final.parent)
+            self._known_dirs.add(final.parent)
+        tmp = final.with_name(key + TEMP_SUFFIX)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        return self._rename_into_place(tmp, key)
+        os.rename(tmp, final)
+        return folders
 
     def adopt(self, tmp: Path) -> str:
         """Move a file already written and fsynced under ``temp`` into the store."""
@@ -225,8 +241,10 @@ class FilesystemBlobStore:
         for first in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
             for second in sorted(first.glob("[0-9a-f][0-9a-f]")):
                 for blob in second.iterdir():
-                    yield blob.name
+                    if not blob.name.endswith(TEMP_SUFFIX):
+                        yield blob.name
 
     def temp_files(self) -> list[Path]:
         """Return the leftover temporary files (a crash happened mid-write)."""
-        return [p for p in self.temp.iterdir() if p.is_file()]
+        batch_temps = self.root.glob(f"[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*{TEMP_SUFFIX}")
+        return [p for p in [*self.temp.iterdir(), *batch_temps] if p.is_file()]

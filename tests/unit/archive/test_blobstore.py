@@ -50,8 +50,15 @@ def test_create_many_stores_every_blob_with_its_own_key(store: FilesystemBlobSto
 
 
 def test_create_many_keeps_nothing_when_a_write_fails(store: FilesystemBlobStore) -> None:
-    store.create(b"kept")  # the fan-out folders of earlier blobs stay as they are
-    store.temp.rmdir()  # every temporary write now fails (root may write anywhere: no chmod)
+    for n in range(256):  # a file where each fan-out folder would go: every blob fails
+        (store.root / f"{n:02x}").write_bytes(b"")
     with pytest.raises(StorageError):
         store.create_many([b"a", b"b", b"c"])
-    assert len(list(store.iter_keys())) == 1
+    assert list(store.iter_keys()) == [] and store.temp_files() == []
+
+
+def test_leftovers_of_a_batch_are_temporary_files_not_keys(store: FilesystemBlobStore) -> None:
+    [key] = store.create_many([b"kept"])
+    leftover = store.path(key).with_name(f"{'0' * 32}.tmp")  # a crash mid-batch leaves this
+    leftover.write_bytes(b"half")
+    assert list(store.iter_keys()) == [key] and store.temp_files() == [leftover]
