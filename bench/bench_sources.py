@@ -54,7 +54,9 @@ def _config(work: Path, extra: str = "") -> Path:
     config = work / "config.yaml"
     config.write_text(
         f"data_dir: {work / 'data'}\nhttp_port: {free_port()}\ndicom_port: {free_port()}\n"
-        f"log_level: WARNING\nstable_after: 3600\nprojects: [{{id: BENCH}}]\n{extra}",
+        f"log_level: WARNING\nstable_after: 3600\nprojects: [{{id: BENCH}}]\n"
+        # The bench polls the jobs API without credentials; auth is not what is measured.
+        f"auth: {{enabled: false}}\n{extra}",
         encoding="utf-8",
     )
     return config

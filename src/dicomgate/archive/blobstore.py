@@ -2,20 +2,29 @@
 
 The filesystem store writes to a temporary name, fsyncs the file, renames it into a two-level
 fan-out directory and fsyncs the directory, so a key that ``create`` returned survives a crash.
+``create_many`` does the same for a batch with one flush: every blob is written to a temporary
+name beside its final one, fsynced and renamed, all at once on threads (concurrent fsyncs
+share the file system's journal commits), then every folder touched is fsynced at once; no
+key is returned before all of that is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import uuid
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from dicomgate.errors import NotFoundError, StorageError, StorageFullError
 
+T = TypeVar("T")
 TEMP_DIR = ".tmp"
+TEMP_SUFFIX = ".tmp"  # of a blob being written by ``create_many``, beside its final name
+_FLUSHERS = 16  # fsyncs in flight at once for a batch; they wait on the disk, not the CPU
 
 
 class BlobStore(Protocol):
@@ -44,7 +53,7 @@ class BlobStore(Protocol):
 
 def new_key() -> str:
     """Return a fresh random key (32 hex digits)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,6 +62,41 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_pool_lock = threading.Lock()
+_pool: list[ThreadPoolExecutor] = []
+
+
+def _flush_pool() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(_FLUSHERS, thread_name_prefix="blob-flush"))
+        return _pool[0]
+
+
+def _all_at_once(work: Callable[[T], None], jobs: Iterable[T]) -> None:
+    """Run ``work`` on every job concurrently; raise the first error after all finished."""
+    futures = [_flush_pool().submit(work, job) for job in jobs]
+    errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
+    if errors:
+        raise errors[0]
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` (and its parent) when missing; return the folders whose entries changed.
+
+    Plain ``os.mkdir`` calls: this runs once per new fan-out folder, for most blobs of a
+    fresh store, where ``Path.mkdir(parents=True)`` costs more in Python than in the kernel.
+    """
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        return []
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return [folder.parent, folder.parent.parent]
+    return [folder.parent]
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
@@ -97,6 +141,49 @@ class FilesystemBlobStore:
             raise _storage_error(exc, "store a blob") from exc
         return key
 
+    def create_many(self, blobs: Sequence[bytes]) -> list[str]:
+        """Store every blob durably with one flush for the batch; return their keys in order.
+
+        Nothing is returned before every file and every directory entry is fsynced. When any
+        blob cannot be stored, none is kept (the caller may store them one by one).
+        """
+        keys = [new_key() for _ in blobs]
+        folders: set[Path] = set()
+        try:
+            # Each blob on its own thread: write, fsync, rename (its fsyncs, the mkdirs of a
+            # fresh store's fan-out folders and the renames overlap); then every folder.
+            jobs = zip(keys, blobs, strict=True)
+            _all_at_once(lambda job: folders.update(self._write_one(*job)), jobs)
+            _all_at_once(_fsync_dir, folders)
+        except OSError as exc:
+            for key in keys:
+                final = self.path(key)
+                for path in (final, final.with_name(key + TEMP_SUFFIX)):
+                    with contextlib.suppress(OSError):  # never written, or not removable
+                        path.unlink()
+            raise _storage_error(exc, "store a blob") from exc
+        return keys
+
+    def _write_one(self, key: str, data: bytes) -> list[Path]:
+        """Write and fsync one blob, rename it into place; return the folders left to fsync.
+
+        The temporary file is in the blob's own fan-out folder (``<key>.tmp``): concurrent
+        writers then create and rename in different folders instead of queueing on ``temp``'s
+        lock and on the file system's lock for renames across folders.
+        """
+        final = self.path(key)
+        folders = [final.parent]
+        if final.parent not in self._known_dirs:
+            folders += _make_dirs(final.parent)
+            self._known_dirs.add(final.parent)
+        tmp = final.with_name(key + TEMP_SUFFIX)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+        return folders
+
     def adopt(self, tmp: Path) -> str:
         """Move a file already written and fsynced under ``temp`` into the store."""
         key = new_key()
@@ -107,17 +194,23 @@ class FilesystemBlobStore:
         return key
 
     def _move_into_place(self, tmp: Path, key: str) -> None:
+        folders = self._rename_into_place(tmp, key)
+        for folder in reversed(folders):  # new folders' entries first, the blob's last
+            _fsync_dir(folder)
+
+    def _rename_into_place(self, tmp: Path, key: str) -> list[Path]:
+        """Rename ``tmp`` to the path of ``key``; return the folders to fsync for it to last.
+
+        That is the blob's folder, and the parents of the fan-out folders created for it.
+        """
         final = self.path(key)
         parent = final.parent
+        folders = [parent]
         if parent not in self._known_dirs:
-            created = not parent.exists()
-            parent.mkdir(parents=True, exist_ok=True)
-            if created:
-                _fsync_dir(parent.parent)
-                _fsync_dir(parent.parent.parent)
+            folders += _make_dirs(parent)
             self._known_dirs.add(parent)
         os.rename(tmp, final)
-        _fsync_dir(parent)
+        return folders
 
     def read(self, key: str) -> bytes:
         """Return the whole blob."""
@@ -148,8 +241,10 @@ class FilesystemBlobStore:
         for first in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
             for second in sorted(first.glob("[0-9a-f][0-9a-f]")):
                 for blob in second.iterdir():
-                    yield blob.name
+                    if not blob.name.endswith(TEMP_SUFFIX):
+                        yield blob.name
 
     def temp_files(self) -> list[Path]:
         """Return the leftover temporary files (a crash happened mid-write)."""
-        return [p for p in self.temp.iterdir() if p.is_file()]
+        batch_temps = self.root.glob(f"[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*{TEMP_SUFFIX}")
+        return [p for p in [*self.temp.iterdir(), *batch_temps] if p.is_file()]

@@ -143,14 +143,14 @@ _TOUCH_STAGING = (
     .values(
         last_received_at=bindparam("now"),
         updated_at=bindparam("now"),
-        instance_count=StagingSession.instance_count + 1,
+        instance_count=StagingSession.instance_count + bindparam("count"),
     )
 )
 
 
-def touch_staging_session(session: Session, staging_pk: int) -> bool:
-    """Count one more instance in a session; return False when it is no longer RECEIVING."""
-    params = {"staging_pk": staging_pk, "now": utcnow()}
+def touch_staging_session(session: Session, staging_pk: int, count: int = 1) -> bool:
+    """Count ``count`` more instances in a session; return False when it is no longer RECEIVING."""
+    params = {"staging_pk": staging_pk, "now": utcnow(), "count": count}
     result = session.connection().execute(_TOUCH_STAGING, params)
     return bool(result.rowcount == 1)
 
@@ -161,13 +161,14 @@ def staging_session_for(
     study_uid: str,
     origin: dict[str, Any],
     counted: bool = True,
+    count: int = 1,
 ) -> int:
     """Return the RECEIVING staging session of this source and study, opening one if needed.
 
-    ``counted=False`` (a conflicting duplicate kept aside) keeps the session open without
-    counting an instance.
+    The session counts ``count`` more instances; ``counted=False`` (a conflicting duplicate
+    kept aside) keeps the session open without counting one.
     """
-    step = 1 if counted else 0
+    step = count if counted else 0
     query = select(StagingSession.pk).where(
         StagingSession.source_key == source_key,
         StagingSession.study_uid == study_uid,
@@ -212,9 +213,19 @@ def log_change(session: Session, change_type: str, resource_type: str, resource_
     session.connection().execute(_INSERT_CHANGE, {**values, "resource_pk": resource_pk})
 
 
-def add_instance(session: Session, header: Dataset, values: dict[str, Any]) -> int:
-    """Insert the instance row (unique SOP Instance UID) and return its pk."""
-    row = {
+def log_changes(
+    session: Session, change_type: str, resource_type: str, resource_pks: list[int]
+) -> None:
+    """Append one row to the change log per resource, in order (one statement)."""
+    values = {"change_type": change_type, "resource_type": resource_type}
+    rows = [{**values, "resource_pk": pk} for pk in resource_pks]
+    if rows:
+        session.connection().execute(_INSERT_CHANGE, rows)
+
+
+def instance_row(header: Dataset, values: dict[str, Any]) -> dict[str, Any]:
+    """Return the values of an instance row: from the header, then ``values``."""
+    return {
         "sop_instance_uid": str(header.SOPInstanceUID),
         "sop_class_uid": str(header.SOPClassUID),
         "instance_number": integer(header, "InstanceNumber"),
@@ -224,5 +235,26 @@ def add_instance(session: Session, header: Dataset, values: dict[str, Any]) -> i
         "received_at": dt.datetime.now(dt.UTC),
         **values,
     }
-    result = session.connection().execute(_INSERT_INSTANCE, row)
+
+
+def add_instance(session: Session, header: Dataset, values: dict[str, Any]) -> int:
+    """Insert the instance row (unique SOP Instance UID) and return its pk."""
+    result = session.connection().execute(_INSERT_INSTANCE, instance_row(header, values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+_INSERT_INSTANCES = _INSERT_INSTANCE.returning(
+    Instance.__table__.c.pk,
+    sort_by_parameter_order=True,
+)
+
+
+def add_instances(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert instance rows (from ``instance_row``) in one statement; return their pks in order.
+
+    A SOP Instance UID that is stored already fails the whole statement (IntegrityError).
+    """
+    if not rows:
+        return []
+    result = session.connection().execute(_INSERT_INSTANCES, rows)
+    return [int(pk) for pk in result.scalars()]

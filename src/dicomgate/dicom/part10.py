@@ -125,7 +125,9 @@ def parse_file(data: bytes) -> Part10:
     if not ts:
         raise NotDicomError("the file meta information has no Transfer Syntax UID")
     _check(data, offset, ts)
-    return Part10(PREAMBLE + data[128:], header, ts, offset)
+    # Most files carry a zeroed preamble already: keep their bytes rather than copy them twice.
+    zeroed = data if data[:128] == PREAMBLE else PREAMBLE + data[128:]
+    return Part10(zeroed, header, ts, offset)
 
 
 def parse_dataset(

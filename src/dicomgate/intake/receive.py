@@ -91,6 +91,45 @@ class Intake:
         object.__setattr__(self, "known", KnownRows())
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One instance read once: parsed, checked and hashed, ready to be stored.
+
+    ``prepare`` does no I/O and may run on any thread; ``receive_prepared`` (one instance) and
+    ``intake.batch.receive_batch`` (many) store what it returns without parsing it again.
+
+    Parameters
+    ----------
+    data
+        The bytes as received.
+    origin
+        Where they came from.
+    parsed
+        The Part-10 file and its header, or None when the bytes cannot be read as DICOM.
+    digest
+        SHA-256 of ``parsed.data`` after the preamble.
+    error
+        Why the bytes cannot be read (when ``parsed`` is None).
+    """
+
+    data: bytes
+    origin: Origin
+    parsed: Part10 | None
+    digest: str = ""
+    error: str = ""
+
+
+def prepare(data: bytes, origin: Origin, transfer_syntax: str | None = None) -> Prepared:
+    """Parse and check the header (never pixels) and hash the instance; nothing is stored."""
+    try:
+        parsed = _parse(data, origin, transfer_syntax)
+        _check_uids(parsed.header)
+    except NotDicomError as exc:
+        return Prepared(data, origin, None, error=str(exc))
+    digest = hashlib.sha256(memoryview(parsed.data)[128:]).hexdigest()
+    return Prepared(data, origin, parsed, digest)
+
+
 def receive(
     intake: Intake, data: bytes, origin: Origin, transfer_syntax: str | None = None
 ) -> ReceiveResult:
@@ -107,13 +146,14 @@ def receive(
     transfer_syntax
         For a bare dataset (C-STORE, STOW part without meta): its transfer syntax UID.
     """
-    try:
-        parsed = _parse(data, origin, transfer_syntax)
-        _check_uids(parsed.header)
-    except NotDicomError as exc:
-        return _keep_aside(intake, data, origin, "malformed", str(exc), None)
-    digest = hashlib.sha256(memoryview(parsed.data)[128:]).hexdigest()
-    return _store_new(intake, parsed, origin, digest)
+    return receive_prepared(intake, prepare(data, origin, transfer_syntax))
+
+
+def receive_prepared(intake: Intake, item: Prepared) -> ReceiveResult:
+    """Take in one instance that ``prepare`` read: store it, or keep it aside with the reason."""
+    if item.parsed is None:
+        return _keep_aside(intake, item.data, item.origin, "malformed", item.error, None)
+    return _store_new(intake, item.parsed, item.origin, item.digest)
 
 
 def _parse(data: bytes, origin: Origin, transfer_syntax: str | None) -> Part10:
@@ -154,7 +194,7 @@ def _store_new(intake: Intake, parsed: Part10, origin: Origin, digest: str) -> R
             existing = _existing(intake, str(header.SOPInstanceUID))
             if existing is not None:
                 intake.blobs.remove(key)
-                return _duplicate(intake, parsed, origin, digest, existing)
+                return duplicate(intake, parsed, origin, digest, existing)
             # A remembered row may be gone (a deleted session, a purged original): forget
             # them all and write once more, looking every row up again.
             intake.known.forget()
@@ -169,7 +209,8 @@ def _store_new(intake: Intake, parsed: Part10, origin: Origin, digest: str) -> R
     return ReceiveResult(Outcome.STORED, str(header.SOPInstanceUID), instance_pk, staging_pk)
 
 
-def _series_pk(session: Session, header: Dataset, known: KnownRows) -> int:
+def series_pk_for(session: Session, header: Dataset, known: KnownRows) -> int:
+    """Return the series' pk (remembered, else upserting patient, study and series)."""
     series_pk = known.series.get(str(header.SeriesInstanceUID))
     if series_pk is not None:
         return series_pk
@@ -178,21 +219,26 @@ def _series_pk(session: Session, header: Dataset, known: KnownRows) -> int:
     return index.upsert_series(session, header, study_pk)
 
 
-def _staging_pk(session: Session, header: Dataset, origin: Origin, known: KnownRows) -> int:
+def staging_pk_for(
+    session: Session, header: Dataset, origin: Origin, known: KnownRows, count: int = 1
+) -> int:
+    """Return the RECEIVING staging session of ``origin`` and the study, counting ``count`` more."""
     study_uid = str(header.StudyInstanceUID)
     staging_pk = known.staging.get((origin.source_key, study_uid))
-    if staging_pk is not None and index.touch_staging_session(session, staging_pk):
+    if staging_pk is not None and index.touch_staging_session(session, staging_pk, count):
         return staging_pk
     origin_json = {k: v for k, v in asdict(origin).items() if v is not None}
-    return index.staging_session_for(session, origin.source_key, study_uid, origin_json)
+    return index.staging_session_for(
+        session, origin.source_key, study_uid, origin_json, count=count
+    )
 
 
 def _index(
     session: Session, *, parsed: Part10, origin: Origin, digest: str, key: str, known: KnownRows
 ) -> tuple[int, int, int]:
     header = parsed.header
-    series_pk = _series_pk(session, header, known)
-    staging_pk = _staging_pk(session, header, origin, known)
+    series_pk = series_pk_for(session, header, known)
+    staging_pk = staging_pk_for(session, header, origin, known)
     instance_pk = index.add_instance(
         session,
         header,
@@ -209,13 +255,18 @@ def _index(
     return series_pk, staging_pk, instance_pk
 
 
-def _duplicate(
+def duplicate(
     intake: Intake,
     parsed: Part10,
     origin: Origin,
     digest: str,
     existing: tuple[int, str, str],
 ) -> ReceiveResult:
+    """Decide about an instance whose SOP Instance UID is stored: ``existing`` (pk, hash, key).
+
+    The same content is already stored; other content replaces it, is kept aside as a
+    conflict, or is refused, as the duplicate policy says.
+    """
     instance_pk, stored_digest, old_key = existing
     sop_uid = str(parsed.header.SOPInstanceUID)
     if stored_digest == digest:

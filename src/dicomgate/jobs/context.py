@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 from sqlalchemy import select, update
@@ -99,8 +99,19 @@ class JobContext:
         with self._db.unit_of_work() as session:
             store.record_item(session, self.job_id, key, ItemOutcome(outcome), reason, detail or {})
 
+    def record_many(self, records: Sequence[store.ItemRecord]) -> None:
+        """Record many items' outcomes in one transaction; committed before this returns."""
+        if records:
+            with self._db.unit_of_work() as session:
+                store.record_items(session, self.job_id, records)
+
     def record_receive(self, key: str, result: ReceiveResult) -> None:
         """Record what ``intake.receive()`` did with the item ``key``."""
+        rec = self.receive_record(key, result)
+        self.record(rec.key, rec.outcome, rec.reason, rec.detail)
+
+    def receive_record(self, key: str, result: ReceiveResult) -> store.ItemRecord:
+        """Return the record of what ``intake.receive()`` did with the item ``key``."""
         outcome = _INTAKE_TO_ITEM[result.outcome]
         detail: dict[str, Any] = {"intake": result.outcome.value}
         if result.sop_instance_uid:
@@ -108,7 +119,7 @@ class JobContext:
         if outcome is ItemOutcome.ALREADY_STORED and self._stored_by_this_job(result):
             # A crash came between receive() and record(): this job stored it on its last run.
             outcome, detail["resumed"] = ItemOutcome.STORED, True
-        self.record(key, outcome, result.reason, detail)
+        return store.ItemRecord(key, outcome, result.reason, detail)
 
     def _stored_by_this_job(self, result: ReceiveResult) -> bool:
         if not self.resumed or result.instance_pk is None:

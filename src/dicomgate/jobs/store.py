@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -67,9 +69,16 @@ def get_job(session: Session, job_id: str, lock: bool = False) -> Job:
     return job
 
 
+@functools.cache
+def _add_items_statement(dialect: str) -> Any:
+    insert_ignore = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_ignore(JobItem.__table__).on_conflict_do_nothing()  # type: ignore[arg-type]
+
+
 def add_items(session: Session, job_id: str, keys: Iterable[str]) -> None:
     """Insert the expected items that are not there yet and refresh the job's total."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    # One cached statement run for many rows (executemany), not a statement with 6 binds a row.
+    statement = _add_items_statement(session.get_bind().dialect.name)
     rows: dict[str, str] = {key_hash(k): k for k in keys}
     now = utcnow()
     values = [
@@ -77,8 +86,7 @@ def add_items(session: Session, job_id: str, keys: Iterable[str]) -> None:
         for h, k in rows.items()
     ]
     for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        session.execute(insert(JobItem).values(chunk).on_conflict_do_nothing())
+        session.connection().execute(statement, values[start : start + _CHUNK])
     total = session.scalar(select(func.count()).where(JobItem.job_id == job_id)) or 0
     session.execute(
         update(Job).where(Job.id == job_id).values(total=total, planned=True, updated_at=now)
@@ -125,6 +133,61 @@ def record_item(
             updated_at=now,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """One item's outcome, to record with ``record_items``."""
+
+    key: str
+    outcome: ItemOutcome
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def record_items(session: Session, job_id: str, records: Iterable[ItemRecord]) -> None:
+    """Set many items' outcomes at once (as ``record_item`` does for one) and the job's counts."""
+    by_hash = {key_hash(r.key): r for r in records}  # the last record of a key wins
+    old = _item_rows(session, job_id, list(by_hash))
+    now = utcnow()
+    changed, added = [], []
+    for digest, rec in by_hash.items():
+        values = {"outcome": rec.outcome.value, "reason": rec.reason, "detail": rec.detail}
+        if digest in old:
+            changed.append({"pk": old[digest][0], **values, "updated_at": now})
+        else:
+            added.append({"job_id": job_id, "key_hash": digest, "key": rec.key, **values})
+    if changed:
+        session.execute(update(JobItem), changed)
+    if added:
+        session.execute(insert(JobItem), [{**row, "updated_at": now} for row in added])
+    previous = [old[d][1] if d in old else None for d in by_hash]
+    errors = sum(r.outcome.error for r in by_hash.values())
+    errors -= sum(1 for o in previous if o is not None and ItemOutcome(o).error)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            total=Job.total + len(added),
+            done=Job.done + sum(1 for o in previous if o is None),
+            errors=Job.errors + errors,
+            updated_at=now,
+        )
+    )
+
+
+def _item_rows(
+    session: Session, job_id: str, digests: list[str]
+) -> dict[str, tuple[int, str | None]]:
+    """Return the items of ``job_id`` with these key hashes: hash -> (pk, outcome)."""
+    found: dict[str, tuple[int, str | None]] = {}
+    for start in range(0, len(digests), _CHUNK):
+        query = select(JobItem.key_hash, JobItem.pk, JobItem.outcome).where(
+            JobItem.job_id == job_id, JobItem.key_hash.in_(digests[start : start + _CHUNK])
+        )
+        for digest, pk, outcome in session.execute(query):
+            found[digest] = (int(pk), outcome)
+    return found
 
 
 def reset_items(session: Session, job_id: str, outcomes: Iterable[ItemOutcome]) -> int:

@@ -1,11 +1,12 @@
-"""The ``import_files`` job: files and folders on this machine, through ``intake.receive``.
+"""The ``import_files`` job: files and folders on this machine, through intake.
 
 The first run scans the given paths (folders recursively, links never followed) and declares
-every entry as an expected item; each run then reads the pending entries one by one, so a run
-resumed after a crash reads only what has no outcome yet. Entries that are not regular files
-(symbolic links, FIFOs, devices) are recorded as skipped with the reason; a file that vanished
-before it was read is missing. With ``cleanup``, a file is deleted once intake has it durably,
-and emptied folders are removed (never ``keep``, the project's inbox folder).
+every entry as an expected item; each run then receives the pending entries in batches
+(``sources.batches``), so a run resumed after a crash reads only what has no outcome yet.
+Entries that are not regular files (symbolic links, FIFOs, devices) are recorded as skipped
+with the reason; a file that vanished before it was read is missing. With ``cleanup``, a file
+is deleted once intake has it durably, and emptied folders are removed (never ``keep``, the
+project's inbox folder).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,13 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dicomgate.deid.identity import confirmed_identity
 from dicomgate.errors import PermanentError
 from dicomgate.intake.origin import OriginKind
-from dicomgate.intake.receive import receive
+from dicomgate.intake.receive import Prepared, prepare
 from dicomgate.jobs import ItemOutcome, JobContext, register
+from dicomgate.sources.batches import Planned, Recorded, run_batches
 
 KIND = "import_files"
 NOT_FOUND = "not a file or folder"
-READERS = 4  # files imported at once by one job
-_BATCH = 1000
+READERS = 4  # threads of one job reading and parsing files ahead of the batch being stored
 
 
 class ImportParams(BaseModel):
@@ -125,42 +125,29 @@ def import_files(ctx: JobContext) -> None:
 
 
 def _import_pending(ctx: JobContext, params: ImportParams) -> None:
-    """Import the pending entries, READERS at a time (their fsync waits overlap).
+    """Import the pending entries in batches, READERS threads reading and parsing ahead.
 
-    The first error (e.g. the storage is full) stops the entries not yet started and is
-    raised for the engine's retry policy; every item is still recorded on its own.
+    The first error (e.g. the storage is full) stops the batches not yet started and is
+    raised for the engine's retry policy, after the rest of its batch was recorded.
     """
-    abort = threading.Event()
-
-    def one(key: str) -> None:
-        if abort.is_set() or ctx.cancelled():
-            return
-        try:
-            _import_one(ctx, params, key)
-        except BaseException:
-            abort.set()
-            raise
-
-    pending = ctx.pending()
-    with ThreadPoolExecutor(READERS, thread_name_prefix=f"import-{ctx.job_id[:8]}") as pool:
-        for start in range(0, len(pending), _BATCH):  # bounded: no million futures at once
-            futures = [pool.submit(one, key) for key in pending[start : start + _BATCH]]
-            for future in futures:
-                future.result()  # raises the first error once the started files finished
+    items = [Planned(key, Path(key)) for key in ctx.pending()]
+    load = partial(_load, ctx, params)
+    after = _remove_imported if params.cleanup else None
+    for _recorded in run_batches(ctx, items, load, after, READERS):
+        pass
 
 
-def _import_one(ctx: JobContext, params: ImportParams, key: str) -> None:
+def _load(ctx: JobContext, params: ImportParams, item: Planned) -> Prepared | Recorded:
+    """Read and prepare one entry (on a reader thread), or return why it is not read."""
+    key = item.key
     try:
         data = read_regular(key)
     except NotRegularFileError as exc:
-        ctx.record(key, ItemOutcome.SKIPPED, str(exc))
-        return
+        return ItemOutcome.SKIPPED, str(exc)
     except FileNotFoundError:
-        ctx.record(key, ItemOutcome.MISSING, "the file disappeared before it was read")
-        return
+        return ItemOutcome.MISSING, "the file disappeared before it was read"
     except OSError as exc:
-        ctx.record(key, ItemOutcome.FAILED, f"cannot read: {exc.strerror}")
-        return
+        return ItemOutcome.FAILED, f"cannot read: {exc.strerror}"
     origin = ctx.origin(
         params.origin,
         import_path=key,
@@ -169,10 +156,13 @@ def _import_one(ctx: JobContext, params: ImportParams, key: str) -> None:
         session_label=params.session,
         confirmed_identity=params.identity,
     )
-    result = receive(ctx.intake, data, origin)
-    ctx.record_receive(key, result)
-    if params.cleanup and result.ok:
-        Path(key).unlink(missing_ok=True)
+    return prepare(data, origin)
+
+
+def _remove_imported(item: Planned, recorded: Recorded) -> None:
+    """Delete a file once intake has it durably and its outcome is committed (``cleanup``)."""
+    if recorded[0].ok:
+        Path(item.key).unlink(missing_ok=True)
 
 
 def _remove_empty_folders(params: ImportParams) -> None:

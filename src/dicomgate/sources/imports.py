@@ -12,21 +12,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from io import BytesIO
+from functools import partial
 from pathlib import Path
-from typing import Any
-
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 
 from dicomgate.errors import PermanentError, RetriableError, StorageError
 from dicomgate.intake.origin import Origin
-from dicomgate.intake.receive import Outcome, ReceiveResult, receive
+from dicomgate.intake.receive import Outcome, Prepared, ReceiveResult, prepare, receive
 from dicomgate.jobs import ItemOutcome, JobContext
 from dicomgate.sources.archives import ArchiveError, ArchiveLimits, open_archive
-from dicomgate.sources.dicomdir import Listed, Media, MediaError, disagreements, find_dicomdir
+from dicomgate.sources.batches import Planned, Recorded, run_batches
+from dicomgate.sources.dicomdir import Media, MediaError, find_dicomdir
 from dicomgate.sources.dicomdir import read_media as read_dicomdir
 from dicomgate.sources.scan import (
     NOT_DICOM,
@@ -47,34 +42,9 @@ _BY_INTAKE = {
     Outcome.CONFLICTING: ItemOutcome.CONFLICTING,
     Outcome.REJECTED: ItemOutcome.REJECTED,
 }
-Recorded = tuple["ItemOutcome", str]  # the outcome and reason recorded for an item
+__all__ = ["Planned", "Recorded", "plan_path", "planned_found", "run_archive", "run_files"]
 UNLISTED_FILTERED = "not listed in the DICOMDIR (not imported: a study/series filter is set)"
 UNLISTED_OTHER = "not listed in the DICOMDIR and not DICOM"
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """One expected item of an import.
-
-    Parameters
-    ----------
-    key
-        Its name in the job (a path relative to the import root, an archive entry name).
-    path
-        The file to receive, or None when the outcome is decided already.
-    outcome
-        The outcome decided without reading (rejected, skipped, missing), or None.
-    reason
-        Why, for a decided outcome.
-    listed
-        The DICOMDIR record of the file, to compare its header with.
-    """
-
-    key: str
-    path: Path | None = None
-    outcome: ItemOutcome | None = None
-    reason: str = ""
-    listed: Listed | None = None
 
 
 def planned_found(found: Found) -> Planned:
@@ -131,57 +101,27 @@ def outcome_of(result: ReceiveResult) -> ItemOutcome:
     return _BY_INTAKE[result.outcome]
 
 
-def receive_planned(ctx: JobContext, item: Planned, origin: Origin) -> Recorded:
-    """Receive one planned file (or record its decided outcome); return what was recorded.
-
-    Raises
-    ------
-    RetriableError
-        When the archive cannot make the data durable now (the job is retried later).
-    """
+def load_planned(item: Planned, origin: Callable[[Planned], Origin]) -> Prepared | Recorded:
+    """Read and prepare one planned file, or return the outcome it gets without intake."""
     if item.outcome is not None or item.path is None:
-        recorded = (item.outcome or ItemOutcome.MISSING, item.reason)
-    else:
-        try:
-            data = read_regular(item.path)
-        except FileNotFoundError:
-            recorded = (ItemOutcome.MISSING, "the file vanished before it was read")
-        except OSError as exc:
-            recorded = (ItemOutcome.FAILED, f"cannot be read: {exc.strerror or exc}")
-        else:
-            return receive_bytes(ctx, item.key, data, origin, item.listed)
-    ctx.record(item.key, *recorded)
-    return recorded
+        return item.outcome or ItemOutcome.MISSING, item.reason
+    try:
+        data = read_regular(item.path)
+    except FileNotFoundError:
+        return ItemOutcome.MISSING, "the file vanished before it was read"
+    except OSError as exc:
+        return ItemOutcome.FAILED, f"cannot be read: {exc.strerror or exc}"
+    return prepare(data, origin(item))
 
 
-def receive_bytes(
-    ctx: JobContext, key: str, data: bytes, origin: Origin, listed: Listed | None = None
-) -> Recorded:
+def receive_bytes(ctx: JobContext, key: str, data: bytes, origin: Origin) -> Recorded:
     """Hand ``data`` to intake and record the result under ``key``; return what was recorded."""
     try:
         result = receive(ctx.intake, data, origin)
     except StorageError as exc:
         raise RetriableError(f"the archive could not store {key!r}: {exc}") from exc
-    differ = _disagreements(listed, data) if listed is not None else []
-    if not differ:
-        ctx.record_receive(key, result)
-        return outcome_of(result), result.reason
-    assert listed is not None
-    reason = "the DICOMDIR record disagrees with the file header on " + ", ".join(differ)
-    detail: dict[str, Any] = {"intake": result.outcome.value, "disagrees": differ}
-    detail["record"] = listed.expected
-    ctx.record(key, outcome_of(result), result.reason or reason, detail)
-    ctx.log(f"a DICOMDIR record disagrees with its file on {', '.join(differ)} (see the item)")
-    return outcome_of(result), result.reason or reason
-
-
-def _disagreements(listed: Listed, data: bytes) -> list[str]:
-    tags = ["SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"]
-    try:
-        header = dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=tags)
-    except (InvalidDicomError, ValueError, EOFError, KeyError, OSError):
-        return []  # intake has refused it already, with its own reason
-    return disagreements(listed, header)
+    ctx.record_receive(key, result)
+    return outcome_of(result), result.reason
 
 
 def run_files(
@@ -191,7 +131,7 @@ def run_files(
     after: Callable[[Planned, Recorded], None] | None = None,
     workers: int = 1,
 ) -> Counter[ItemOutcome]:
-    """Declare ``plan`` to the job, then receive every item still pending.
+    """Declare ``plan`` to the job, then receive every item still pending, in batches.
 
     Parameters
     ----------
@@ -204,7 +144,7 @@ def run_files(
     after
         Called once an item's outcome is committed (watched folders move the file then).
     workers
-        Threads receiving at once (reads, hashing and fsyncs overlap; commits stay serial).
+        Threads reading and parsing files ahead of the batch being stored.
 
     Returns
     -------
@@ -214,35 +154,12 @@ def run_files(
     ctx.expect(item.key for item in plan)
     pending = set(ctx.pending())
     todo = [item for item in plan if item.key in pending]
-
-    def one(item: Planned) -> ItemOutcome | None:
-        if ctx.cancelled():
-            return None
-        recorded = receive_planned(ctx, item, origin(item))
-        if after is not None:
-            after(item, recorded)
-        return recorded[0]
-
-    counts: Counter[ItemOutcome] = Counter(o for o in _run_all(one, todo, workers) if o)
+    load = partial(load_planned, origin=origin)
+    counts = Counter(outcome for outcome, _ in run_batches(ctx, todo, load, after, workers))
     if ctx.cancelled():
         ctx.log("cancelled; the remaining items stay pending")
     ctx.log(f"{counts.total()} items processed, {len(plan) - len(todo)} were done already")
     return counts
-
-
-def _run_all(
-    work: Callable[[Planned], ItemOutcome | None], items: list[Planned], workers: int
-) -> list[ItemOutcome | None]:
-    """Apply ``work`` to every item, on ``workers`` threads; the first error stops the rest."""
-    if workers <= 1 or len(items) < 2:
-        return [work(item) for item in items]
-    with ThreadPoolExecutor(workers, thread_name_prefix="import") as pool:
-        futures = [pool.submit(work, item) for item in items]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
 
 
 def keys(plan: Iterable[Planned]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -53,7 +54,26 @@ def _interrupted_run(intake: Intake, job_id: str, data: Path) -> int:
         child.wait(timeout=30)
     job = jobs.get(job_id)
     assert job.status is JobStatus.RUNNING and job.done < COUNT
+    _reported_is_durable(intake, job_id)
     return job.done
+
+
+def _reported_is_durable(intake: Intake, job_id: str) -> None:
+    """Every item reported stored when the worker died is indexed, with its whole blob."""
+    reported = [
+        item.detail["sop_instance_uid"]
+        for item in inline_jobs(intake).items(job_id, limit=1000).items
+        if item.outcome == "stored"
+    ]
+    assert reported
+    with intake.db.reader() as session:
+        query = select(Instance.blob_key, Instance.sha256).where(
+            Instance.sop_instance_uid.in_(reported)
+        )
+        rows = session.execute(query).all()
+    assert len(rows) == len(reported)
+    for key, digest in rows:
+        assert hashlib.sha256(intake.blobs.read(key)[128:]).hexdigest() == digest
 
 
 def test_killed_import_resumes_without_duplicates_or_loss(intake: Intake, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from dicomgate.archive.blobstore import FilesystemBlobStore
-from dicomgate.errors import NotFoundError
+from dicomgate.errors import NotFoundError, StorageError
 
 
 @pytest.fixture()
@@ -38,3 +38,27 @@ def test_keys_from_outside_are_refused(store: FilesystemBlobStore, bad: str) -> 
 def test_missing_blob_is_not_found(store: FilesystemBlobStore) -> None:
     with pytest.raises(NotFoundError):
         store.read("0" * 32)
+
+
+def test_create_many_stores_every_blob_with_its_own_key(store: FilesystemBlobStore) -> None:
+    blobs = [bytes([n]) * (n + 1) for n in range(40)]
+    keys = store.create_many(blobs)
+    assert len(set(keys)) == 40
+    assert [store.read(key) for key in keys] == blobs
+    assert store.temp_files() == []
+    assert sorted(store.iter_keys()) == sorted(keys)
+
+
+def test_create_many_keeps_nothing_when_a_write_fails(store: FilesystemBlobStore) -> None:
+    for n in range(256):  # a file where each fan-out folder would go: every blob fails
+        (store.root / f"{n:02x}").write_bytes(b"")
+    with pytest.raises(StorageError):
+        store.create_many([b"a", b"b", b"c"])
+    assert list(store.iter_keys()) == [] and store.temp_files() == []
+
+
+def test_leftovers_of_a_batch_are_temporary_files_not_keys(store: FilesystemBlobStore) -> None:
+    [key] = store.create_many([b"kept"])
+    leftover = store.path(key).with_name(f"{'0' * 32}.tmp")  # a crash mid-batch leaves this
+    leftover.write_bytes(b"half")
+    assert list(store.iter_keys()) == [key] and store.temp_files() == [leftover]
