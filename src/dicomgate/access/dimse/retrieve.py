@@ -29,7 +29,9 @@ from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.access.dimse.find import read_query, refusal
 from dicomgate.access.dimse.queries import StoredInstance, instances_to_retrieve
 from dicomgate.access.dimse.readahead import read_ahead
-from dicomgate.access.dimse.sender import RawInstance, StoreSender, Unsendable
+from dicomgate.access.dimse.sender import StoreSender
+from dicomgate.access.dimse.takeover import Takeover
+from dicomgate.access.dimse.wire import C_GET_RSP, C_MOVE_RSP, RawInstance, Unsendable
 from dicomgate.archive.blobstore import BlobStore
 from dicomgate.db import Database
 from dicomgate.dicom.structure import meta_end
@@ -184,7 +186,12 @@ def on_move(event: Any, archive: Archive, settings: QueryRetrieveSettings) -> It
     yield destination.host, destination.port, {"connect": connect}
     log.info("C-MOVE to %s: %d instances", destination.ae_title, len(items))
     yield len(items)
-    yield from _sub_operations(event, archive, items, peer, load_raw)
+    takeover = Takeover(event.assoc, C_MOVE_RSP)
+    takeover.start()  # pending responses written here; pynetdicom's path when it cannot
+    try:
+        yield from _sub_operations(event, archive, items, peer, load_raw)
+    finally:
+        takeover.stop()
 
 
 def _refuse_move(event: Any, exc: Exception, host: str, port: int) -> Iterator[Any]:
@@ -216,4 +223,12 @@ def on_get(event: Any, archive: Archive) -> Iterator[Any]:
     peer = _Peer(event.assoc, accepted_pairs(event.assoc, as_scu=True))
     log.info("C-GET: %d instances", len(items))
     yield len(items)
-    yield from _sub_operations(event, archive, items, peer)
+    takeover = Takeover(event.assoc, C_GET_RSP)
+    if not takeover.start():  # TLS: pynetdicom sends decoded datasets itself
+        yield from _sub_operations(event, archive, items, peer)
+        return
+    event.assoc.send_c_store = takeover.channel().send_c_store  # undone by stop()
+    try:
+        yield from _sub_operations(event, archive, items, peer, load_raw)
+    finally:
+        takeover.stop()
