@@ -112,8 +112,12 @@ def receive(
         _check_uids(parsed.header)
     except NotDicomError as exc:
         return _keep_aside(intake, data, origin, "malformed", str(exc), None)
-    digest = hashlib.sha256(memoryview(parsed.data)[128:]).hexdigest()
-    return _store_new(intake, parsed, origin, digest)
+    return _store_new(intake, parsed, origin, digest_of(parsed))
+
+
+def digest_of(parsed: Part10) -> str:
+    """Return the content digest duplicates are told apart by (the preamble left out)."""
+    return hashlib.sha256(memoryview(parsed.data)[128:]).hexdigest()
 
 
 def _parse(data: bytes, origin: Origin, transfer_syntax: str | None) -> Part10:
