@@ -42,6 +42,7 @@ class Job(Generic[T]):
         self.error: BaseException | None = None
 
     def outcome(self) -> T:
+        """Return the result, or raise the error of the work or of its commit."""
         if self.error is not None:
             raise self.error
         return self.result  # type: ignore[return-value]
