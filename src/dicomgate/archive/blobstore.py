@@ -22,6 +22,7 @@ from dicomgate.errors import NotFoundError, StorageError, StorageFullError
 
 TEMP_DIR = ".tmp"
 _SYNC_THREADS = 8
+_HEX = frozenset("0123456789abcdef")
 
 
 class BlobStore(Protocol):
@@ -91,7 +92,7 @@ class FilesystemBlobStore:
 
     def path(self, key: str) -> Path:
         """Return the file path of ``key`` (the key is validated, never a peer's string)."""
-        if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+        if len(key) != 32 or not _HEX.issuperset(key):
             raise NotFoundError(f"invalid blob key {key!r}")
         return self.root / key[:2] / key[2:4] / key
 
@@ -175,7 +176,8 @@ class FilesystemBlobStore:
     def read(self, key: str) -> bytes:
         """Return the whole blob."""
         try:
-            return self.path(key).read_bytes()
+            with open(self.path(key), "rb", buffering=0) as fh:
+                return fh.read()
         except FileNotFoundError as exc:
             raise NotFoundError(f"blob {key} is missing") from exc
 
