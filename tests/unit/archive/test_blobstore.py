@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from dicomgate.archive.blobstore import FilesystemBlobStore
-from dicomgate.errors import NotFoundError
+from dicomgate.errors import NotFoundError, StorageError
 
 
 @pytest.fixture()
@@ -38,3 +38,20 @@ def test_keys_from_outside_are_refused(store: FilesystemBlobStore, bad: str) -> 
 def test_missing_blob_is_not_found(store: FilesystemBlobStore) -> None:
     with pytest.raises(NotFoundError):
         store.read("0" * 32)
+
+
+def test_create_many_stores_each_blob_in_one_directory(store: FilesystemBlobStore) -> None:
+    datas = [bytes([n]) * (n + 1) for n in range(5)]
+    keys = store.create_many(datas)
+    assert [store.read(key) for key in keys] == datas
+    assert len(set(keys)) == 5
+    assert len({store.path(key).parent for key in keys}) == 1
+    assert store.temp_files() == []
+    assert store.create_many([]) == []
+
+
+def test_create_many_that_fails_leaves_nothing(store: FilesystemBlobStore) -> None:
+    store.temp.rmdir()  # the temporary folder is gone: the first write fails
+    with pytest.raises(StorageError):
+        store.create_many([b"a", b"b"])
+    assert list(store.iter_keys()) == []
