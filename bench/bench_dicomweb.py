@@ -114,7 +114,7 @@ def start_dicomgate(work: Path) -> Target:
     config = work / "config.yaml"
     config.write_text(
         f"data_dir: {work / 'data'}\nhttp_port: {http}\ndicom_port: {dicom}\n"
-        "log_level: WARNING\nstable_after: 3600\n",
+        "log_level: WARNING\nstable_after: 3600\nauth:\n  enabled: false\n",
         encoding="utf-8",
     )
     cmd = [str(PYTHON), "-m", "dicomgate.cli", "serve", "--config", str(config)]

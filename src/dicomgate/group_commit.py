@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -29,7 +29,9 @@ from dicomgate.db import Database
 T = TypeVar("T")
 
 
-class _Job(Generic[T]):
+class Job(Generic[T]):
+    """One unit of work handed in; ``outcome()`` returns its result or raises its error."""
+
     __slots__ = ("done", "error", "result", "wake", "work")
 
     def __init__(self, work: Callable[[Session], T]) -> None:
@@ -40,6 +42,7 @@ class _Job(Generic[T]):
         self.error: BaseException | None = None
 
     def outcome(self) -> T:
+        """Return the result, or raise the error of the work or of its commit."""
         if self.error is not None:
             raise self.error
         return self.result  # type: ignore[return-value]
@@ -60,7 +63,7 @@ class GroupCommit:
         self.db = db
         self.max_group = max_group
         self._lock = threading.Lock()
-        self._queue: deque[_Job[Any]] = deque()
+        self._queue: deque[Job[Any]] = deque()
         self._leading = False
         self.groups = 0  # transactions committed or attempted, for tests and statistics
 
@@ -76,16 +79,25 @@ class GroupCommit:
         ``work`` must not commit, and must leave nothing behind when it raises: it runs inside
         a savepoint that is rolled back then.
         """
-        job: _Job[T] = _Job(work)
+        return self.run_all([work])[0].outcome()
+
+    def run_all(self, works: Sequence[Callable[[Session], T]]) -> list[Job[T]]:
+        """Run several units of work, in order, in as few shared transactions as they fit.
+
+        Returns once all are committed (or failed); each job's ``outcome()`` returns its result
+        or raises its exception.
+        """
+        jobs: list[Job[T]] = [Job(work) for work in works]
         with self._lock:
-            self._queue.append(job)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
+            self._queue.extend(jobs)
+            if not self._leading:
+                self._leading = True
+                jobs[0].wake.set()  # no group is being written: this thread leads
+        for job in jobs:
             job.wake.wait()  # set when the job is done, or when this thread is to lead
-        if not job.done:
-            self._lead()
-        return job.outcome()
+            if not job.done:
+                self._lead()
+        return jobs
 
     def _lead(self) -> None:
         with self._lock:
@@ -103,7 +115,7 @@ class GroupCommit:
                 else:
                     self._leading = False
 
-    def _write(self, group: list[_Job[Any]]) -> None:
+    def _write(self, group: list[Job[Any]]) -> None:
         self.groups += 1
         try:
             with self.db.unit_of_work() as session:

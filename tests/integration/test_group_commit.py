@@ -120,3 +120,18 @@ def test_run_after_a_failed_group_still_commits(database: Database) -> None:
         committer.run(lambda session: (_ for _ in ()).throw(ValueError("boom")))
     assert committer.run(_logged(5)) == 5
     assert _changes(database) == [5]
+
+
+def test_run_all_commits_in_order_and_reports_each_unit(database: Database) -> None:
+    committer = GroupCommit(database)
+
+    def failing(session: Session) -> int:
+        log_change(session, "test", "test", 99)
+        raise ValueError("this unit fails")
+
+    jobs = committer.run_all([_logged(0), failing, _logged(2)])
+    assert jobs[0].outcome() == 0 and jobs[2].outcome() == 2
+    with pytest.raises(ValueError, match="this unit fails"):
+        jobs[1].outcome()
+    assert _changes(database) == [0, 2]
+    assert committer.groups == 1

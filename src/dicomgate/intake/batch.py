@@ -22,12 +22,16 @@ from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
 from dicomgate.archive.models import Instance
+from dicomgate.dicom.part10 import NotDicomError, Part10
 from dicomgate.intake.known_rows import KnownRows
+from dicomgate.intake.origin import Origin
 from dicomgate.intake.receive import (
     Intake,
     Outcome,
     Prepared,
     ReceiveResult,
+    check_uids,
+    digest_of,
     duplicate,
     receive_prepared,
     series_pk_for,
@@ -67,6 +71,19 @@ def receive_batch(intake: Intake, items: Sequence[Prepared]) -> list[Received]:
     for position in alone:
         results[position] = _guard(partial(receive_prepared, intake, items[position]))
     return [r if r is not None else RuntimeError("not received") for r in results]
+
+
+def receive_many(intake: Intake, items: Sequence[Part10], origin: Origin) -> list[Received]:
+    """Receive instances parsed already (STOW-RS parts) from one origin, as ``receive_batch``."""
+    return receive_batch(intake, [_prepared(parsed, origin) for parsed in items])
+
+
+def _prepared(parsed: Part10, origin: Origin) -> Prepared:
+    try:
+        check_uids(parsed.header)
+    except NotDicomError as exc:
+        return Prepared(parsed.data, origin, None, error=str(exc))
+    return Prepared(parsed.data, origin, parsed, digest_of(parsed))
 
 
 def _uid(item: Prepared) -> str | None:

@@ -123,11 +123,15 @@ def prepare(data: bytes, origin: Origin, transfer_syntax: str | None = None) -> 
     """Parse and check the header (never pixels) and hash the instance; nothing is stored."""
     try:
         parsed = _parse(data, origin, transfer_syntax)
-        _check_uids(parsed.header)
+        check_uids(parsed.header)
     except NotDicomError as exc:
         return Prepared(data, origin, None, error=str(exc))
-    digest = hashlib.sha256(memoryview(parsed.data)[128:]).hexdigest()
-    return Prepared(data, origin, parsed, digest)
+    return Prepared(data, origin, parsed, digest_of(parsed))
+
+
+def digest_of(parsed: Part10) -> str:
+    """Return the content digest duplicates are told apart by (the preamble left out)."""
+    return hashlib.sha256(memoryview(parsed.data)[128:]).hexdigest()
 
 
 def receive(
@@ -162,7 +166,8 @@ def _parse(data: bytes, origin: Origin, transfer_syntax: str | None) -> Part10:
     return parse_any(data)
 
 
-def _check_uids(header: Dataset) -> None:
+def check_uids(header: Dataset) -> None:
+    """Raise NotDicomError when a UID the index keys on is missing or not a valid UID."""
     for keyword in _REQUIRED_UIDS:
         value = header.get(keyword)
         if value is None:

@@ -1,13 +1,13 @@
 """STOW-RS (PS3.18 10.5): ``POST /dicomweb/studies[/{study}]``, each part through intake.receive.
 
-The body is streamed into spooled parts (never held whole), then each part is received like a
-C-STORE: stored, refused with its reason (kept aside), or found already stored. The response
+The body is streamed into spooled parts (never held whole), then each part is parsed once and
+received like a C-STORE, parts in batches that share one sync pass and one transaction:
+stored, refused with its reason (kept aside), or found already stored. The response
 lists every instance with where it landed (staging session, target project) or why it failed.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,10 +20,11 @@ from dicomgate.archive.models import Instance, Series, StagingSession, Study
 from dicomgate.auth.audit import AuditEvent, AuditTrail
 from dicomgate.auth.audit import Outcome as AuditOutcome
 from dicomgate.auth.request_audit import record_request
-from dicomgate.dicom.part10 import NotDicomError, parse_any
+from dicomgate.dicom.part10 import NotDicomError, Part10, parse_any
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError, PayloadTooLargeError, StorageError
 from dicomgate.httputil import base_url
+from dicomgate.intake.batch import receive_many
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive, refuse
 from dicomgate.sources.stow_body import DICOM, BodyPart, boundary_of, close, read_parts
@@ -32,7 +33,8 @@ DICOM_JSON = "application/dicom+json"
 PRIVATE_CREATOR = "DICOMGATE STOW"
 # Failure reasons (PS3.18 Table I.2-1 and common practice).
 CANNOT_UNDERSTAND, STUDY_MISMATCH, DUPLICATE, OUT_OF_RESOURCES = 0xC000, 0xA901, 0x0111, 0xA700
-PARALLEL_PARTS = 4
+BATCH_PARTS = 64  # the group commit's largest transaction
+BATCH_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,56 +56,89 @@ class PartResult:
     failure: int | None = None
 
 
-def _header_uids(data: bytes) -> tuple[str | None, str | None, str | None]:
-    try:
-        header = parse_any(data).header
-    except NotDicomError:
-        return None, None, None
-    values = (
-        header.get("StudyInstanceUID"),
-        header.get("SOPClassUID"),
-        header.get("SOPInstanceUID"),
-    )
-    return tuple(str(v) if v is not None else None for v in values)  # type: ignore[return-value]
-
-
-def _receive_part(intake: Intake, part: BodyPart, origin: Origin, study: str | None) -> PartResult:
+def _screen(
+    intake: Intake, part: BodyPart, origin: Origin, study: str | None
+) -> PartResult | Part10:
+    """Return the parsed part, or the result of a part refused before intake (parsed once)."""
     data = part.read()
     if part.content_type != DICOM:
         message = f"the part is {part.content_type[:64]}, not application/dicom"
         return PartResult(refuse(intake, data, origin, "unsupported_part", message, None),
                           failure=CANNOT_UNDERSTAND)  # fmt: skip
-    study_uid, sop_class, sop_uid = _header_uids(data)
+    try:
+        parsed = parse_any(data)
+    except NotDicomError:
+        return PartResult(receive(intake, data, origin), failure=CANNOT_UNDERSTAND)  # set aside
+    study_uid = _uid(parsed, "StudyInstanceUID")
     if study is not None and study_uid is not None and study_uid != study:
         message = "the instance belongs to another study than the request names"
-        return PartResult(refuse(intake, data, origin, "study_mismatch", message, sop_uid),
-                          sop_class, STUDY_MISMATCH)  # fmt: skip
-    try:
-        result = receive(intake, data, origin)
-    except StorageError as exc:
-        return PartResult(ReceiveResult(Outcome.REJECTED, sop_uid, reason=str(exc)), sop_class,
-                          OUT_OF_RESOURCES)  # fmt: skip
+        refused = refuse(intake, data, origin, "study_mismatch", message, _uid(parsed))
+        return PartResult(refused, _uid(parsed, "SOPClassUID"), STUDY_MISMATCH)
+    return parsed
+
+
+def _part_result(parsed: Part10, result: ReceiveResult) -> PartResult:
+    sop_class = _uid(parsed, "SOPClassUID")
     if result.ok:
         return PartResult(result, sop_class)
     failure = DUPLICATE if result.outcome is Outcome.CONFLICTING else CANNOT_UNDERSTAND
     return PartResult(result, sop_class, failure)
 
 
+def _receive_batch(intake: Intake, batch: list[Part10], origin: Origin) -> list[PartResult]:
+    results = []
+    for parsed, received in zip(batch, receive_many(intake, batch, origin), strict=True):
+        if isinstance(received, StorageError):
+            refused = ReceiveResult(Outcome.REJECTED, _uid(parsed), reason=str(received))
+            results.append(PartResult(refused, _uid(parsed, "SOPClassUID"), OUT_OF_RESOURCES))
+        elif isinstance(received, Exception):
+            raise received
+        else:
+            results.append(_part_result(parsed, received))
+    return results
+
+
+def _uid(parsed: Part10, keyword: str = "SOPInstanceUID") -> str | None:
+    value = parsed.header.get(keyword)
+    return str(value) if value is not None else None
+
+
 def receive_parts(
     intake: Intake, parts: list[BodyPart], origin: Origin, study: str | None
 ) -> list[PartResult]:
-    """Receive every part, a few at once (their fsyncs overlap); results in part order.
+    """Receive every part; results in part order.
 
-    Blocking: run it in a worker thread. ``receive`` is thread-safe (the C-STORE receiver calls
-    it from one thread per association).
+    Acceptable parts are stored in batches (one sync pass and one index transaction each, at
+    most ``BATCH_PARTS`` parts or ``BATCH_BYTES`` bytes, so a huge request is not held in
+    memory whole). Blocking: run it in a worker thread.
     """
+    results: list[PartResult | None] = [None] * len(parts)
+    batch: list[tuple[int, Part10]] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        done = _receive_batch(intake, [parsed for _n, parsed in batch], origin)
+        for (n, _parsed), result in zip(batch, done, strict=True):
+            results[n] = result
+        batch.clear()
+        size = 0
+
     try:
-        if len(parts) == 1:
-            return [_receive_part(intake, parts[0], origin, study)]
-        with ThreadPoolExecutor(min(PARALLEL_PARTS, len(parts)), "stow") as pool:
-            return list(pool.map(lambda part: _receive_part(intake, part, origin, study), parts))
+        for n, part in enumerate(parts):
+            screened = _screen(intake, part, origin, study)
+            if isinstance(screened, PartResult):
+                results[n] = screened
+                continue
+            batch.append((n, screened))
+            size += len(screened.data)
+            if len(batch) >= BATCH_PARTS or size >= BATCH_BYTES:
+                flush()
+        if batch:
+            flush()
     finally:
         close(parts)
+    return [result for result in results if result is not None]
 
 
 Landing = tuple[int | None, str, str, str, str]

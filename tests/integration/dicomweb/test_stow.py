@@ -173,3 +173,12 @@ def test_streamed_body_over_the_limit_is_413_and_nothing_is_stored(small_gate: G
     )
     assert response.status_code == 413
     assert _count(small_gate, Instance) == 0
+
+
+def test_the_same_instance_twice_in_one_request_is_stored_once(gate: Gate) -> None:
+    data, other = ct_copy(), ct_copy()
+    response = _post(gate, _body(data, other, data))
+    assert response.status_code == 200, response.text
+    outcomes = [i["00091001"]["Value"][0] for i in response.json()["00081199"]["Value"]]
+    assert outcomes == ["STORED", "STORED", "ALREADY_STORED"]
+    assert _count(gate, Instance) == 2

@@ -62,3 +62,7 @@ def test_leftovers_of_a_batch_are_temporary_files_not_keys(store: FilesystemBlob
     leftover = store.path(key).with_name(f"{'0' * 32}.tmp")  # a crash mid-batch leaves this
     leftover.write_bytes(b"half")
     assert list(store.iter_keys()) == [key] and store.temp_files() == [leftover]
+
+
+def test_create_many_of_nothing_is_nothing(store: FilesystemBlobStore) -> None:
+    assert store.create_many([]) == []

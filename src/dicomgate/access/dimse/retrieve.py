@@ -29,7 +29,9 @@ from dicomgate.access.dimse.config import Destination, QueryRetrieveSettings
 from dicomgate.access.dimse.find import read_query, refusal, status
 from dicomgate.access.dimse.queries import StoredInstance, instances_to_retrieve
 from dicomgate.access.dimse.readahead import read_ahead
-from dicomgate.access.dimse.sender import RawInstance, StoreSender, Unsendable
+from dicomgate.access.dimse.sender import StoreSender
+from dicomgate.access.dimse.takeover import Takeover
+from dicomgate.access.dimse.wire import C_GET_RSP, C_MOVE_RSP, RawInstance, Unsendable
 from dicomgate.archive.blobstore import BlobStore
 from dicomgate.auth.dicom_guard import Admission, AssociationGuard
 from dicomgate.auth.settings import DicomOperation
@@ -225,7 +227,12 @@ def on_move(
     log.info("C-MOVE to %s: %d instances", destination.ae_title, len(items))
     guard.audit.retrieved(admission, "move", _studies(items), len(items), destination.ae_title)
     yield len(items)
-    yield from _sub_operations(event, archive, items, peer, load_raw)
+    takeover = Takeover(event.assoc, C_MOVE_RSP)
+    takeover.start()  # pending responses written here; pynetdicom's path when it cannot
+    try:
+        yield from _sub_operations(event, archive, items, peer, load_raw)
+    finally:
+        takeover.stop()
 
 
 def known_destination(
@@ -289,4 +296,12 @@ def on_get(event: Any, archive: Archive, guard: AssociationGuard) -> Iterator[An
     log.info("C-GET: %d instances", len(items))
     guard.audit.retrieved(admission, "get", _studies(items), len(items))
     yield len(items)
-    yield from _sub_operations(event, archive, items, peer)
+    takeover = Takeover(event.assoc, C_GET_RSP)
+    if not takeover.start():  # TLS: pynetdicom sends decoded datasets itself
+        yield from _sub_operations(event, archive, items, peer)
+        return
+    event.assoc.send_c_store = takeover.channel().send_c_store  # undone by stop()
+    try:
+        yield from _sub_operations(event, archive, items, peer, load_raw)
+    finally:
+        takeover.stop()
