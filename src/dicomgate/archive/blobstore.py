@@ -1,7 +1,8 @@
 """Blob storage: five methods keyed by generated ids, never by UIDs a peer sent.
 
-The filesystem store writes to a temporary name, fsyncs the file, renames it into a two-level
-fan-out directory and fsyncs the directory, so a key that ``create`` returned survives a crash.
+The filesystem store writes a blob under its final name in a two-level fan-out directory and
+fsyncs the file and the directory, so a key that ``create`` returned survives a crash; a file
+written and fsynced under ``temp`` first is renamed into place by ``adopt``.
 """
 
 from __future__ import annotations
@@ -83,17 +84,26 @@ class FilesystemBlobStore:
         return self.root / key[:2] / key[2:4] / key
 
     def create(self, data: bytes) -> str:
-        """Store ``data`` durably and return its new key."""
+        """Store ``data`` durably and return its new key.
+
+        The blob is written under its final name, then the file and its directory are
+        fsynced. On ext4 and XFS the file's fsync commits its new directory entry with it and
+        leaves the directory's fsync little to do, where a rename after that fsync needed a
+        second journal commit. A crash before both returned leaves a blob that no index row
+        names, which start-up reconciliation sets aside; its key was never returned, so
+        nothing was acknowledged.
+        """
         key = new_key()
-        tmp = self.temp / key
+        final = self.path(key)
         try:
-            with open(tmp, "wb") as fh:
+            self._make_parent(final.parent)
+            with open(final, "xb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._move_into_place(tmp, key)
+            _fsync_dir(final.parent)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
             raise _storage_error(exc, "store a blob") from exc
         return key
 
@@ -108,7 +118,12 @@ class FilesystemBlobStore:
 
     def _move_into_place(self, tmp: Path, key: str) -> None:
         final = self.path(key)
-        parent = final.parent
+        self._make_parent(final.parent)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+
+    def _make_parent(self, parent: Path) -> None:
+        """Create a fan-out directory durably (checked once per process and directory)."""
         if parent not in self._known_dirs:
             created = not parent.exists()
             parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +131,6 @@ class FilesystemBlobStore:
                 _fsync_dir(parent.parent)
                 _fsync_dir(parent.parent.parent)
             self._known_dirs.add(parent)
-        os.rename(tmp, final)
-        _fsync_dir(parent)
 
     def read(self, key: str) -> bytes:
         """Return the whole blob."""
