@@ -57,7 +57,7 @@ def test_plain_listener_serves_with_event_driven_reactors(receiver: Receiver) ->
 
 def test_idle_association_is_aborted_at_the_network_timeout(receiver: Receiver) -> None:
     aborted: list[Any] = []
-    handlers = [(evt.EVT_ABORTED, aborted.append)]
+    handlers: list[Any] = [(evt.EVT_ABORTED, aborted.append)]
     assoc = _scu().associate("127.0.0.1", receiver.port, ae_title="DGTEST", evt_handlers=handlers)
     assert assoc.is_established
     deadline = time.monotonic() + 20  # generous: the timeout is 0.5 s, the reactor ticks 50 ms
