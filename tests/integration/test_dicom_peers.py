@@ -46,7 +46,10 @@ def start(sqlite_intake: Intake, audit: AuditTrail) -> Iterator[Start]:
     started: list[Receiver] = []
 
     def _start(**auth: Any) -> Receiver:
-        settings = load_settings(dicom_port=0, ae_title="DGTEST", auth=auth)
+        # One receiving process: worker processes refuse the same peers but record nothing.
+        settings = load_settings(
+            dicom_port=0, ae_title="DGTEST", auth=auth, dicom_receiver={"processes": 1}
+        )
         started.append(Receiver(settings, sqlite_intake, audit=audit))
         return started[-1]
 

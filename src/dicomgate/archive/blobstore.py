@@ -1,7 +1,8 @@
 """Blob storage: five methods keyed by generated ids, never by UIDs a peer sent.
 
-The filesystem store writes to a temporary name, fsyncs the file, renames it into a two-level
-fan-out directory and fsyncs the directory, so a key that ``create`` returned survives a crash.
+The filesystem store writes a blob under its final name in a two-level fan-out directory and
+fsyncs the file and the directory, so a key that ``create`` returned survives a crash; a file
+written and fsynced under ``temp`` first is renamed into place by ``adopt``.
 ``create_many`` does the same for a batch with one flush: every blob is written to a temporary
 name beside its final one, fsynced and renamed, all at once on threads (concurrent fsyncs
 share the file system's journal commits), then every folder touched is fsynced at once; no
@@ -127,17 +128,27 @@ class FilesystemBlobStore:
         return self.root / key[:2] / key[2:4] / key
 
     def create(self, data: bytes) -> str:
-        """Store ``data`` durably and return its new key."""
+        """Store ``data`` durably and return its new key.
+
+        The blob is written under its final name, then the file and its directory are
+        fsynced. On ext4 and XFS the file's fsync commits its new directory entry with it and
+        leaves the directory's fsync little to do, where a rename after that fsync needed a
+        second journal commit. A crash before both returned leaves a blob that no index row
+        names, which start-up reconciliation sets aside; its key was never returned, so
+        nothing was acknowledged.
+        """
         key = new_key()
-        tmp = self.temp / key
+        final = self.path(key)
         try:
-            with open(tmp, "wb") as fh:
+            folders = self._make_parent(final.parent)
+            with open(final, "xb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._move_into_place(tmp, key)
+            for folder in reversed(folders):  # new folders' entries first, the blob's last
+                _fsync_dir(folder)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
             raise _storage_error(exc, "store a blob") from exc
         return key
 
@@ -204,12 +215,16 @@ class FilesystemBlobStore:
         That is the blob's folder, and the parents of the fan-out folders created for it.
         """
         final = self.path(key)
-        parent = final.parent
+        folders = self._make_parent(final.parent)
+        os.rename(tmp, final)
+        return folders
+
+    def _make_parent(self, parent: Path) -> list[Path]:
+        """Create a fan-out folder when missing; return the folders to fsync for a blob in it."""
         folders = [parent]
         if parent not in self._known_dirs:
             folders += _make_dirs(parent)
             self._known_dirs.add(parent)
-        os.rename(tmp, final)
         return folders
 
     def read(self, key: str) -> bytes:
