@@ -7,10 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from dicomgate.archive.models import Instance, StagingSession
+from dicomgate.archive.models import Instance, Series, StagingSession
 from dicomgate.archive.session_models import PrearchiveAction
 from dicomgate.intake.origin import Origin, OriginKind
-from dicomgate.intake.receive import Intake
+from dicomgate.intake.receive import Intake, Outcome
+from dicomgate.prearchive.actions import delete
 from tests.integration.prearchive_support import (
     client,
     ct,
@@ -232,3 +233,37 @@ def test_prearchive_list_filters_and_pages(intake: Intake, tmp_path: Path) -> No
     assert http.get("/api/prearchive", params={"status": "ARCHIVED"}).json() == []
     assert http.get("/api/prearchive", params={"status": "bogus"}).status_code == 400
     assert http.get("/api/prearchive", params={"limit": 0}).status_code == 400
+
+
+def test_an_instance_of_a_deleted_series_never_joins_the_series_that_took_its_pk(
+    intake: Intake, tmp_path: Path
+) -> None:
+    # Intake remembers series and staging pks by UID. SQLite without AUTOINCREMENT hands the
+    # pk of a deleted last row to the next insert, so a remembered pk could name another row.
+    review = manual(make_review(intake, tmp_path), "DEFAULT")
+    first = ct()
+    send(review, [first])
+    settle(review)
+    old = staging(review)
+    with intake.db.reader() as session:
+        old_series = session.scalars(select(Series.pk)).one()
+    assert delete(review, old.pk) == 1
+    other = ct()
+    send(review, [other])
+    with intake.db.reader() as session:
+        assert session.scalars(select(Series.series_uid)).one() == other.SeriesInstanceUID
+    again = ct(first.StudyInstanceUID, SeriesInstanceUID=first.SeriesInstanceUID)
+    [result] = send(review, [again])
+    assert result.outcome is Outcome.STORED, result.reason
+    with intake.db.reader() as session:
+        series_uid, study_uid = session.execute(
+            select(Series.series_uid, StagingSession.study_uid)
+            .join(Instance, Instance.series_pk == Series.pk)
+            .join(StagingSession, Instance.staging_pk == StagingSession.pk)
+            .where(Instance.sop_instance_uid == again.SOPInstanceUID)
+        ).one()
+        new_series = session.scalars(
+            select(Series.pk).where(Series.series_uid == other.SeriesInstanceUID)
+        ).one()
+    assert (series_uid, study_uid) == (first.SeriesInstanceUID, first.StudyInstanceUID)
+    assert new_series != old_series

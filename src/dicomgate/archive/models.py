@@ -34,6 +34,9 @@ NAMING = {
 UID = String(64)
 # BigInteger autoincrement is INTEGER PRIMARY KEY on SQLite (rowid) and BIGSERIAL on PostgreSQL.
 PK = BigInteger().with_variant(Integer(), "sqlite")
+# Intake remembers these pks by UID across transactions and processes (``KnownRows``): SQLite
+# must not hand a deleted last row's pk to the next insert (migration 0109).
+NEVER_REUSE_PKS: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 def utcnow() -> dt.datetime:
@@ -62,7 +65,7 @@ class Patient(Base):
     """A patient as the DICOM hierarchy knows it (Patient ID + issuer)."""
 
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("patient_id", "issuer"),)
+    __table_args__ = (UniqueConstraint("patient_id", "issuer"), NEVER_REUSE_PKS)
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     patient_id: Mapped[str] = mapped_column(String(64))
     issuer: Mapped[str] = mapped_column(String(64), default="")
@@ -76,6 +79,7 @@ class Study(Base):
     """One study; patient attributes are repeated for one-table QIDO searches."""
 
     __tablename__ = "studies"
+    __table_args__ = (NEVER_REUSE_PKS,)
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     study_uid: Mapped[str] = mapped_column(UID, unique=True)
     patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.pk"), index=True)
@@ -97,6 +101,7 @@ class Series(Base):
     """One series of a study."""
 
     __tablename__ = "series"
+    __table_args__ = (NEVER_REUSE_PKS,)
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     series_uid: Mapped[str] = mapped_column(UID, unique=True)
     study_pk: Mapped[int] = mapped_column(ForeignKey("studies.pk"), index=True)
@@ -133,7 +138,10 @@ class StagingSession(Base):
     """The raw instances of one study from one source, on their way to the archive."""
 
     __tablename__ = "staging_sessions"
-    __table_args__ = (Index("ix_staging_sessions_source_study", "source_key", "study_uid"),)
+    __table_args__ = (
+        Index("ix_staging_sessions_source_study", "source_key", "study_uid"),
+        NEVER_REUSE_PKS,
+    )
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     source_key: Mapped[str] = mapped_column(String(256))
     study_uid: Mapped[str] = mapped_column(UID)
