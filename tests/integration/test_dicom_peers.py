@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,17 @@ def _stored(intake: Intake) -> int:
         return int(session.scalar(select(func.count()).select_from(Instance)) or 0)
 
 
+def _records(audit: AuditTrail, action: str, count: int) -> list[Any]:
+    """The audit records of ``action`` once there are ``count``: some are written at the
+    association's close, in the receiver's thread, after the dcmtk tool has exited."""
+    deadline = time.monotonic() + 20
+    records = audit.records(action=action)
+    while len(records) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+        records = audit.records(action=action)
+    return records
+
+
 PEERS = [
     {"ae_title": "CT1", "hosts": ["127.0.0.0/8"], "projects": ["LUNG"]},
     {"ae_title": "FARAWAY", "hosts": ["10.0.0.0/8", "192.0.2.7"]},
@@ -100,7 +112,7 @@ def test_known_peer_stores_and_unknown_ae_is_rejected_and_audited(
     assert stranger.returncode != 0
     assert "Calling AE Title Not Recognized" in stranger.stdout + stranger.stderr
     assert _echoscu(receiver.port, "STRANGER").returncode != 0
-    rejected = audit.records(action="association_rejected")
+    rejected = _records(audit, "association_rejected", 2)
     assert len(rejected) == 2
     record = rejected[0]
     assert (record.event_code, record.actor, record.source) == ("110113", "STRANGER", "127.0.0.1")
@@ -115,7 +127,7 @@ def test_known_ae_from_outside_its_hosts_is_rejected(
     receiver = start(dicom_peers=PEERS, dicom_open=True)
     assert _storescu(receiver.port, "FARAWAY").returncode != 0
     assert _stored(sqlite_intake) == 0
-    [record] = audit.records(action="association_rejected")
+    [record] = _records(audit, "association_rejected", 1)
     assert record.actor == "FARAWAY" and "outside its hosts" in record.detail
     # Open receiver: an AE title nobody listed is still welcome.
     assert _storescu(receiver.port, "ANYONE").returncode == 0
@@ -130,7 +142,7 @@ def test_peer_not_allowed_to_store_gets_a_refusal(
     assert refused.returncode != 0
     assert "Status: 0x124" in refused.stdout + refused.stderr  # Refused: Not Authorized
     assert _stored(sqlite_intake) == 0
-    [record] = audit.records(action="store_refused")
+    [record] = _records(audit, "store_refused", 1)
     assert record.actor == "VIEWER" and record.source == "127.0.0.1"
 
 
@@ -144,4 +156,4 @@ def test_peer_may_be_refused_echo(start: Start, audit: AuditTrail) -> None:
     # echoscu exits 0 whatever the status; its report shows the refusal.
     echoed = _echoscu(receiver.port, "CT1")
     assert "Status: 0x124" in echoed.stdout + echoed.stderr
-    assert [r.action for r in audit.records(action="echo_refused")] == ["echo_refused"]
+    assert [r.action for r in _records(audit, "echo_refused", 1)] == ["echo_refused"]
