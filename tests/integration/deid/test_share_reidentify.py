@@ -18,6 +18,7 @@ from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.deid_api import create_deid_api
 from dicomgate.app import check_vault
 from dicomgate.archive.share import bind_share
+from dicomgate.auth.guard import open_gate
 from dicomgate.auth.roles import Caller, Role
 from dicomgate.deid import check_references
 from dicomgate.deid.reidentify import allow_listed, reidentify
@@ -44,7 +45,7 @@ def _jobs(site: Site) -> Jobs:
 
 def _client(site: Site, jobs: Jobs, **hooks: Any) -> TestClient:
     app = FastAPI()
-    app.include_router(create_deid_api(site.review, jobs, **hooks))
+    app.include_router(create_deid_api(site.review, jobs, open_gate(), **hooks))
     install_error_handlers(app)
     return TestClient(app)
 
@@ -252,7 +253,7 @@ def test_reidentify_follows_the_callers_own_permission(make_site: MakeSite) -> N
     elsewhere = Caller("sam", can_reidentify=True, scope_projects=frozenset({"OTHER"}))
     for caller, status in ((owner, 403), (admin, 403), (elsewhere, 403), (steward, 200)):
         app = FastAPI(dependencies=[Depends(_as(caller))])
-        app.include_router(create_deid_api(site.review, _jobs(site)))
+        app.include_router(create_deid_api(site.review, _jobs(site), open_gate()))
         install_error_handlers(app)
         response = TestClient(app).post(path, json={"purpose": "incidental finding"})
         assert response.status_code == status, caller
