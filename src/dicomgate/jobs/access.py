@@ -32,15 +32,28 @@ def visible_jobs(caller: Caller | None) -> ColumnElement[bool]:
     if projects is None:
         return true()
     owned = Job.owner == caller.name
+    if caller.scope_projects is not None:
+        owned = false()  # a scoped token sees its projects' jobs, owned or not
     if not projects:
         return owned
     named = [Job.params[key].as_string().in_(sorted(projects)) for key in PROJECT_KEYS]
-    return or_(owned, *named) if named else or_(owned, false())
+    return or_(owned, *named)
+
+
+def _owns(caller: Caller, job: Job, permission: Permission) -> bool:
+    # A token narrowed to other projects or to fewer permissions does not carry ownership.
+    if job.owner is None or job.owner != caller.name:
+        return False
+    scope = caller.scope_permissions
+    if scope is not None and permission not in scope:
+        return False
+    projects = caller.scope_projects
+    return projects is None or any(p in projects for p in job_projects(job))
 
 
 def can_see(caller: Caller, job: Job) -> bool:
     """Return True when the caller may see ``job``."""
-    if job.owner is not None and job.owner == caller.name:
+    if _owns(caller, job, Permission.READ):
         return True
     projects = caller.visible_projects()
     return projects is None or any(p in projects for p in job_projects(job))
@@ -65,7 +78,7 @@ def require_writable(caller: Caller | None, job: Job) -> None:
     if caller is None:
         return
     require_visible(caller, job)
-    if job.owner is not None and job.owner == caller.name:
+    if _owns(caller, job, Permission.WRITE):
         return
     if caller.visible_projects() is None and caller.allows(Permission.WRITE, None):
         return

@@ -32,6 +32,7 @@ from dicomgate.prearchive.store import (
     purge_instances,
     require_staging,
     review_row,
+    staging_project,
 )
 from dicomgate.prearchive.target import ArchiveTarget
 from dicomgate.rules import sanitize_label
@@ -42,9 +43,10 @@ def _headers(review: Review, staging_pk: int) -> list[Dataset]:
         return staged_headers(review.intake, session, staging_pk)
 
 
-def _writable(caller: Caller, staging: StagingSession) -> None:
-    # An unrouted staging session belongs to no project yet: site admins only.
-    require(caller, staging.project_id, Permission.WRITE, f"no staging session {staging.pk}")
+def _writable(caller: Caller, session: Session, staging: StagingSession) -> None:
+    # A staging session with neither target nor proposal belongs to no project: admins only.
+    project = staging_project(session, staging)
+    require(caller, project, Permission.WRITE, f"no staging session {staging.pk}")
 
 
 def _reviewable(staging: StagingSession, action: str) -> None:
@@ -110,7 +112,7 @@ def archive(
     labels = (_label(subject, "subject"), _label(session_label, "session"))
     with review.intake.db.reader() as session:
         staging = require_staging(session, staging_pk)
-        _writable(caller, staging)
+        _writable(caller, session, staging)
         _reviewable(staging, "archive")
         row = session.get(StagingReview, staging_pk)
         chosen = project or (row.proposed_project if row else None) or staging.project_id
@@ -155,11 +157,11 @@ def rename(
     if subject is None and session_label is None:
         raise InvalidInputError("give a subject or a session label")
     with review.intake.db.reader() as session:
-        _writable(caller, require_staging(session, staging_pk))
+        _writable(caller, session, require_staging(session, staging_pk))
     headers = _headers(review, staging_pk)
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
-        _writable(caller, staging)
+        _writable(caller, session, staging)
         _reviewable(staging, "rename")
         row = review_row(session, staging_pk)
         before = {"subject": row.subject_label, "session": row.session_label}
@@ -178,11 +180,11 @@ def move(review: Review, staging_pk: int, project: str, *, caller: Caller) -> st
     The caller needs ``write`` in both the session's current project and the new one.
     """
     with review.intake.db.reader() as session:
-        _writable(caller, require_staging(session, staging_pk))
+        _writable(caller, session, require_staging(session, staging_pk))
     headers = _headers(review, staging_pk)
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
-        _writable(caller, staging)
+        _writable(caller, session, staging)
         _reviewable(staging, "move")
         require(caller, project, Permission.WRITE)
         require_project(session, project)
@@ -218,7 +220,7 @@ def merge(review: Review, staging_pk: int, project: str, into: str, *, caller: C
     """Add a staging session to the archived session ``into`` of ``project`` (same study)."""
     with review.intake.db.reader() as session:
         staging = require_staging(session, staging_pk)
-        _writable(caller, staging)
+        _writable(caller, session, staging)
         _reviewable(staging, "merge")
         require(caller, project, Permission.WRITE)
         require_project(session, project)
@@ -244,7 +246,7 @@ def delete(review: Review, staging_pk: int, *, caller: Caller) -> int:
     """Delete a staging session and its instances (recorded); return the instances removed."""
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
-        _writable(caller, staging)
+        _writable(caller, session, staging)
         _reviewable(staging, "delete")
         details: dict[str, Any] = {
             "study_uid": staging.study_uid,

@@ -64,9 +64,11 @@ class ReleaseIn(ArchiveIn):
     project: str = Field(pattern=_ID)
 
 
-def _state(review: Review, staging_pk: int, caller: Caller) -> dict[str, Any]:
+def _state(review: Review, staging_pk: int, caller: Caller | None = None) -> dict[str, Any]:
+    # After an action the caller sees the result even where it went (QUARANTINE, say).
+    projects = caller.visible_projects() if caller else None
     with review.intake.db.reader() as session:
-        return views.show_staging(session, staging_pk, caller.visible_projects())
+        return views.show_staging(session, staging_pk, projects)
 
 
 def create_prearchive_api(review: Review, gate: Gate) -> APIRouter:
@@ -122,14 +124,14 @@ def _staging_actions(router: APIRouter, review: Review, gate: Gate) -> None:
                 review, staging_id, body.project, body.subject, body.session, caller=act.caller
             )
             act.objects["archived_session_pk"] = done
-        return _state(review, staging_id, act.caller)
+        return _state(review, staging_id)
 
     @router.post("/prearchive/{staging_id}/rename")
     def rename(staging_id: int, body: RenameIn, request: Request) -> dict[str, Any]:
         """Set new subject/session labels and check again."""
         with gate.audited(request, _ACCESSED, "rename", {"staging_pk": staging_id}) as act:
             actions.rename(review, staging_id, body.subject, body.session, caller=act.caller)
-        return _state(review, staging_id, act.caller)
+        return _state(review, staging_id)
 
     @router.post("/prearchive/{staging_id}/move")
     def move(staging_id: int, body: MoveIn, request: Request) -> dict[str, Any]:
@@ -137,7 +139,7 @@ def _staging_actions(router: APIRouter, review: Review, gate: Gate) -> None:
         objects = {"staging_pk": staging_id, "project": body.project}
         with gate.audited(request, _ACCESSED, "move", objects) as act:
             actions.move(review, staging_id, body.project, caller=act.caller)
-        return _state(review, staging_id, act.caller)
+        return _state(review, staging_id)
 
     @router.post("/prearchive/{staging_id}/merge")
     def merge(staging_id: int, body: MergeIn, request: Request) -> dict[str, Any]:
@@ -146,7 +148,7 @@ def _staging_actions(router: APIRouter, review: Review, gate: Gate) -> None:
         with gate.audited(request, _ACCESSED, "merge", objects) as act:
             done = actions.merge(review, staging_id, body.project, body.into, caller=act.caller)
             act.objects["archived_session_pk"] = done
-        return _state(review, staging_id, act.caller)
+        return _state(review, staging_id)
 
     @router.delete("/prearchive/{staging_id}")
     def delete(staging_id: int, request: Request) -> dict[str, Any]:

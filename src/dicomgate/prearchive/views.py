@@ -15,7 +15,7 @@ from dicomgate.archive.projects import QUARANTINE, require_project
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
 from dicomgate.archive.sessions import require_session, scans_of, sessions_of
 from dicomgate.errors import NotFoundError
-from dicomgate.prearchive.store import require_staging
+from dicomgate.prearchive.store import require_staging, staging_project
 
 
 def staging_summary(staging: StagingSession, row: StagingReview | None) -> dict[str, Any]:
@@ -52,7 +52,8 @@ def list_staging(
         StagingReview, StagingReview.staging_pk == StagingSession.pk
     )
     if projects is not None:
-        query = query.where(StagingSession.project_id.in_(sorted(projects)))
+        owner = func.coalesce(StagingSession.project_id, StagingReview.proposed_project)
+        query = query.where(owner.in_(sorted(projects)))
     if status is not None:
         query = query.where(StagingSession.status == status)
     query = query.order_by(StagingSession.pk.desc()).limit(limit).offset(offset)
@@ -68,7 +69,7 @@ def show_staging(
     A session whose target is not in ``projects`` (``None``: all) answers like a missing one.
     """
     staging = require_staging(session, staging_pk)
-    if projects is not None and staging.project_id not in projects:
+    if projects is not None and staging_project(session, staging) not in projects:
         raise NotFoundError(f"no staging session {staging_pk}")
     row = session.get(StagingReview, staging_pk)
     out = staging_summary(staging, row)
