@@ -28,6 +28,7 @@ from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.auth.audit import AuditEvent, AuditTrail
 from dicomgate.auth.dicom_guard import AssociationGuard
+from dicomgate.auth.guard import Gate
 from dicomgate.auth.http import Authenticator, caller_dependency
 from dicomgate.auth.routes import create_auth_router
 from dicomgate.auth.users import ensure_admin
@@ -239,30 +240,36 @@ def create_app(service: Service) -> FastAPI:
     intake = service.intake
     app.include_router(create_api(intake.db, intake.blobs, current, service.auth.audit))
     app.include_router(create_auth_router(service.auth, current))
-    # Routers that do not yet check project roles themselves are at least authenticated.
+    # Every router authenticates first (401 before any body is read); each action then
+    # checks the caller's project role in the service it calls, through the gate.
     guarded = [Depends(current)]
-    app.include_router(create_jobs_router(service.jobs), dependencies=guarded)
-    app.include_router(
-        create_inbox_router(service.jobs, service.intake.db, service.settings.jobs.inbox_root),
-        dependencies=guarded,
-    )
-    service.review = service.review or build_review(service.settings, service.intake)
-    app.include_router(create_projects_api(service.intake.db), dependencies=guarded)
-    app.include_router(create_prearchive_api(service.review), dependencies=guarded)
-    app.include_router(create_pacs_api(service.pacs), dependencies=guarded)
-    app.include_router(create_pacs_jobs_api(service.pacs, service.jobs), dependencies=guarded)
-    sources = service.settings.sources
-    spool = sources.upload_dir or service.settings.data_dir / "uploads"
-    app.include_router(
-        create_upload_router(service.jobs, service.intake.db, sources, spool), dependencies=guarded
-    )
-    app.include_router(
-        create_media_router(service.jobs, service.intake.db, sources), dependencies=guarded
-    )
-    app.include_router(create_deid_api(service.review, service.jobs), dependencies=guarded)
+    gate = Gate(current, service.auth.audit)
+    _mount_rest(app, service, gate, guarded)
     _mount_dicomweb(app, service, guarded)
     install_error_handlers(app)
     return app
+
+
+def _mount_rest(app: FastAPI, service: Service, gate: Gate, guarded: list[Any]) -> None:
+    """Mount the REST routers of jobs, imports, projects, review, PACS and de-identification."""
+    jobs, db = service.jobs, service.intake.db
+    inbox = create_inbox_router(jobs, db, service.settings.jobs.inbox_root, gate)
+    service.review = service.review or build_review(service.settings, service.intake)
+    sources = service.settings.sources
+    spool = sources.upload_dir or service.settings.data_dir / "uploads"
+    routers = [
+        create_jobs_router(jobs, gate),
+        inbox,
+        create_projects_api(db, gate),
+        create_prearchive_api(service.review, gate),
+        create_pacs_api(service.pacs, gate),
+        create_pacs_jobs_api(service.pacs, jobs, gate),
+        create_upload_router(jobs, db, sources, spool, gate),
+        create_media_router(jobs, db, sources, gate),
+        create_deid_api(service.review, jobs, gate),
+    ]
+    for router in routers:
+        app.include_router(router, dependencies=guarded)
 
 
 def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:

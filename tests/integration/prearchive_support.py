@@ -20,6 +20,7 @@ from dicomgate.access import install_error_handlers
 from dicomgate.access.projects_api import create_projects_api
 from dicomgate.archive.models import StagingSession
 from dicomgate.archive.projects import ensure_quarantine, sync_project
+from dicomgate.auth.guard import open_gate
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, ReceiveResult, receive
 from dicomgate.pipeline import advance
@@ -109,8 +110,8 @@ def codes(row: StagingSession) -> list[str]:
 def client(review: Review) -> TestClient:
     """Return an HTTP client over the projects and prearchive routers."""
     app = FastAPI()
-    app.include_router(create_projects_api(review.intake.db))
-    app.include_router(create_prearchive_api(review))
+    app.include_router(create_projects_api(review.intake.db, open_gate()))
+    app.include_router(create_prearchive_api(review, open_gate()))
     install_error_handlers(app)
     return TestClient(app)
 

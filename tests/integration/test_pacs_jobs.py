@@ -21,6 +21,7 @@ from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.pacs_jobs_api import create_pacs_jobs_api
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.models import Instance, SetAside, StagingSession
+from dicomgate.auth.guard import local_caller, open_gate
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs, JobStatus
 from dicomgate.jobs.config import JobsConfig
@@ -69,7 +70,7 @@ def _bind(peer: Peer, intake: Intake, tmp_path: Path, **changes: object) -> Pacs
 def _submit(jobs: Jobs, service: PacsService, *studies: CorpusStudy) -> str:
     targets = [{"level": "STUDY", "uid": s.study_uid} for s in studies]
     params = {"node": "orthanc", "targets": targets, "project": "COHORT"}
-    return pacs_jobs.submit_retrieve(jobs, service, params)
+    return pacs_jobs.submit_retrieve(jobs, service, params, local_caller())
 
 
 def _instances(intake: Intake) -> int:
@@ -182,7 +183,7 @@ def test_bad_retrieve_parameters_are_refused(
 
 def _client(service: PacsService, jobs: Jobs) -> TestClient:
     app = FastAPI()
-    app.include_router(create_pacs_jobs_api(service, jobs))
+    app.include_router(create_pacs_jobs_api(service, jobs, open_gate()))
     install_error_handlers(app)
     return TestClient(app)
 

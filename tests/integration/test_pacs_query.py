@@ -13,6 +13,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.pacs_api import create_pacs_api
+from dicomgate.auth.guard import open_gate
 from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 from dicomgate.intake.receive import Intake
@@ -112,7 +113,7 @@ def test_closed_window_stops_traffic(peer: Peer, intake: Intake, tmp_path: Path)
 
 def _client(pacs: PacsService) -> TestClient:
     app = FastAPI()
-    app.include_router(create_pacs_api(pacs))
+    app.include_router(create_pacs_api(pacs, open_gate()))
     install_error_handlers(app)
     return TestClient(app)
 

@@ -18,6 +18,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.pacs_api import create_pacs_api
 from dicomgate.archive.index import ensure_project
+from dicomgate.auth.guard import open_gate
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, receive
 from dicomgate.pipeline import advance
@@ -189,7 +190,7 @@ def test_rest_extract_streams_a_project(intake: Intake, peer: Peer, tmp_path: Pa
     settings = load_settings(None, data_dir=tmp_path / "site", stable_after=0.0)
     advance(build_review(settings, intake))
     app = FastAPI()
-    app.include_router(create_pacs_api(PacsService(peer.settings(tmp_path), intake)))
+    app.include_router(create_pacs_api(PacsService(peer.settings(tmp_path), intake), open_gate()))
     install_error_handlers(app)
     client = TestClient(app)
     response = client.get(

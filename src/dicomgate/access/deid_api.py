@@ -3,11 +3,11 @@
 ``POST /api/projects/{p}/sessions/{label}/share`` submits a ``share_session`` job (202 with
 its URL). ``POST /api/projects/{p}/subjects/{pseudonym}/reidentify`` returns the identity
 behind a pseudonym only when the permission hook allows it; every call, refused or not, is
-recorded in the vault's access log. Until authentication exists (issue 8) the hook refuses
-every HTTP caller (see :mod:`dicomgate.deid.reidentify`). ``PUT
-/api/projects/{p}/pseudonym-mapping`` adds a study's Patient ID -> pseudonym mapping to the
-vault (CSV with ``original,pseudonym`` columns, or JSON ``{"mapping": {...}}``); it needs the
-``manage`` permission in the project.
+recorded in the vault's access log and in the audit trail (PATIENT_RECORD, 110110). Sharing
+needs ``write`` in both projects (``archive.share.authorise_share``) and is audited as an
+EXPORT (110106). ``PUT /api/projects/{p}/pseudonym-mapping`` adds a study's Patient ID ->
+pseudonym mapping to the vault (CSV with ``original,pseudonym`` columns, or JSON
+``{"mapping": {...}}``); it needs the ``manage`` permission in the project.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from dicomgate.archive.deidentify import project_deid
-from dicomgate.archive.share import KIND, ShareParams, check_share
+from dicomgate.archive.share import KIND, ShareParams, authorise_share, check_share
+from dicomgate.auth.audit import AuditEvent
+from dicomgate.auth.guard import Gate
 from dicomgate.auth.roles import Caller, Permission
 from dicomgate.deid.config import open_vault
 from dicomgate.deid.errors import PseudonymError, VaultError, VaultKeyError
 from dicomgate.deid.mapping import upload_mapping
-from dicomgate.deid.pseudonyms import mapping_from_csv, mapping_from_pairs
+from dicomgate.deid.pseudonyms import Identity, mapping_from_csv, mapping_from_pairs
 from dicomgate.deid.reidentify import (
     REIDENTIFY,
     PermissionCheck,
@@ -127,9 +129,28 @@ async def _mapping_body(request: Request) -> dict[str, str]:
         raise InvalidInputError(str(exc)) from None
 
 
+def _reidentify(
+    review: Review,
+    check: PermissionCheck,
+    actor: str | None,
+    project: str,
+    pseudonym: str,
+    body: ReidentifyIn,
+) -> Identity:
+    settings = review.settings
+    try:
+        with open_vault(settings.deid, settings.data_dir) as vault:
+            return reidentify(vault, check, actor, project, pseudonym, body.purpose)
+    except VaultKeyError as exc:
+        raise StorageError("the identity vault cannot be opened") from exc
+    except VaultError as exc:
+        raise NotFoundError(str(exc)) from None
+
+
 def create_deid_api(
     review: Review,
     jobs: Jobs,
+    gate: Gate,
     check: Callable[[Request], PermissionCheck] = caller_check,
     actor: Actor = caller_name,
 ) -> APIRouter:
@@ -139,12 +160,18 @@ def create_deid_api(
     @router.post("/{project}/sessions/{label}/share", status_code=202)
     def share(project: str, label: str, body: ShareIn, request: Request) -> dict[str, Any]:
         """Submit a job that de-identifies the session with the target's profile."""
-        try:
-            params = ShareParams(source_project=project, session=label, target_project=body.project)
-        except ValidationError:
-            raise NotFoundError(f"no session {label[:64]} in project {project[:64]}") from None
-        check_share(review, params)
-        job_id = jobs.submit(KIND, params.model_dump(), owner=actor(request))
+        objects = {"project": project[:64], "target_project": body.project}
+        with gate.audited(request, AuditEvent.EXPORT, "share", objects) as act:
+            try:
+                params = ShareParams(
+                    source_project=project, session=label, target_project=body.project
+                )
+            except ValidationError:
+                raise NotFoundError(f"no session {label[:64]} in project {project[:64]}") from None
+            authorise_share(act.caller, params)
+            check_share(review, params)
+            job_id = jobs.submit(KIND, params.model_dump(), owner=act.caller.name)
+            act.objects["job_id"] = job_id
         return {"job": job_id, "url": job_url(job_id)}
 
     @router.post("/{project}/subjects/{pseudonym}/reidentify")
@@ -152,16 +179,10 @@ def create_deid_api(
         project: str, pseudonym: str, body: ReidentifyIn, request: Request
     ) -> dict[str, str]:
         """Return the identity behind a pseudonym (403 without the permission)."""
-        settings = review.settings
-        try:
-            with open_vault(settings.deid, settings.data_dir) as vault:
-                found = reidentify(
-                    vault, check(request), actor(request), project, pseudonym, body.purpose
-                )
-        except VaultKeyError as exc:
-            raise StorageError("the identity vault cannot be opened") from exc
-        except VaultError as exc:
-            raise NotFoundError(str(exc)) from None
+        # The purpose is free text that may name the patient: it stays in the vault's log.
+        objects = {"project": project[:64], "pseudonym": pseudonym[:64]}
+        with gate.audited(request, AuditEvent.PATIENT_RECORD, "reidentify", objects):
+            found = _reidentify(review, check(request), actor(request), project, pseudonym, body)
         return found.to_dict()
 
     @router.put("/{project}/pseudonym-mapping")

@@ -7,7 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
+from dicomgate.auth.audit import AuditEvent
+from dicomgate.auth.guard import Gate
 from dicomgate.errors import InvalidInputError, NotFoundError
 from dicomgate.jobs import Jobs
 from dicomgate.sources.pacs import csv_import
@@ -33,34 +36,44 @@ def _accepted(job_id: str) -> JSONResponse:
     return JSONResponse({"job_id": job_id, "url": url}, status_code=202, headers={"Location": url})
 
 
-def create_pacs_jobs_api(pacs: PacsService, jobs: Jobs) -> APIRouter:
-    """Return the router of the PACS routes that submit jobs."""
+def create_pacs_jobs_api(pacs: PacsService, jobs: Jobs, gate: Gate) -> APIRouter:
+    """Return the router of the PACS routes that submit jobs (imports: audited)."""
     router = APIRouter(prefix="/api/pacs", tags=["pacs"])
 
     @router.post("/{node}/retrieve", status_code=202)
-    def retrieve(node: str, body: RetrieveIn) -> JSONResponse:
+    def retrieve(node: str, body: RetrieveIn, request: Request) -> JSONResponse:
         """Submit a retrieve job; it waits for the node's window and reconciles at the end."""
         params = {"node": node, **body.model_dump()}
-        return _accepted(submit_retrieve(jobs, pacs, params))
+        objects = {"node": node, "project": body.project, "source": "pacs_retrieve"}
+        with gate.audited(request, AuditEvent.IMPORT, "import", objects) as act:
+            job_id = submit_retrieve(jobs, pacs, params, act.caller)
+            act.objects["job_id"] = job_id
+        return _accepted(job_id)
 
     @router.post("/{node}/import", status_code=202)
     async def mass_import(
         node: str, request: Request, project: Annotated[str | None, Query()] = None
     ) -> JSONResponse:
         """Submit a CSV mass import (``text/csv`` body); the report is at ``/imports/{job}``."""
-        body = await request.body()
-        if len(body) > MAX_CSV_BYTES:
-            raise InvalidInputError("the CSV is larger than 20 MiB")
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidInputError("the CSV is not UTF-8") from None
-        return _accepted(csv_import.submit_import(jobs, pacs, node, text, project, None))
+        objects = {"node": node, "project": project, "source": "pacs_csv_import"}
+        with gate.audited(request, AuditEvent.IMPORT, "import", objects) as act:
+            body = await request.body()
+            if len(body) > MAX_CSV_BYTES:
+                raise InvalidInputError("the CSV is larger than 20 MiB")
+            try:
+                text = body.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise InvalidInputError("the CSV is not UTF-8") from None
+            job_id = await run_in_threadpool(
+                csv_import.submit_import, jobs, pacs, node, text, project, act.caller
+            )
+            act.objects["job_id"] = job_id
+        return _accepted(job_id)
 
     @router.get("/imports/{job_id}", responses={200: {"content": {"text/csv": {}}}})
-    def report(job_id: str) -> Response:
+    def report(job_id: str, request: Request) -> Response:
         """Return the per-row OK / KO report of a mass import as CSV."""
-        job = jobs.get(job_id)
+        job = jobs.get(job_id, gate.caller(request))
         if job.kind != csv_import.KIND:
             raise NotFoundError("no such mass import")
         rows = _rows(pacs, job_id)

@@ -26,6 +26,8 @@ from dicomgate.archive.deidentify import (
 )
 from dicomgate.archive.models import Instance
 from dicomgate.archive.sessions import instances_query, require_session
+from dicomgate.auth.guard import require
+from dicomgate.auth.roles import Caller, Permission
 from dicomgate.deid import TABLE_EDITION
 from dicomgate.deid.subjects import subject_identity
 from dicomgate.errors import (
@@ -49,6 +51,21 @@ class ShareParams(BaseModel):
     source_project: str = Field(pattern=_PROJECT)
     session: str = Field(min_length=1, max_length=64)
     target_project: str = Field(pattern=_PROJECT)
+
+
+def authorise_share(caller: Caller, params: ShareParams) -> None:
+    """Raise unless the caller may share: ``write`` in the source and in the target project.
+
+    Raises
+    ------
+    NotFoundError
+        The caller may not see the source project (as for a missing session) or the target.
+    ForbiddenError
+        They may see one but not write in it.
+    """
+    source, target = params.source_project, params.target_project
+    require(caller, source, Permission.WRITE, f"no session {params.session} in project {source}")
+    require(caller, target, Permission.WRITE)
 
 
 def check_share(review: Review, params: ShareParams) -> None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from dicomgate.auth.guard import Gate
 from dicomgate.errors import NotFoundError
 from dicomgate.jobs.schemas import ItemPage, JobOut, JobPage, LogLine
 from dicomgate.jobs.service import Jobs
@@ -65,43 +66,67 @@ async def job_events(jobs: Jobs, job_id: str, request: Request) -> AsyncIterator
         await asyncio.sleep(EVENT_INTERVAL)
 
 
-def create_jobs_router(jobs: Jobs) -> APIRouter:
+def create_jobs_router(jobs: Jobs, gate: Gate) -> APIRouter:
     """Return the ``/api/jobs`` router over ``jobs``.
+
+    A caller sees and changes only the jobs ``jobs.access`` allows them; others answer 404.
 
     Parameters
     ----------
     jobs
         The jobs facade of the service.
+    gate
+        The caller of each request.
     """
     router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+    _read_routes(router, jobs, gate)
 
+    @router.post("/{job_id}/cancel", response_model=JobOut, status_code=202)
+    def cancel_job(job_id: str, request: Request) -> JobOut:
+        """Cancel the job (409 when it has already ended)."""
+        return jobs.cancel(_job_id(job_id), gate.caller(request))
+
+    @router.post("/{job_id}/retry", response_model=JobOut, status_code=202)
+    def retry_job(job_id: str, request: Request) -> JobOut:
+        """Run the job again for its failed items only (409 unless it ended with errors)."""
+        return jobs.retry(_job_id(job_id), gate.caller(request))
+
+    return router
+
+
+def _read_routes(router: APIRouter, jobs: Jobs, gate: Gate) -> None:
     @router.get("", response_model=JobPage)
     def list_jobs(
+        request: Request,
         status: JobStatus | None = None,
         kind: Name = None,
         owner: Name = None,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> JobPage:
-        """List jobs, newest first, filtered by status, kind and owner."""
-        return jobs.list(status, kind, owner, limit, offset)
+        """List the jobs the caller may see, newest first, filtered by status, kind, owner."""
+        return jobs.list(status, kind, owner, limit, offset, gate.caller(request))
 
     @router.get("/{job_id}", response_model=JobOut)
-    def get_job(job_id: str) -> JobOut:
+    def get_job(job_id: str, request: Request) -> JobOut:
         """Return one job: status, progress, counts per outcome, message, timestamps."""
-        return jobs.get(_job_id(job_id))
+        return jobs.get(_job_id(job_id), gate.caller(request))
 
     @router.get("/{job_id}/items", response_model=ItemPage)
     def job_items(
-        job_id: str, outcome: ItemFilter | None = None, limit: Limit = 100, offset: Offset = 0
+        job_id: str,
+        request: Request,
+        outcome: ItemFilter | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
     ) -> ItemPage:
         """List the job's expected items with their outcome and reason (``pending`` filter)."""
-        return jobs.items(_job_id(job_id), outcome, limit, offset)
+        return jobs.items(_job_id(job_id), outcome, limit, offset, gate.caller(request))
 
     @router.get("/{job_id}/log", response_model=list[LogLine])
-    def job_log(job_id: str) -> list[LogLine]:
+    def job_log(job_id: str, request: Request) -> list[LogLine]:
         """Return the job's log (no PHI), oldest line first."""
-        return jobs.log_lines(_job_id(job_id))
+        return jobs.log_lines(_job_id(job_id), caller=gate.caller(request))
 
     @router.get(
         "/{job_id}/events",
@@ -110,21 +135,9 @@ def create_jobs_router(jobs: Jobs) -> APIRouter:
     )
     def job_event_stream(job_id: str, request: Request) -> StreamingResponse:
         """Stream server-sent events: ``progress`` on every change, ``end`` when the job ends."""
-        jobs.get(_job_id(job_id))  # 404 before the stream starts
+        jobs.get(_job_id(job_id), gate.caller(request))  # 404 before the stream starts
         return StreamingResponse(
             job_events(jobs, job_id, request),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-
-    @router.post("/{job_id}/cancel", response_model=JobOut, status_code=202)
-    def cancel_job(job_id: str) -> JobOut:
-        """Cancel the job (409 when it has already ended)."""
-        return jobs.cancel(_job_id(job_id))
-
-    @router.post("/{job_id}/retry", response_model=JobOut, status_code=202)
-    def retry_job(job_id: str) -> JobOut:
-        """Run the job again for its failed items only (409 unless it ended with errors)."""
-        return jobs.retry(_job_id(job_id))
-
-    return router

@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from dicomgate.archive.models import utcnow
+from dicomgate.auth.roles import Caller
 from dicomgate.errors import ConflictError, InvalidInputError
 from dicomgate.intake.receive import Intake
-from dicomgate.jobs import store
+from dicomgate.jobs import access, store
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.jobs.engine import Engine, RetryPolicy
 from dicomgate.jobs.models import Job, JobItem, JobLog
@@ -97,18 +98,23 @@ class Jobs:
         self._schedule(job_id, None)
         return job_id
 
-    def cancel(self, job_id: str) -> JobOut:
+    def cancel(self, job_id: str, caller: Caller | None = None) -> JobOut:
         """Cancel a job: at once when not running, at the handler's next check otherwise.
+
+        With ``caller``, only a job they may change (``jobs.access``); ``None`` is the server.
 
         Raises
         ------
         NotFoundError
-            When there is no such job.
+            When there is no such job (or the caller may not see it).
+        ForbiddenError
+            When the caller may see the job but not change it.
         ConflictError
             When the job has already ended.
         """
         with self.db.unit_of_work() as session:
             job = store.get_job(session, job_id, lock=True)
+            access.require_writable(caller, job)
             status = JobStatus(job.status)
             if status.final:
                 raise ConflictError(f"the job has already ended ({status.value})")
@@ -125,18 +131,23 @@ class Jobs:
             store.append_log(session, job_id, "cancel requested")
         return self.get(job_id)
 
-    def retry(self, job_id: str) -> JobOut:
+    def retry(self, job_id: str, caller: Caller | None = None) -> JobOut:
         """Run an ended job again for its failed, missing, rejected and conflicting items only.
+
+        With ``caller``, only a job they may change (``jobs.access``); ``None`` is the server.
 
         Raises
         ------
         NotFoundError
-            When there is no such job.
+            When there is no such job (or the caller may not see it).
+        ForbiddenError
+            When the caller may see the job but not change it.
         ConflictError
             When the job has not ended, or ended with every item ok.
         """
         with self.db.unit_of_work() as session:
             job = store.get_job(session, job_id, lock=True)
+            access.require_writable(caller, job)
             status = JobStatus(job.status)
             if not status.final:
                 raise ConflictError(f"the job has not ended ({status.value})")
@@ -165,16 +176,17 @@ class Jobs:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> JobOut:
-        """Return one job with its counts per outcome.
+    def get(self, job_id: str, caller: Caller | None = None) -> JobOut:
+        """Return one job with its counts per outcome (one ``caller`` may see, when given).
 
         Raises
         ------
         NotFoundError
-            When there is no such job.
+            When there is no such job (or the caller may not see it).
         """
         with self.db.reader() as session:
             job = store.get_job(session, job_id)
+            access.require_visible(caller, job)
             return JobOut.of(job, store.outcome_counts(session, job_id))
 
     def list(
@@ -184,9 +196,13 @@ class Jobs:
         owner: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        caller: Caller | None = None,
     ) -> JobPage:
-        """Return a page of jobs, newest first, filtered by status, kind and owner."""
-        query = select(Job)
+        """Return a page of jobs, newest first, filtered by status, kind and owner.
+
+        With ``caller``, only the jobs they may see (``jobs.access``).
+        """
+        query = select(Job).where(access.visible_jobs(caller))
         for column, value in ((Job.status, status), (Job.kind, kind), (Job.owner, owner)):
             if value is not None:
                 query = query.where(column == value)
@@ -199,7 +215,12 @@ class Jobs:
         return JobPage(total=total, limit=limit, offset=offset, jobs=jobs)
 
     def items(
-        self, job_id: str, outcome: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        job_id: str,
+        outcome: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        caller: Caller | None = None,
     ) -> ItemPage:
         """Return a page of a job's items; ``outcome`` filters (``pending`` for none yet).
 
@@ -214,16 +235,18 @@ class Jobs:
         elif outcome is not None:
             query = query.where(JobItem.outcome == outcome)
         with self.db.reader() as session:
-            store.get_job(session, job_id)
+            access.require_visible(caller, store.get_job(session, job_id))
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(query.order_by(JobItem.pk).limit(limit).offset(offset)).all()
             items = [ItemOut.of(row) for row in rows]
         return ItemPage(total=total, limit=limit, offset=offset, items=items)
 
-    def log_lines(self, job_id: str, limit: int = 1000) -> builtins.list[LogLine]:
+    def log_lines(
+        self, job_id: str, limit: int = 1000, caller: Caller | None = None
+    ) -> builtins.list[LogLine]:
         """Return the job's log, oldest line first (the last ``limit`` lines)."""
         query = select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.pk.desc())
         with self.db.reader() as session:
-            store.get_job(session, job_id)
+            access.require_visible(caller, store.get_job(session, job_id))
             rows = session.scalars(query.limit(limit)).all()
             return [LogLine.of(row) for row in reversed(rows)]

@@ -18,6 +18,8 @@ from dicomgate.archive.models import StagingSession, Study, utcnow
 from dicomgate.archive.projects import QUARANTINE, require_project
 from dicomgate.archive.session_models import StagingReview
 from dicomgate.archive.sessions import record_action, require_session
+from dicomgate.auth.guard import require
+from dicomgate.auth.roles import Caller, Permission
 from dicomgate.errors import ConflictError, InvalidInputError
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.pipeline import archive_session
@@ -30,6 +32,7 @@ from dicomgate.prearchive.store import (
     purge_instances,
     require_staging,
     review_row,
+    staging_project,
 )
 from dicomgate.prearchive.target import ArchiveTarget
 from dicomgate.rules import sanitize_label
@@ -38,6 +41,13 @@ from dicomgate.rules import sanitize_label
 def _headers(review: Review, staging_pk: int) -> list[Dataset]:
     with review.intake.db.reader() as session:
         return staged_headers(review.intake, session, staging_pk)
+
+
+def writable(caller: Caller, session: Session, staging: StagingSession) -> None:
+    """Refuse unless ``caller`` may write the session's project (404 when it cannot see it)."""
+    # A staging session with neither target nor proposal belongs to no project: admins only.
+    project = staging_project(session, staging)
+    require(caller, project, Permission.WRITE, f"no staging session {staging.pk}")
 
 
 def _reviewable(staging: StagingSession, action: str) -> None:
@@ -92,19 +102,24 @@ def archive(
     project: str | None = None,
     subject: str | None = None,
     session_label: str | None = None,
-    user: str | None = None,
+    *,
+    caller: Caller,
 ) -> int:
     """Archive a staging session into its target or ``project`` after that project's checks.
 
-    Archiving into QUARANTINE is always allowed and keeps the current reasons.
+    Archiving into QUARANTINE is always allowed and keeps the current reasons. The caller
+    needs ``write`` in the session's project and in the one it is archived into.
     """
     labels = (_label(subject, "subject"), _label(session_label, "session"))
     with review.intake.db.reader() as session:
         staging = require_staging(session, staging_pk)
+        writable(caller, session, staging)
         _reviewable(staging, "archive")
         row = session.get(StagingReview, staging_pk)
         chosen = project or (row.proposed_project if row else None) or staging.project_id
         chosen = chosen or review.settings.default_project
+        if chosen != QUARANTINE:  # parking a session in QUARANTINE needs its own project only
+            require(caller, chosen, Permission.WRITE)
         require_project(session, chosen)
         if chosen == QUARANTINE:
             target = _to_quarantine(review, session, staging, labels)
@@ -113,7 +128,7 @@ def archive(
             if verdict.outcome != READY or verdict.target is None:
                 raise refuse(f"archive staging session {staging_pk} into {chosen}", verdict)
             target = verdict.target
-    return archive_session(review, staging_pk, target, user)
+    return archive_session(review, staging_pk, target, caller.name)
 
 
 def _to_quarantine(
@@ -136,14 +151,18 @@ def rename(
     staging_pk: int,
     subject: str | None = None,
     session_label: str | None = None,
-    user: str | None = None,
+    *,
+    caller: Caller,
 ) -> str:
     """Give a staging session new labels and check it again; return its new status."""
     if subject is None and session_label is None:
         raise InvalidInputError("give a subject or a session label")
+    with review.intake.db.reader() as session:
+        writable(caller, session, require_staging(session, staging_pk))
     headers = _headers(review, staging_pk)
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
+        writable(caller, session, staging)
         _reviewable(staging, "rename")
         row = review_row(session, staging_pk)
         before = {"subject": row.subject_label, "session": row.session_label}
@@ -153,15 +172,22 @@ def rename(
         session.flush()
         after = {"subject": row.subject_label, "session": row.session_label}
         details = {"from": before, "to": after}
-        return recheck(review, session, staging, headers, "renamed", user, details)
+        return recheck(review, session, staging, headers, "renamed", caller.name, details)
 
 
-def move(review: Review, staging_pk: int, project: str, user: str | None = None) -> str:
-    """Point a staging session at another project and check it again; return its status."""
+def move(review: Review, staging_pk: int, project: str, *, caller: Caller) -> str:
+    """Point a staging session at another project and check it again; return its status.
+
+    The caller needs ``write`` in both the session's current project and the new one.
+    """
+    with review.intake.db.reader() as session:
+        writable(caller, session, require_staging(session, staging_pk))
     headers = _headers(review, staging_pk)
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
+        writable(caller, session, staging)
         _reviewable(staging, "move")
+        require(caller, project, Permission.WRITE)
         require_project(session, project)
         if project == QUARANTINE:
             raise InvalidInputError("to quarantine a session, archive it into QUARANTINE")
@@ -170,7 +196,7 @@ def move(review: Review, staging_pk: int, project: str, user: str | None = None)
         review_row(session, staging_pk).project_fixed = True
         session.flush()
         details = {"from": before, "to": project}
-        return recheck(review, session, staging, headers, "moved", user, details)
+        return recheck(review, session, staging, headers, "moved", caller.name, details)
 
 
 def recheck(
@@ -195,11 +221,13 @@ def recheck(
     return verdict.status
 
 
-def merge(review: Review, staging_pk: int, project: str, into: str, user: str | None = None) -> int:
+def merge(review: Review, staging_pk: int, project: str, into: str, *, caller: Caller) -> int:
     """Add a staging session to the archived session ``into`` of ``project`` (same study)."""
     with review.intake.db.reader() as session:
         staging = require_staging(session, staging_pk)
+        writable(caller, session, staging)
         _reviewable(staging, "merge")
+        require(caller, project, Permission.WRITE)
         require_project(session, project)
         existing = require_session(session, project, into)
         study_uid = session.scalar(
@@ -216,13 +244,14 @@ def merge(review: Review, staging_pk: int, project: str, into: str, user: str | 
         if verdict.outcome != READY or verdict.target is None:
             raise refuse(f"merge staging session {staging_pk} into {into}", verdict)
         target = replace(verdict.target, merge_into=existing.pk)
-    return archive_session(review, staging_pk, target, user)
+    return archive_session(review, staging_pk, target, caller.name)
 
 
-def delete(review: Review, staging_pk: int, user: str | None = None) -> int:
+def delete(review: Review, staging_pk: int, *, caller: Caller) -> int:
     """Delete a staging session and its instances (recorded); return the instances removed."""
     with review.intake.db.unit_of_work() as session:
         staging = require_staging(session, staging_pk)
+        writable(caller, session, staging)
         _reviewable(staging, "delete")
         details: dict[str, Any] = {
             "study_uid": staging.study_uid,
@@ -232,7 +261,7 @@ def delete(review: Review, staging_pk: int, user: str | None = None) -> int:
         keys = purge_instances(session, [staging_pk])
         drop_staging(session, [staging_pk])
         details["instances"] = len(keys)
-        record_action(session, "deleted", staging_pk=staging_pk, user=user, details=details)
+        record_action(session, "deleted", staging_pk=staging_pk, user=caller.name, details=details)
     for key in keys:
         review.intake.blobs.remove(key)
     return len(keys)

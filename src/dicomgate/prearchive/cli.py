@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dicomgate.auth.guard import local_caller
 from dicomgate.errors import ConfigError, DicomgateError
 from dicomgate.prearchive import actions, views
 from dicomgate.prearchive import quarantine as q
@@ -130,7 +132,10 @@ def prearchive_archive(
     config: ConfigOption = None,
 ) -> None:
     """Archive a session (optionally into another project, with new labels)."""
-    _run(config, lambda r: actions.archive(r, staging_id, project, subject, session))
+    _run(
+        config,
+        lambda r: actions.archive(r, staging_id, project, subject, session, caller=local_caller()),
+    )
     console.print(f"staging session {staging_id} archived")
 
 
@@ -142,21 +147,23 @@ def prearchive_rename(
     config: ConfigOption = None,
 ) -> None:
     """Give a session new labels; it is checked again."""
-    status = _run(config, lambda r: actions.rename(r, staging_id, subject, session))
+    status = _run(
+        config, lambda r: actions.rename(r, staging_id, subject, session, caller=local_caller())
+    )
     console.print(f"staging session {staging_id} renamed: {status}")
 
 
 @prearchive_app.command("move")
 def prearchive_move(staging_id: int, project: str, config: ConfigOption = None) -> None:
     """Target another project; the session is checked again."""
-    status = _run(config, lambda r: actions.move(r, staging_id, project))
+    status = _run(config, lambda r: actions.move(r, staging_id, project, caller=local_caller()))
     console.print(f"staging session {staging_id} moved to {project}: {status}")
 
 
 @prearchive_app.command("merge")
 def prearchive_merge(staging_id: int, project: str, into: str, config: ConfigOption = None) -> None:
     """Add a session to the archived session INTO of PROJECT (same study)."""
-    _run(config, lambda r: actions.merge(r, staging_id, project, into))
+    _run(config, lambda r: actions.merge(r, staging_id, project, into, caller=local_caller()))
     console.print(f"staging session {staging_id} merged into {project}/{into}")
 
 
@@ -171,14 +178,17 @@ def prearchive_resolve_identity(
     """Decide whose data a session held with identity_mismatch is; archive it when clean."""
     from dicomgate.prearchive.identity import resolve_identity
 
-    status = _run(config, lambda r: resolve_identity(r, staging_id, use, subject, user))
+    caller = local_caller()
+    if user:  # the name recorded with the decision; the command still acts as a site admin
+        caller = replace(caller, name=f"{caller.name}:{user}")
+    status = _run(config, lambda r: resolve_identity(r, staging_id, use, subject, caller=caller))
     console.print(f"staging session {staging_id} identity resolved ({use}): {status}")
 
 
 @prearchive_app.command("delete")
 def prearchive_delete(staging_id: int, config: ConfigOption = None) -> None:
     """Delete a session and its instances (recorded)."""
-    n = _run(config, lambda r: actions.delete(r, staging_id))
+    n = _run(config, lambda r: actions.delete(r, staging_id, caller=local_caller()))
     console.print(f"staging session {staging_id} deleted ({n} instances)")
 
 
@@ -206,14 +216,16 @@ def quarantine_release(
     config: ConfigOption = None,
 ) -> None:
     """Move a quarantined session into PROJECT after that project's checks."""
-    new = _run(config, lambda r: q.release(r, label, project, subject, session))
+    new = _run(
+        config, lambda r: q.release(r, label, project, subject, session, caller=local_caller())
+    )
     console.print(f"{label} released into {project} as {new}")
 
 
 @quarantine_app.command("delete")
 def quarantine_delete(label: str, config: ConfigOption = None) -> None:
     """Delete a quarantined session and its instances (recorded)."""
-    n = _run(config, lambda r: q.delete_quarantined(r, label))
+    n = _run(config, lambda r: q.delete_quarantined(r, label, caller=local_caller()))
     console.print(f"{label} deleted ({n} instances)")
 
 
@@ -235,7 +247,7 @@ def projects_ls(config: ConfigOption = None) -> None:
 @projects_app.command("apply-cards")
 def projects_apply_cards(project: str, config: ConfigOption = None) -> None:
     """Re-apply PROJECT's study cards to its archived sessions."""
-    n = _run(config, lambda r: q.apply_study_cards(r, project))
+    n = _run(config, lambda r: q.apply_study_cards(r, project, caller=local_caller()))
     console.print(f"study cards applied to {n} session(s) of {project}")
 
 

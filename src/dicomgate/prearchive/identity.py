@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from dicomgate.archive.deid_subject import RESOLUTION_KEY
 from dicomgate.archive.models import StagingSession
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
+from dicomgate.auth.roles import Caller
 from dicomgate.deid.errors import DeidError
 from dicomgate.deid.identity import IDENTITY_MISMATCH, IdentityResolution, confirmed_identity
 from dicomgate.errors import ConflictError, HeldForReviewError, InvalidInputError, NotFoundError
@@ -91,7 +92,8 @@ def resolve_identity(
     staging_pk: int,
     use: IdentityResolution | str,
     subject: str | None = None,
-    user: str | None = None,
+    *,
+    caller: Caller,
 ) -> str:
     """Resolve an identity mismatch; return the session's status afterwards.
 
@@ -105,8 +107,8 @@ def resolve_identity(
         ``headers``, ``confirmed``, ``subject`` or ``reject`` (see the module docstring).
     subject
         With ``subject``: the label (pseudonym) of a subject archived in the project.
-    user
-        Who decided (recorded with the action).
+    caller
+        Who decides: needs ``write`` in the session's project (recorded with the action).
 
     Returns
     -------
@@ -129,15 +131,17 @@ def resolve_identity(
         choices = ", ".join(r.value for r in IdentityResolution)
         raise InvalidInputError(f"use: expected one of {choices}") from None
     with review.intake.db.reader() as session:
+        staging = require_staging(session, staging_pk)
+        actions.writable(caller, session, staging)
         _held(session, staging_pk)
     if decided is IdentityResolution.REJECT:
-        actions.delete(review, staging_pk, user)
+        actions.delete(review, staging_pk, caller=caller)
         return "DELETED"
-    status = _record(review, staging_pk, decided, subject, user)
+    status = _record(review, staging_pk, decided, subject, caller.name)
     if status != "READY":
         return status
     try:
-        actions.archive(review, staging_pk, user=user)
+        actions.archive(review, staging_pk, caller=caller)
     except HeldForReviewError as exc:
         return exc.status  # e.g. the assigned subject has no keys in the vault (recorded)
     return "ARCHIVED"

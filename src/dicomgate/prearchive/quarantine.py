@@ -19,6 +19,8 @@ from dicomgate.archive.sessions import (
     require_session,
     sessions_of,
 )
+from dicomgate.auth.guard import require, require_one_of
+from dicomgate.auth.roles import Caller, Permission
 from dicomgate.errors import ConflictError, InvalidInputError
 from dicomgate.prearchive.actions import refuse
 from dicomgate.prearchive.checks import READY, assess
@@ -37,27 +39,37 @@ def _stagings(session: Session, archived_pk: int) -> list[StagingSession]:
     return list(session.scalars(query))
 
 
+def _writable(caller: Caller, archived: ArchivedSession) -> None:
+    # A data manager of QUARANTINE, or a writer of the project the session was meant for.
+    missing = f"no session {archived.label} in project {QUARANTINE}"
+    require_one_of(caller, [QUARANTINE, archived.proposed_project], Permission.WRITE, missing)
+
+
 def release(
     review: Review,
     label: str,
     project: str,
     subject: str | None = None,
     session_label: str | None = None,
-    user: str | None = None,
+    *,
+    caller: Caller,
 ) -> str:
     """Move a quarantined session into ``project`` after that project's checks.
 
-    Returns the session label in ``project``.
+    The caller needs ``write`` in QUARANTINE (or in the project the session was meant for)
+    and in ``project``. Returns the session label in ``project``.
     """
     if project == QUARANTINE:
         raise InvalidInputError("release moves a session out of QUARANTINE: name a project")
     with review.intake.db.reader() as session:
-        keys = [
-            i.blob_key for i in _instances(session, require_session(session, QUARANTINE, label))
-        ]
+        found = require_session(session, QUARANTINE, label)
+        _writable(caller, found)
+        require(caller, project, Permission.WRITE)
+        keys = [i.blob_key for i in _instances(session, found)]
     headers = [read_header(review.intake, key) for key in keys]
     with review.intake.db.unit_of_work() as session:
         archived = require_session(session, QUARANTINE, label)
+        _writable(caller, archived)
         require_project(session, project)
         stagings = _stagings(session, archived.pk)
         verdict = assess(
@@ -94,7 +106,7 @@ def release(
             "released",
             archived_pk=archived.pk,
             project=project,
-            user=user,
+            user=caller.name,
             details=details,
         )
         return target.session
@@ -104,10 +116,11 @@ def _instances(session: Session, archived: ArchivedSession) -> list[Instance]:
     return list(session.scalars(instances_query(archived.pk)))
 
 
-def delete_quarantined(review: Review, label: str, user: str | None = None) -> int:
+def delete_quarantined(review: Review, label: str, *, caller: Caller) -> int:
     """Delete a quarantined session and its instances (recorded); return instances removed."""
     with review.intake.db.unit_of_work() as session:
         archived = require_session(session, QUARANTINE, label)
+        _writable(caller, archived)
         stagings = [s.pk for s in _stagings(session, archived.pk)]
         details = {
             "session": label,
@@ -125,7 +138,7 @@ def delete_quarantined(review: Review, label: str, user: str | None = None) -> i
             "quarantine_deleted",
             archived_pk=archived.pk,
             project=QUARANTINE,
-            user=user,
+            user=caller.name,
             details={**details, "instances": len(keys)},
         )
     for key in keys:
@@ -133,8 +146,9 @@ def delete_quarantined(review: Review, label: str, user: str | None = None) -> i
     return len(keys)
 
 
-def apply_study_cards(review: Review, project: str, user: str | None = None) -> int:
+def apply_study_cards(review: Review, project: str, *, caller: Caller) -> int:
     """Re-apply a project's study cards to its archived sessions; return sessions updated."""
+    require(caller, project, Permission.WRITE)
     cards = review.cards.get(project)
     if cards is None:
         raise InvalidInputError(f"project {project} has no study cards")
@@ -151,7 +165,7 @@ def apply_study_cards(review: Review, project: str, user: str | None = None) -> 
             session,
             "cards_applied",
             project=project,
-            user=user,
+            user=caller.name,
             details={"sessions": len(archived)},
         )
     return len(archived)

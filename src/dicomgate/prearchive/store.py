@@ -40,6 +40,17 @@ def require_staging(session: Session, staging_pk: int) -> StagingSession:
     return row
 
 
+def staging_project(session: Session, staging: StagingSession) -> str | None:
+    """Return the project a staging session belongs to: its target, else the proposed one.
+
+    Access follows it: a READY session of LUNG is LUNG's to review before it has a target.
+    """
+    if staging.project_id is not None:
+        return staging.project_id
+    row = session.get(StagingReview, staging.pk)
+    return row.proposed_project if row else None
+
+
 def set_state(
     session: Session, staging_pk: int, status: str, reasons: list[dict[str, Any]]
 ) -> None:

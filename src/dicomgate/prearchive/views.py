@@ -14,7 +14,8 @@ from dicomgate.archive.models import Instance, Series, SetAside, StagingSession
 from dicomgate.archive.projects import QUARANTINE, require_project
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
 from dicomgate.archive.sessions import require_session, scans_of, sessions_of
-from dicomgate.prearchive.store import require_staging
+from dicomgate.errors import NotFoundError
+from dicomgate.prearchive.store import require_staging, staging_project
 
 
 def staging_summary(staging: StagingSession, row: StagingReview | None) -> dict[str, Any]:
@@ -37,12 +38,22 @@ def staging_summary(staging: StagingSession, row: StagingReview | None) -> dict[
 
 
 def list_staging(
-    session: Session, status: str | None = None, limit: int = 1000, offset: int = 0
+    session: Session,
+    status: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+    projects: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Return one page of staging sessions (optionally in one status), newest first."""
+    """Return one page of staging sessions (optionally in one status), newest first.
+
+    Only sessions whose target is in ``projects`` (the caller's; ``None``: all) are listed.
+    """
     query = select(StagingSession, StagingReview).outerjoin(
         StagingReview, StagingReview.staging_pk == StagingSession.pk
     )
+    if projects is not None:
+        owner = func.coalesce(StagingSession.project_id, StagingReview.proposed_project)
+        query = query.where(owner.in_(sorted(projects)))
     if status is not None:
         query = query.where(StagingSession.status == status)
     query = query.order_by(StagingSession.pk.desc()).limit(limit).offset(offset)
@@ -50,9 +61,16 @@ def list_staging(
     return [staging_summary(staging, row) for staging, row in rows]
 
 
-def show_staging(session: Session, staging_pk: int) -> dict[str, Any]:
-    """Return one staging session with its checks' findings and its series."""
+def show_staging(
+    session: Session, staging_pk: int, projects: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Return one staging session with its checks' findings and its series.
+
+    A session whose target is not in ``projects`` (``None``: all) answers like a missing one.
+    """
     staging = require_staging(session, staging_pk)
+    if projects is not None and staging_project(session, staging) not in projects:
+        raise NotFoundError(f"no staging session {staging_pk}")
     row = session.get(StagingReview, staging_pk)
     out = staging_summary(staging, row)
     decision = (row.decision if row else {}) or {}
@@ -122,6 +140,13 @@ def session_detail(session: Session, project: str, label: str) -> dict[str, Any]
     }
 
 
-def quarantine(session: Session) -> list[dict[str, Any]]:
-    """Return the quarantined sessions with their reasons."""
-    return [session_summary(row) for row in sessions_of(session, QUARANTINE, None)]
+def quarantine(session: Session, projects: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Return the quarantined sessions with their reasons.
+
+    With ``projects`` (the caller's): all of them when QUARANTINE is one, else only those
+    meant for one of ``projects``.
+    """
+    rows = sessions_of(session, QUARANTINE, None)
+    if projects is not None and QUARANTINE not in projects:
+        rows = [row for row in rows if row.proposed_project in projects]
+    return [session_summary(row) for row in rows]

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from dicomgate.archive.models import Project
+from dicomgate.auth.guard import require_import
+from dicomgate.auth.roles import Caller
 from dicomgate.db import Database
 from dicomgate.errors import InvalidInputError, NotFoundError
 from dicomgate.intake.origin import OriginKind
@@ -77,19 +79,25 @@ def resolve_inbox_path(inbox_root: Path, project: str, path: str) -> Path:
 
 
 def submit_inbox_import(
-    jobs: Jobs, db: Database, inbox_root: Path | None, request: InboxImport, owner: str | None
+    jobs: Jobs, db: Database, inbox_root: Path | None, request: InboxImport, caller: Caller
 ) -> str:
     """Check the request and submit an ``import_files`` job for it; return the job id.
+
+    The caller needs ``write`` in the project; they own the job.
 
     Raises
     ------
     NotFoundError
-        When the inbox is not configured or the project does not exist.
+        When the inbox is not configured or the project does not exist (or the caller may
+        not see it).
+    ForbiddenError
+        When the caller may see the project but not import into it.
     InvalidInputError
         When the path is refused (see ``resolve_inbox_path``).
     """
     if inbox_root is None:
         raise NotFoundError("the server-side inbox is not enabled (set jobs.inbox_root)")
+    require_import(caller, request.project, f"no such project: {request.project}")
     with db.reader() as session:
         if session.scalar(select(Project.id).where(Project.id == request.project)) is None:
             raise NotFoundError(f"no such project: {request.project}")
@@ -103,4 +111,4 @@ def submit_inbox_import(
         "cleanup": request.cleanup,
         "keep": str((inbox_root / request.project).resolve()),
     }
-    return jobs.submit(KIND, params, owner)
+    return jobs.submit(KIND, params, caller.name)

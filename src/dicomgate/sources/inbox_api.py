@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from dicomgate.auth.audit import AuditEvent
+from dicomgate.auth.guard import Gate
 from dicomgate.db import Database
 from dicomgate.errors import InvalidInputError
 from dicomgate.jobs import Jobs
@@ -52,7 +54,17 @@ def _xnat_request(values: dict[str, str]) -> InboxImport:
         raise InvalidInputError(f"invalid or missing: {', '.join(bad)}") from None
 
 
-def create_inbox_router(jobs: Jobs, db: Database, inbox_root: Path | None) -> APIRouter:
+def _submit(
+    gate: Gate, request: Request, jobs: Jobs, db: Database, root: Path | None, body: InboxImport
+) -> str:
+    objects = {"project": body.project, "source": "inbox"}
+    with gate.audited(request, AuditEvent.IMPORT, "import", objects) as act:
+        job_id = submit_inbox_import(jobs, db, root, body, act.caller)
+        act.objects["job_id"] = job_id
+    return job_id
+
+
+def create_inbox_router(jobs: Jobs, db: Database, inbox_root: Path | None, gate: Gate) -> APIRouter:
     """Return the router of ``POST /api/imports`` and the XNAT import form.
 
     Parameters
@@ -63,13 +75,15 @@ def create_inbox_router(jobs: Jobs, db: Database, inbox_root: Path | None) -> AP
         The index (to check that the project exists).
     inbox_root
         The configured ``jobs.inbox_root`` (``None``: the inbox is off, every call is 404).
+    gate
+        The caller (who needs ``write`` in the project) and the audit trail.
     """
     router = APIRouter(tags=["imports"])
 
     @router.post("/api/imports", status_code=202, responses={202: {"description": "job queued"}})
-    def import_from_inbox(body: InboxImport) -> JSONResponse:
+    def import_from_inbox(body: InboxImport, request: Request) -> JSONResponse:
         """Import a folder or file below ``<inbox_root>/<project>/`` as a job."""
-        job_id = submit_inbox_import(jobs, db, inbox_root, body, owner=None)
+        job_id = _submit(gate, request, jobs, db, inbox_root, body)
         url = job_url(job_id)
         return JSONResponse(
             {"job_id": job_id, "url": url}, status_code=202, headers={"Location": url}
@@ -86,7 +100,7 @@ def create_inbox_router(jobs: Jobs, db: Database, inbox_root: Path | None) -> AP
             form = await request.form()
             values.update({k: v for k, v in form.items() if isinstance(v, str)})
         body = _xnat_request(values)
-        job_id = await run_in_threadpool(submit_inbox_import, jobs, db, inbox_root, body, None)
+        job_id = await run_in_threadpool(_submit, gate, request, jobs, db, inbox_root, body)
         url = job_url(job_id)
         return PlainTextResponse(url + "\n", headers={"Location": url})
 

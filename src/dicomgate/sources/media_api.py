@@ -10,13 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dicomgate.archive.models import Project
+from dicomgate.auth.audit import AuditEvent
+from dicomgate.auth.guard import Gate, require_any, require_import
+from dicomgate.auth.roles import Caller, Permission
 from dicomgate.db import Database
 from dicomgate.errors import InvalidInputError, NotFoundError
 from dicomgate.jobs import Jobs
@@ -138,32 +141,50 @@ def resolve_media_path(roots: list[Path], path: str) -> Path:
     return resolved
 
 
-def _submit(jobs: Jobs, db: Database, config: SourcesConfig, body: MediaImport) -> str:
+def submit_media(
+    jobs: Jobs, db: Database, config: SourcesConfig, body: MediaImport, caller: Caller
+) -> str:
+    """Check a media import (the caller needs ``write`` in its project); submit its job."""
     roots = config.media_roots
     root = resolve_media_path(roots, body.path)
+    missing = f"no such project: {body.project}"
+    require_import(caller, body.project, missing)
     with db.reader() as session:
         if session.scalar(select(Project.id).where(Project.id == body.project)) is None:
-            raise NotFoundError(f"no such project: {body.project}")
+            raise NotFoundError(missing)
     if (body.study or body.series) and find_dicomdir(root) is None:
         raise InvalidInputError("study and series filters need a folder holding a DICOMDIR")
     params = media_params(root, body.project, body.study, body.series, config.import_workers)
-    return jobs.submit(MEDIA, params)
+    return jobs.submit(MEDIA, params, caller.name)
 
 
-def create_media_router(jobs: Jobs, db: Database, config: SourcesConfig) -> APIRouter:
+def create_media_router(jobs: Jobs, db: Database, config: SourcesConfig, gate: Gate) -> APIRouter:
     """Return the router of ``GET /api/media`` and ``POST /api/imports/media``."""
     roots = config.media_roots
     router = APIRouter(tags=["imports"])
 
     @router.get("/api/media", response_model=MediaOut)
-    def list_media(path: Annotated[str, Query(min_length=1, max_length=4096)]) -> MediaOut:
-        """Return the DICOMDIR tree of a server-side folder, with missing and unlisted files."""
+    def list_media(
+        request: Request, path: Annotated[str, Query(min_length=1, max_length=4096)]
+    ) -> MediaOut:
+        """Return the DICOMDIR tree of a server-side folder, with missing and unlisted files.
+
+        The tree names patients: only callers who may import somewhere may read it.
+        """
+        require_any(gate.caller(request), Permission.WRITE)
         return media_out(read_media(resolve_media_path(roots, path)))
 
+    def _import_media(request: Request, body: MediaImport) -> str:
+        objects = {"project": body.project, "source": "media"}
+        with gate.audited(request, AuditEvent.IMPORT, "import", objects) as act:
+            job_id = submit_media(jobs, db, config, body, act.caller)
+            act.objects["job_id"] = job_id
+        return job_id
+
     @router.post("/api/imports/media", status_code=202)
-    async def import_media(body: MediaImport) -> JSONResponse:
+    async def import_media(body: MediaImport, request: Request) -> JSONResponse:
         """Import a server-side folder through its DICOMDIR (or a scan) as a job."""
-        job_id = await run_in_threadpool(_submit, jobs, db, config, body)
+        job_id = await run_in_threadpool(_import_media, request, body)
         url = job_url(job_id)
         return JSONResponse(
             {"job_id": job_id, "url": url}, status_code=202, headers={"Location": url}

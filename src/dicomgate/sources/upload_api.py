@@ -23,6 +23,8 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from dicomgate.archive.models import Project
+from dicomgate.auth.audit import AuditEvent
+from dicomgate.auth.guard import Acting, Gate, require_import
 from dicomgate.db import Database
 from dicomgate.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from dicomgate.jobs import Jobs
@@ -154,12 +156,34 @@ async def _spool_multipart(request: Request, spool: _Spool, content_type: str) -
         raise InvalidInputError("the multipart body holds no file part")
 
 
-def _project_exists(db: Database, project: str) -> bool:
+def _check_project(db: Database, act: Acting, project: str) -> None:
+    missing = f"no such project: {project}"
+    require_import(act.caller, project, missing)
     with db.reader() as session:
-        return session.scalar(select(Project.id).where(Project.id == project)) is not None
+        if session.scalar(select(Project.id).where(Project.id == project)) is None:
+            raise NotFoundError(missing)
 
 
-def create_upload_router(jobs: Jobs, db: Database, config: SourcesConfig, spool: Path) -> APIRouter:
+async def _spool_request(request: Request, target: _Spool) -> bool:
+    """Spool the body; return whether it is one archive (not multipart, not one DICOM file)."""
+    content_type = request.headers.get("content-type", "application/octet-stream")
+    try:
+        multipart = content_type.lower().startswith("multipart/form-data")
+        if multipart:
+            await _spool_multipart(request, target, content_type)
+        else:
+            await _spool_body(request, target)
+        archive = not multipart and content_type.split(";")[0].strip() not in _SINGLE_FILE
+        await run_in_threadpool(target.finish, archive)
+    except BaseException:
+        shutil.rmtree(target.root, ignore_errors=True)
+        raise
+    return archive
+
+
+def create_upload_router(
+    jobs: Jobs, db: Database, config: SourcesConfig, spool: Path, gate: Gate
+) -> APIRouter:
     """Return the router of ``POST /api/imports/upload``.
 
     Parameters
@@ -172,36 +196,30 @@ def create_upload_router(jobs: Jobs, db: Database, config: SourcesConfig, spool:
         The ``sources`` settings (size cap, archive caps).
     spool
         The folder uploads are spooled into until their job has read them.
+    gate
+        The caller (who needs ``write`` in the project, checked before the body is read) and
+        the audit trail.
     """
     router = APIRouter(tags=["imports"])
 
     @router.post("/api/imports/upload", status_code=202)
     async def upload(request: Request, project: ProjectId) -> JSONResponse:
         """Upload DICOM files (multipart) or one zip / tar / tar.gz; imported as a job."""
-        if not await run_in_threadpool(_project_exists, db, project):
-            raise NotFoundError(f"no such project: {project}")
-        content_type = request.headers.get("content-type", "application/octet-stream")
-        target = _Spool(spool / uuid.uuid4().hex, config.max_upload_bytes)
-        try:
-            multipart = content_type.lower().startswith("multipart/form-data")
-            if multipart:
-                await _spool_multipart(request, target, content_type)
-            else:
-                await _spool_body(request, target)
-            archive = not multipart and content_type.split(";")[0].strip() not in _SINGLE_FILE
-            await run_in_threadpool(target.finish, archive)
-        except BaseException:
-            shutil.rmtree(target.root, ignore_errors=True)
-            raise
-        params = {
-            "spool": str(target.root),
-            "project": project,
-            "archive": archive,
-            "limits": config.archive.model_dump(),
-            "bytes": target.size,
-            "workers": config.import_workers,
-        }
-        job_id = await run_in_threadpool(jobs.submit, UPLOAD, params, None)
+        objects = {"project": project, "source": "upload"}
+        with gate.audited(request, AuditEvent.IMPORT, "import", objects) as act:
+            await run_in_threadpool(_check_project, db, act, project)
+            target = _Spool(spool / uuid.uuid4().hex, config.max_upload_bytes)
+            archive = await _spool_request(request, target)
+            params = {
+                "spool": str(target.root),
+                "project": project,
+                "archive": archive,
+                "limits": config.archive.model_dump(),
+                "bytes": target.size,
+                "workers": config.import_workers,
+            }
+            job_id = await run_in_threadpool(jobs.submit, UPLOAD, params, act.caller.name)
+            act.objects.update(job_id=job_id, bytes=target.size)
         url = job_url(job_id)
         return JSONResponse(
             {"job_id": job_id, "url": url}, status_code=202, headers={"Location": url}

@@ -17,12 +17,15 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from dicomgate.access import install_error_handlers
 from dicomgate.archive.session_models import PrearchiveAction
+from dicomgate.auth.guard import local_caller
 from dicomgate.deid.pseudonyms import Identity
 from dicomgate.errors import ConflictError, InvalidInputError, NotFoundError
 from dicomgate.prearchive.api import create_prearchive_api
 from dicomgate.prearchive.identity import resolve_identity
 from tests.integration.deid.conftest import BOTH_DATABASES, RESEARCH, Site
 from tests.unit.deid.deid_builders import ROOT, ct_slice
+
+CLI = local_caller()
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -64,7 +67,7 @@ def _actions(site: Site, name: str) -> list[PrearchiveAction]:
 def test_headers_are_right_archives_under_the_headers_subject(make_site: MakeSite) -> None:
     site = make_site(RESEARCH)
     pk = _held(site)
-    assert resolve_identity(site.review, pk, "headers", user="dm") == "ARCHIVED"
+    assert resolve_identity(site.review, pk, "headers", caller=CLI) == "ARCHIVED"
     [archived] = site.sessions("RESEARCH")
     assert archived.subject_label == "SUBJ-0001"
     with site.vault() as vault:
@@ -72,7 +75,7 @@ def test_headers_are_right_archives_under_the_headers_subject(make_site: MakeSit
         assert found is not None and found.pseudonym == "SUBJ-0001"
         assert vault.find_subject("RESEARCH", RIGHT) is None  # nothing made up from the other
     [action] = _actions(site, "identity_resolved")
-    assert action.user == "dm"
+    assert action.user == CLI.name
     assert action.details["use"] == "headers"
     assert "ZQX" not in str(action.details) and "1960" not in str(action.details)
 
@@ -80,7 +83,7 @@ def test_headers_are_right_archives_under_the_headers_subject(make_site: MakeSit
 def test_confirmed_is_right_links_the_wrong_headers_to_the_subject(make_site: MakeSite) -> None:
     site = make_site(RESEARCH)
     pk = _held(site)
-    assert resolve_identity(site.review, pk, "confirmed") == "ARCHIVED"
+    assert resolve_identity(site.review, pk, "confirmed", caller=CLI) == "ARCHIVED"
     [first] = site.sessions("RESEARCH")
     with site.vault() as vault:
         by_confirmed = vault.find_subject("RESEARCH", RIGHT)
@@ -102,10 +105,13 @@ def test_assign_to_another_subject_of_the_project(make_site: MakeSite) -> None:
     [other] = site.sessions("RESEARCH")
     pk = _held(site)
     with pytest.raises(NotFoundError, match="no subject SUBJ-0099"):
-        resolve_identity(site.review, pk, "subject", subject="SUBJ-0099")
+        resolve_identity(site.review, pk, "subject", subject="SUBJ-0099", caller=CLI)
     with pytest.raises(InvalidInputError, match="needs the subject"):
-        resolve_identity(site.review, pk, "subject")
-    assert resolve_identity(site.review, pk, "subject", subject=other.subject_label) == "ARCHIVED"
+        resolve_identity(site.review, pk, "subject", caller=CLI)
+    assert (
+        resolve_identity(site.review, pk, "subject", subject=other.subject_label, caller=CLI)
+        == "ARCHIVED"
+    )
     sessions = site.sessions("RESEARCH")
     assert len(sessions) == 2 and {s.subject_label for s in sessions} == {other.subject_label}
     site.send([_study(1)], "RESEARCH")  # a follow-up with the same headers joins it too
@@ -116,7 +122,7 @@ def test_assign_to_another_subject_of_the_project(make_site: MakeSite) -> None:
 def test_reject_deletes_the_staging_session(make_site: MakeSite) -> None:
     site = make_site(RESEARCH)
     pk = _held(site)
-    assert resolve_identity(site.review, pk, "reject", user="dm") == "DELETED"
+    assert resolve_identity(site.review, pk, "reject", caller=CLI) == "DELETED"
     assert site.staging() == [] and site.blob_count() == 0
     [deleted] = _actions(site, "deleted")
     assert deleted.details["reasons"] == ["identity_mismatch"]
@@ -128,14 +134,14 @@ def test_refusals_name_what_is_wrong(make_site: MakeSite) -> None:
     site.run()
     archived = site.staging()[0]  # the original (ARCHIVED, deidentified)
     with pytest.raises(ConflictError, match="not held"):
-        resolve_identity(site.review, archived.pk, "headers")
+        resolve_identity(site.review, archived.pk, "headers", caller=CLI)
     pk = _held(site)
     with pytest.raises(InvalidInputError, match="use: expected one of"):
-        resolve_identity(site.review, pk, "overwrite")
+        resolve_identity(site.review, pk, "overwrite", caller=CLI)
     with pytest.raises(InvalidInputError, match="only given with 'subject'"):
-        resolve_identity(site.review, pk, "headers", subject="SUBJ-0001")
+        resolve_identity(site.review, pk, "headers", subject="SUBJ-0001", caller=CLI)
     with pytest.raises(NotFoundError):
-        resolve_identity(site.review, 999_999, "headers")
+        resolve_identity(site.review, 999_999, "headers", caller=CLI)
     assert [s.status for s in site.staging() if s.pk == pk] == ["CONFLICT"]  # left as it was
 
 
@@ -207,7 +213,9 @@ def test_held_session_lists_the_subjects_it_may_belong_to(make_site: MakeSite) -
             "matches_headers": ["first_name", "last_name"],
         }
     ]  # SUBJ-0002 (another name, another date) shares nothing
-    assert resolve_identity(site.review, pk, "subject", subject="SUBJ-0001") == "ARCHIVED"
+    assert (
+        resolve_identity(site.review, pk, "subject", subject="SUBJ-0001", caller=CLI) == "ARCHIVED"
+    )
     assert sorted(s.subject_label for s in site.sessions("RESEARCH")) == [
         "SUBJ-0001",
         "SUBJ-0001",

@@ -18,6 +18,8 @@ from dicomgate.access.api_errors import install_error_handlers
 from dicomgate.access.deid_api import create_deid_api
 from dicomgate.app import check_vault
 from dicomgate.archive.share import bind_share
+from dicomgate.auth.audit import AuditTrail
+from dicomgate.auth.guard import Gate, open_gate
 from dicomgate.auth.roles import Caller, Role
 from dicomgate.deid import check_references
 from dicomgate.deid.reidentify import allow_listed, reidentify
@@ -44,7 +46,7 @@ def _jobs(site: Site) -> Jobs:
 
 def _client(site: Site, jobs: Jobs, **hooks: Any) -> TestClient:
     app = FastAPI()
-    app.include_router(create_deid_api(site.review, jobs, **hooks))
+    app.include_router(create_deid_api(site.review, jobs, open_gate(), **hooks))
     install_error_handlers(app)
     return TestClient(app)
 
@@ -252,7 +254,7 @@ def test_reidentify_follows_the_callers_own_permission(make_site: MakeSite) -> N
     elsewhere = Caller("sam", can_reidentify=True, scope_projects=frozenset({"OTHER"}))
     for caller, status in ((owner, 403), (admin, 403), (elsewhere, 403), (steward, 200)):
         app = FastAPI(dependencies=[Depends(_as(caller))])
-        app.include_router(create_deid_api(site.review, _jobs(site)))
+        app.include_router(create_deid_api(site.review, _jobs(site), open_gate()))
         install_error_handlers(app)
         response = TestClient(app).post(path, json={"purpose": "incidental finding"})
         assert response.status_code == status, caller
@@ -264,3 +266,48 @@ def test_reidentify_follows_the_callers_own_permission(make_site: MakeSite) -> N
         ("sam", "reidentify_refused"),
         ("sam", "reidentify"),
     ]
+
+
+def _is(caller: Caller) -> Callable[[Request], Caller]:
+    def resolve(_request: Request) -> Caller:
+        return caller
+
+    return resolve
+
+
+def test_reidentify_and_share_are_audited_with_their_outcome(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    site = make_site(RESEARCH)
+    site.send([ct_slice(0)], "RESEARCH")
+    site.run()
+    [research] = site.sessions("RESEARCH")
+    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    steward = Caller("sam", can_reidentify=True, roles={"RESEARCH": Role.MEMBER})
+    reader = Caller("rita", roles={"RESEARCH": Role.COLLABORATOR})
+    statuses = []
+    for caller in (reader, steward):
+        app = FastAPI(dependencies=[Depends(_as(caller))])
+        gate = Gate(_is(caller), trail)
+        app.include_router(create_deid_api(site.review, _jobs(site), gate))
+        install_error_handlers(app)
+        client = TestClient(app)
+        reid = client.post(
+            "/api/projects/RESEARCH/subjects/SUBJ-0001/reidentify", json={"purpose": "ZQX finding"}
+        )
+        share = client.post(
+            f"/api/projects/RESEARCH/sessions/{research.label}/share", json={"project": "DEFAULT"}
+        )
+        statuses.append((reid.status_code, share.status_code))
+    # sam may re-identify, but DEFAULT is not his to write into: the share answers 404.
+    assert statuses == [(403, 403), (200, 404)]
+    records = [(r.actor, r.event_code, r.action, r.outcome) for r in trail.records()]
+    assert records == [
+        ("rita", "110110", "reidentify", 4),
+        ("rita", "110106", "share", 4),
+        ("sam", "110110", "reidentify", 0),
+        ("sam", "110106", "share", 4),
+    ]
+    assert all("ZQX" not in str(r.to_json()) for r in trail.records())
+    assert trail.verify() == []
+    trail.dispose()

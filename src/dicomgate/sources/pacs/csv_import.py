@@ -19,6 +19,7 @@ from pydicom.datadict import tag_for_keyword
 from sqlalchemy import select
 
 from dicomgate.archive.models import Project
+from dicomgate.auth.roles import Caller
 from dicomgate.db import Database
 from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import InvalidInputError, NotFoundError, PermanentError, WindowClosedError
@@ -26,7 +27,7 @@ from dicomgate.intake.origin import OriginKind
 from dicomgate.jobs import ItemOutcome, JobContext, Jobs, register
 from dicomgate.jobs.models import JobItem
 from dicomgate.sources.pacs.batch import Target, retrieve_targets
-from dicomgate.sources.pacs.jobs import JobLedger, bound
+from dicomgate.sources.pacs.jobs import JobLedger, bound, require_import_into
 from dicomgate.sources.pacs.service import PacsService
 
 KIND = "pacs_csv_import"
@@ -71,20 +72,27 @@ def parse_csv(text: str) -> list[dict[str, str]]:
 
 
 def submit_import(
-    jobs: Jobs, service: PacsService, node: str, text: str, project: str | None, owner: str | None
+    jobs: Jobs, service: PacsService, node: str, text: str, project: str | None, caller: Caller
 ) -> str:
-    """Check the CSV and submit a mass-import job from ``node``; return its id."""
+    """Check the CSV and submit a mass-import job from ``node``; return its id.
+
+    The caller needs ``write`` in every project the rows name (and in ``project``, the one
+    of rows that name none; without it only site admins).
+    """
     rows = parse_csv(text)
     try:
         service.node(node)
     except NotFoundError as exc:
         raise InvalidInputError(str(exc)) from None
-    projects = {row.get("project") or project for row in rows} - {None, ""}
+    projects = {row.get("project") or project for row in rows} - {""}
+    for name in sorted(projects, key=str):
+        require_import_into(caller, name)
     with service.intake.db.reader() as session:
         for name in sorted(p for p in projects if p):
             if session.get(Project, name) is None:
                 raise InvalidInputError(f"no project {name!r}")
-    return jobs.submit(KIND, {"node": node, "rows": rows, "project": project}, owner)
+    params = {"node": node, "rows": rows, "project": project}
+    return jobs.submit(KIND, params, caller.name)
 
 
 def _norm(value: str) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dicomgate.archive.models import Project
+from dicomgate.auth.guard import require_import
+from dicomgate.auth.roles import Caller
 from dicomgate.dicom.remote import RetrieveCounts
 from dicomgate.errors import InvalidInputError, NotFoundError, PermanentError, WindowClosedError
 from dicomgate.intake.origin import OriginKind
@@ -126,12 +128,27 @@ def check_params(service: PacsService, params: dict[str, Any]) -> RetrieveParams
     return parsed
 
 
+def require_import_into(caller: Caller, project: str | None) -> None:
+    """Raise unless the caller may retrieve into ``project`` (``auth.guard.require_import``).
+
+    A project the caller may not see is refused like one that does not exist (400).
+    """
+    try:
+        require_import(caller, project, f"no project {project!r}")
+    except NotFoundError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
 def submit_retrieve(
-    jobs: Jobs, service: PacsService, params: dict[str, Any], owner: str | None = None
+    jobs: Jobs, service: PacsService, params: dict[str, Any], caller: Caller
 ) -> str:
-    """Check ``params`` and submit a ``pacs_retrieve`` job; return its id."""
+    """Check ``params`` and submit a ``pacs_retrieve`` job owned by ``caller``; return its id.
+
+    The caller needs ``write`` in the target project (site admins may leave it to routing).
+    """
     parsed = check_params(service, params)
-    return jobs.submit(KIND, parsed.model_dump(), owner)
+    require_import_into(caller, parsed.project)
+    return jobs.submit(KIND, parsed.model_dump(), caller.name)
 
 
 @register(KIND)
