@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from dicomgate.archive.models import Instance, Series, StagingSession
 from dicomgate.archive.session_models import PrearchiveAction
+from dicomgate.auth.guard import local_caller
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome
 from dicomgate.prearchive.actions import delete
@@ -247,7 +248,7 @@ def test_an_instance_of_a_deleted_series_never_joins_the_series_that_took_its_pk
     old = staging(review)
     with intake.db.reader() as session:
         old_series = session.scalars(select(Series.pk)).one()
-    assert delete(review, old.pk) == 1
+    assert delete(review, old.pk, caller=local_caller()) == 1
     other = ct()
     send(review, [other])
     with intake.db.reader() as session:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from dicomgate.archive.deidentify import project_deid
 from dicomgate.archive.share import KIND, ShareParams, authorise_share, check_share
 from dicomgate.auth.audit import AuditEvent
-from dicomgate.auth.guard import Gate
+from dicomgate.auth.guard import Gate, require
 from dicomgate.auth.roles import Caller, Permission
 from dicomgate.deid.config import open_vault
 from dicomgate.deid.errors import PseudonymError, VaultError, VaultKeyError
@@ -40,7 +40,6 @@ from dicomgate.errors import (
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
-    PermissionDeniedError,
     StorageError,
     UnsupportedMediaTypeError,
 )
@@ -93,14 +92,6 @@ def caller_check(request: Request) -> PermissionCheck:
         return permission == REIDENTIFY and caller.allows(Permission.REIDENTIFY, project)
 
     return check
-
-
-def require_manage(request: Request, project: str) -> None:
-    """Refuse unless the request's caller may manage ``project`` (no caller: refused)."""
-    caller = _caller(request)
-    if caller is None:
-        raise PermissionDeniedError("this needs the 'manage' permission in the project")
-    caller.require(Permission.MANAGE, project)
 
 
 async def _mapping_body(request: Request) -> dict[str, str]:
@@ -188,17 +179,27 @@ def create_deid_api(
     @router.put("/{project}/pseudonym-mapping")
     async def put_mapping(project: str, request: Request) -> dict[str, Any]:
         """Add Patient ID -> pseudonym entries for the ``mapping`` scheme (never changes one)."""
-        require_manage(request, project)
-        mapping = await _mapping_body(request)
-        settings, config = review.settings, project_deid(review, project)
-        try:
-            done = await run_in_threadpool(
-                upload_mapping, settings.deid, settings.data_dir, config, project, mapping
-            )
-        except VaultKeyError as exc:
-            raise StorageError("the identity vault cannot be opened") from exc
-        except (PseudonymError, VaultError) as exc:
-            raise ConflictError(str(exc)) from None
-        return {"project": done.project, "added": done.added, "total": done.total}
+        objects = {"project": project[:64]}
+        with gate.audited(request, AuditEvent.PATIENT_RECORD, "pseudonym_mapping", objects) as act:
+            require(act.caller, project, Permission.MANAGE, f"no project {project!r}")
+            mapping = await _mapping_body(request)
+            act.objects["entries"] = len(mapping)
+            settings, config = review.settings, project_deid(review, project)
+            done = await _upload(settings, config, project, mapping)
+        return done
 
     return router
+
+
+async def _upload(
+    settings: Any, config: Any, project: str, mapping: dict[str, str]
+) -> dict[str, Any]:
+    try:
+        done = await run_in_threadpool(
+            upload_mapping, settings.deid, settings.data_dir, config, project, mapping
+        )
+    except VaultKeyError as exc:
+        raise StorageError("the identity vault cannot be opened") from exc
+    except (PseudonymError, VaultError) as exc:
+        raise ConflictError(str(exc)) from None
+    return {"project": done.project, "added": done.added, "total": done.total}

@@ -17,7 +17,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from dicomgate.access import install_error_handlers
 from dicomgate.archive.session_models import PrearchiveAction
-from dicomgate.auth.guard import local_caller
+from dicomgate.auth.guard import local_caller, open_gate
 from dicomgate.deid.pseudonyms import Identity
 from dicomgate.errors import ConflictError, InvalidInputError, NotFoundError
 from dicomgate.prearchive.api import create_prearchive_api
@@ -149,7 +149,7 @@ def test_resolve_over_rest(make_site: MakeSite) -> None:
     site = make_site(RESEARCH)
     pk = _held(site)
     app = FastAPI()
-    app.include_router(create_prearchive_api(site.review))
+    app.include_router(create_prearchive_api(site.review, open_gate()))
     install_error_handlers(app)
     http = TestClient(app)
     bad = http.post(f"/api/prearchive/{pk}/resolve-identity", json={"use": "overwrite"})

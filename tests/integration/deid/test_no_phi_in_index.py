@@ -25,6 +25,7 @@ from dicomgate.archive.session_models import (
     StagingReview,
 )
 from dicomgate.archive.share import bind_share
+from dicomgate.auth.guard import local_caller
 from dicomgate.deid import TABLE_EDITION
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.config import JobsConfig
@@ -118,8 +119,8 @@ def test_deidentified_project_rows_and_blobs_hold_no_phi(
     site.run()  # checked, waits for review (manual policy)
     [staging] = site.staging()
     assert staging.status == "READY"
-    actions.rename(site.review, staging.pk, subject="ZQXDOE ZQXJOHN", user="dm")
-    actions.archive(site.review, staging.pk, user="dm")
+    actions.rename(site.review, staging.pk, subject="ZQXDOE ZQXJOHN", caller=local_caller())
+    actions.archive(site.review, staging.pk, caller=local_caller())
     [archived] = site.sessions("RESEARCH")
     assert archived.subject_label == "SUBJ-0001"
     assert len(site.stored(archived)) == 2
