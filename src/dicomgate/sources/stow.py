@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
@@ -19,7 +19,9 @@ from sqlalchemy import select
 from dicomgate.archive.models import Instance, Series, StagingSession, Study
 from dicomgate.auth.audit import AuditEvent, AuditTrail
 from dicomgate.auth.audit import Outcome as AuditOutcome
+from dicomgate.auth.guard import require_import
 from dicomgate.auth.request_audit import record_request
+from dicomgate.auth.roles import Caller
 from dicomgate.dicom.part10 import NotDicomError, Part10, parse_any
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError, PayloadTooLargeError, StorageError
@@ -30,6 +32,8 @@ from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive, re
 from dicomgate.sources.stow_body import DICOM, BodyPart, boundary_of, close, read_parts
 
 DICOM_JSON = "application/dicom+json"
+# dicomgate's extension: the project the instances are imported into (else the protocol sorts).
+ProjectParam = Annotated[str | None, Query(max_length=64)]
 PRIVATE_CREATOR = "DICOMGATE STOW"
 # Failure reasons (PS3.18 Table I.2-1 and common practice).
 CANNOT_UNDERSTAND, STUDY_MISMATCH, DUPLICATE, OUT_OF_RESOURCES = 0xC000, 0xA901, 0x0111, 0xA700
@@ -243,6 +247,12 @@ def audit_import(trail: AuditTrail | None, request: Request, results: list[PartR
     record_request(trail, request, AuditEvent.INSTANCES_TRANSFERRED, "import", objects, outcome)
 
 
+def _caller(request: Request) -> Caller:
+    """Return the caller the auth dependency left on the request; without one, nobody."""
+    caller = getattr(request.state, "caller", None)
+    return caller if isinstance(caller, Caller) else Caller(name="nobody")
+
+
 def create_stow(
     intake: Intake, settings: StowSettings, audit: AuditTrail | None = None
 ) -> APIRouter:
@@ -250,9 +260,11 @@ def create_stow(
     router = APIRouter(tags=["dicomweb"])
     spool_dir = intake.blobs.temp
 
-    async def store(request: Request, study: str | None) -> JSONResponse:
+    async def store(request: Request, study: str | None, project: str | None) -> JSONResponse:
         if study is not None and not is_valid_uid(study):
             raise InvalidInputError("the study in the path is not a UID")
+        # Checked before the body is read: a caller who may not import sends nothing in.
+        require_import(_caller(request), project, f"no project {project!r}")
         boundary = boundary_of(request.headers.get("content-type"))
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.max_bytes:
@@ -261,7 +273,7 @@ def create_stow(
             request.stream(), boundary, spool_dir, settings.max_bytes, settings.memory_bytes
         )
         host = request.client.host if request.client else None
-        origin = Origin(OriginKind.STOW, remote_host=host)
+        origin = Origin(OriginKind.STOW, remote_host=host, project=project)
         results = await run_in_threadpool(receive_parts, intake, parts, origin, study)
         await run_in_threadpool(audit_import, audit, request, results)
         base = base_url(request, settings.public_url)
@@ -271,15 +283,15 @@ def create_stow(
         return JSONResponse(body, status_code=status_of(results), media_type=DICOM_JSON)
 
     @router.post("/studies")
-    async def stow(request: Request) -> JSONResponse:
-        """Store instances (any study)."""
-        return await store(request, None)
+    async def stow(request: Request, project: ProjectParam = None) -> JSONResponse:
+        """Store instances (any study); ``?project=`` names the project to import into."""
+        return await store(request, None, project)
 
     @router.post("/studies/{study}")
     async def stow_study(
-        request: Request, study: Annotated[str, Path(max_length=64)]
+        request: Request, study: Annotated[str, Path(max_length=64)], project: ProjectParam = None
     ) -> JSONResponse:
         """Store instances of one study; instances of other studies are refused."""
-        return await store(request, study)
+        return await store(request, study, project)
 
     return router
