@@ -56,6 +56,25 @@ class DicomAudit:
         except Exception:
             log.exception("could not write the %s record to the audit trail", action)
 
+    def _operation(
+        self,
+        admission: Admission,
+        event: AuditEvent,
+        action: str,
+        objects: dict[str, Any],
+        failure: str,
+    ) -> None:
+        """Record one operation of an admitted association (its actor, address, outcome)."""
+        self._record(
+            event,
+            action,
+            actor=admission.actor,
+            source=admission.address,
+            outcome=Outcome.MINOR_FAILURE if failure else Outcome.SUCCESS,
+            objects={"calling_ae": admission.calling_ae, **objects},
+            detail=failure,
+        )
+
     def rejected(self, calling: str, called: str, address: str, reason: str) -> None:
         """Record an association rejected before negotiation."""
         self._record(
@@ -116,15 +135,8 @@ class DicomAudit:
 
     def queried(self, admission: Admission, level: str, results: int, failure: str = "") -> None:
         """Record one C-FIND: its level and match count (never its keys: they are PHI)."""
-        self._record(
-            AuditEvent.QUERY,
-            "query",
-            actor=admission.actor,
-            source=admission.address,
-            outcome=Outcome.MINOR_FAILURE if failure else Outcome.SUCCESS,
-            objects={"calling_ae": admission.calling_ae, "level": level, "results": results},
-            detail=failure,
-        )
+        objects = {"level": level, "results": results}
+        self._operation(admission, AuditEvent.QUERY, "query", objects, failure)
 
     def retrieved(
         self,
@@ -137,7 +149,6 @@ class DicomAudit:
     ) -> None:
         """Record one C-MOVE or C-GET: the studies and instance count handed over."""
         objects: dict[str, Any] = {
-            "calling_ae": admission.calling_ae,
             "operation": operation,
             "instances": instances,
             "studies": len(studies),
@@ -145,12 +156,4 @@ class DicomAudit:
         }
         if destination:
             objects["destination_ae"] = destination
-        self._record(
-            AuditEvent.INSTANCES_TRANSFERRED,
-            "retrieve",
-            actor=admission.actor,
-            source=admission.address,
-            outcome=Outcome.MINOR_FAILURE if failure else Outcome.SUCCESS,
-            objects=objects,
-            detail=failure,
-        )
+        self._operation(admission, AuditEvent.INSTANCES_TRANSFERRED, "retrieve", objects, failure)
