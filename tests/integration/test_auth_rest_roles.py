@@ -338,6 +338,8 @@ def test_jobs_by_role(site: Site) -> None:
     # Past the role check: the owner (and a LUNG owner) may cancel; an ended job is 409.
     for who in ("mia", "otto"):
         assert _call(site, who, "POST", f"/api/jobs/{job}/cancel").status_code in (202, 409)
+    _audited(site, "job_cancel", "110100", "colin", REFUSAL)
+    assert {r["actor"] for r in _audit(site, "job_cancel")} >= {"mia", "otto"}
     bert_job = _call(site, "bert", "POST", "/api/imports/upload?project=BRAIN", **body).json()
     assert _call(site, "bert", "GET", f"/api/jobs/{bert_job['job_id']}").status_code == 200
     assert _call(site, "mia", "GET", f"/api/jobs/{bert_job['job_id']}").status_code == 404

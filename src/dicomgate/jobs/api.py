@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from dicomgate.auth.audit import AuditEvent
 from dicomgate.auth.guard import Gate
 from dicomgate.errors import NotFoundError
 from dicomgate.jobs.schemas import ItemPage, JobOut, JobPage, LogLine
@@ -84,12 +85,16 @@ def create_jobs_router(jobs: Jobs, gate: Gate) -> APIRouter:
     @router.post("/{job_id}/cancel", response_model=JobOut, status_code=202)
     def cancel_job(job_id: str, request: Request) -> JobOut:
         """Cancel the job (409 when it has already ended)."""
-        return jobs.cancel(_job_id(job_id), gate.caller(request))
+        objects = {"job_id": job_id[:64]}
+        with gate.audited(request, AuditEvent.APPLICATION_ACTIVITY, "job_cancel", objects) as act:
+            return jobs.cancel(_job_id(job_id), act.caller)
 
     @router.post("/{job_id}/retry", response_model=JobOut, status_code=202)
     def retry_job(job_id: str, request: Request) -> JobOut:
         """Run the job again for its failed items only (409 unless it ended with errors)."""
-        return jobs.retry(_job_id(job_id), gate.caller(request))
+        # A retry imports again, so it is recorded as the import it starts.
+        with gate.audited(request, AuditEvent.IMPORT, "job_retry", {"job_id": job_id[:64]}) as act:
+            return jobs.retry(_job_id(job_id), act.caller)
 
     return router
 
