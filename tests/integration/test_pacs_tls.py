@@ -8,6 +8,7 @@ remote-node error and never falls back to plain DICOM.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ from tests.pki import Pki, make_pki
 
 # pynetdicom leaves the socket of a failed handshake to the garbage collector.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(autouse=True)
+def _collect_failed_sockets() -> Iterator[None]:
+    """Collect those sockets here, under this module's filter, not in a later test."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
