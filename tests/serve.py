@@ -49,11 +49,6 @@ class ServeProcess:
         self.log = tmp / "server.log" if log else None
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def port(self) -> int:
-        """The HTTP port."""
-        return self.http
-
     def start(self, timeout: float = 90.0) -> None:
         """Start the process and wait until ``/api/health`` answers."""
         cmd = [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(self.config)]
