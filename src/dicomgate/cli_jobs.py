@@ -19,7 +19,7 @@ from dicomgate.settings import Settings
 jobs_app = typer.Typer(help="Jobs: list, follow, cancel, retry, run here.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.25
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 
@@ -49,7 +49,7 @@ def follow(jobs: Jobs, job_id: str, done: threading.Event | None = None) -> JobO
     with _progress() as progress:
         task = progress.add_task("queued", total=None, errors=0)
         while True:
-            job = jobs.get(job_id)
+            job = jobs.get(job_id, counts=False)
             progress.update(
                 task,
                 description=f"{job.kind} {job.status.value.lower()}",
@@ -59,7 +59,10 @@ def follow(jobs: Jobs, job_id: str, done: threading.Event | None = None) -> JobO
             )
             if job.final or (done is not None and done.is_set()):
                 return jobs.get(job_id)
-            time.sleep(POLL_SECONDS)
+            if done is not None:
+                done.wait(POLL_SECONDS)  # wakes as soon as an inline job ends
+            else:
+                time.sleep(POLL_SECONDS)
 
 
 def run_with_progress(jobs: Jobs, job_id: str) -> JobOut:

@@ -176,8 +176,11 @@ class Jobs:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def get(self, job_id: str, caller: Caller | None = None) -> JobOut:
+    def get(self, job_id: str, caller: Caller | None = None, *, counts: bool = True) -> JobOut:
         """Return one job with its counts per outcome (one ``caller`` may see, when given).
+
+        ``counts=False`` leaves the counts out: they take a scan of the job's items, which a
+        progress display polling a large import need not pay for on every refresh.
 
         Raises
         ------
@@ -187,7 +190,7 @@ class Jobs:
         with self.db.reader() as session:
             job = store.get_job(session, job_id)
             access.require_visible(caller, job)
-            return JobOut.of(job, store.outcome_counts(session, job_id))
+            return JobOut.of(job, store.outcome_counts(session, job_id) if counts else None)
 
     def list(
         self,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.archive.blobstore import FilesystemBlobStore, KeyMaker
 from dicomgate.errors import NotFoundError, StorageError
 
 
@@ -66,3 +66,17 @@ def test_leftovers_of_a_batch_are_temporary_files_not_keys(store: FilesystemBlob
 
 def test_create_many_of_nothing_is_nothing(store: FilesystemBlobStore) -> None:
     assert store.create_many([]) == []
+
+
+def test_consecutive_keys_share_a_folder_until_it_has_had_its_share() -> None:
+    make = KeyMaker(uses=3)
+    keys = [make() for _ in range(7)]
+    assert len(set(keys)) == 7 and all(len(k) == 32 and int(k, 16) >= 0 for k in keys)
+    folders = [k[:4] for k in keys]
+    assert folders[0] == folders[1] == folders[2] and folders[3] == folders[4] == folders[5]
+    assert len({k[4:] for k in keys}) == 7  # the rest of each key is drawn afresh
+
+
+def test_a_batch_lands_in_one_folder(store: FilesystemBlobStore) -> None:
+    keys = store.create_many([b"a", b"b", b"c", b"d"])
+    assert len({store.path(key).parent for key in keys}) == 1
