@@ -9,7 +9,7 @@ import pydicom
 from PIL import Image
 from sqlalchemy import select
 
-from dicomgate.access.dicomweb.metadata import follow_once
+from dicomgate.access.dicomweb.metadata import follow_once, follow_when_quiet
 from dicomgate.access.dicomweb.models import InstanceMetadata
 from tests.integration.dicomweb.conftest import Gate, multipart_parts, pydicom_file
 
@@ -85,6 +85,23 @@ def test_metadata_is_prepared_after_commit_and_served_from_the_cache(sqlite_gate
     meta = gate.http.get(_path(data) + "/metadata")  # the file is gone: served from the cache
     assert meta.status_code == 200
     assert meta.json()[0]["00100020"]["Value"] == [str(pydicom.dcmread(BytesIO(data)).PatientID)]
+
+
+def test_metadata_waits_while_instances_keep_arriving(sqlite_gate: Gate) -> None:
+    gate = sqlite_gate
+    db, blobs = gate.intake.db, gate.intake.blobs
+    gate.store(pydicom_file("CT_small.dcm"))
+    seen, read = follow_when_quiet(db, blobs, 100, 1024, seen=-1)
+    assert read == 0  # the log grew since the last look: intake is busy
+    gate.store(pydicom_file("MR_small.dcm"))
+    seen, read = follow_when_quiet(db, blobs, 100, 1024, seen=seen)
+    assert read == 0  # still growing
+    with db.reader() as session:
+        assert session.scalars(select(InstanceMetadata.json)).all() == []
+    seen, read = follow_when_quiet(db, blobs, 100, 1024, seen=seen)
+    assert read >= 2  # quiet for a look: both are prepared in one pass
+    with db.reader() as session:
+        assert len(session.scalars(select(InstanceMetadata.json)).all()) == 2
 
 
 def _blob_key(gate: Gate) -> str:

@@ -1,7 +1,8 @@
 """Prepared DICOM JSON: built once per stored instance, served by concatenation.
 
-A follower of the change log prepares each new or replaced instance soon after its commit, off
-the receive path; a metadata request that comes first builds what is missing and caches it.
+A follower of the change log prepares each new or replaced instance once intake has been quiet
+for a moment, off the receive path; a metadata request that comes first builds what is missing
+and caches it.
 The cache is derived data in its own table: it never changes the index or the blobs.
 """
 
@@ -11,7 +12,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -149,8 +150,32 @@ def follow_once(db: Database, blobs: FilesystemBlobStore, batch: int, threshold:
     return len(changes)
 
 
+def newest_change(db: Database) -> int:
+    """Return the sequence number of the newest change (0 for an empty log)."""
+    with db.reader() as session:
+        return int(session.execute(select(func.max(Change.seq))).scalar() or 0)
+
+
+def follow_when_quiet(
+    db: Database, blobs: FilesystemBlobStore, batch: int, threshold: int, *, seen: int
+) -> tuple[int, int]:
+    """Run ``follow_once`` unless the log grew past ``seen``; return (newest seq, changes read).
+
+    Intake writing since the last look means instances are still arriving: preparing now
+    would take the CPU (and, in this process, the GIL) from them, and a sender waits for each
+    one in turn. Nothing is read then; the next look, if the log stayed quiet, prepares.
+    """
+    newest = newest_change(db)
+    if newest != seen:
+        return newest, 0
+    return newest, follow_once(db, blobs, batch, threshold)
+
+
 class MetadataFollower:
-    """A thread that follows the change log and prepares metadata after each commit.
+    """A thread that follows the change log and prepares metadata once intake is quiet.
+
+    While instances keep arriving (the log grew during the last ``interval``), it waits: a
+    metadata request meanwhile builds what it needs itself (``metadata_json``).
 
     Parameters
     ----------
@@ -182,16 +207,14 @@ class MetadataFollower:
         self._thread.start()
 
     def _run(self) -> None:
-        batch = self._args[2]
+        seen = -1
         while not self._stop.is_set():
             try:
-                read = follow_once(*self._args)
+                seen, read = follow_when_quiet(*self._args, seen=seen)
             except Exception:
                 log.exception("metadata preparation failed; retrying")
                 read = 0
-            if read < batch:
-                # Caught up: wait, so that during a burst of arrivals one transaction writes the
-                # metadata of many instances instead of competing with each intake commit.
+            if read < self._args[2]:
                 self._stop.wait(self._interval)
 
     def stop(self) -> None:
