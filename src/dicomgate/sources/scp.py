@@ -37,6 +37,7 @@ from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
 from dicomgate.settings import Settings
 from dicomgate.sources.moves import ActiveMove, active_moves
 from dicomgate.sources.scp_workers import start_workers, stop_workers
+from dicomgate.sources.store_response import answer_stores_quickly
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def _acknowledge_promptly(assoc_socket: Any) -> None:
 
 def _on_open(event: Any) -> None:
     # Answer promptly: without NODELAY our small responses wait on the sender's delayed ACKs.
+    answer_stores_quickly(event.assoc)
     assoc_socket = event.assoc.dul.socket
     if assoc_socket is None or assoc_socket.socket is None:
         return

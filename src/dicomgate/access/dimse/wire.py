@@ -17,6 +17,9 @@ from typing import Any
 from pydicom import Dataset
 from pynetdicom.dsutils import encode
 
+from dicomgate.dicom.command import command as _command
+from dicomgate.dicom.command import element, text, us
+
 P_DATA, RELEASE_RQ, RELEASE_RP, ABORT = 0x04, 0x05, 0x06, 0x07
 C_STORE_RQ, C_STORE_RSP, C_GET_RSP, C_MOVE_RSP, C_CANCEL_RQ = 0x0001, 0x8001, 0x8010, 0x8021, 0x0FFF
 _UNLIMITED_CHUNK = 1 << 20
@@ -26,25 +29,6 @@ _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.
 
 class SenderError(OSError):
     """The peer broke the protocol, refused, or closed the connection."""
-
-
-def element(tag: int, value: bytes) -> bytes:
-    """Encode one command element (group 0000) with its value."""
-    return struct.pack("<HHI", 0x0000, tag, len(value)) + value
-
-
-def _text(value: str, pad: bytes) -> bytes:
-    raw = value.encode("ascii")
-    return raw + pad if len(raw) % 2 else raw
-
-
-def _us(value: int) -> bytes:
-    return struct.pack("<H", value)
-
-
-def _command(elements: list[bytes]) -> bytes:
-    body = b"".join(elements)
-    return element(0x0000, struct.pack("<I", len(body))) + body
 
 
 def store_command(
@@ -58,14 +42,14 @@ def store_command(
     """Encode a C-STORE-RQ command set (PS3.7 9.3.1.1)."""
     return _command(
         [
-            element(0x0002, _text(sop_class, b"\0")),
-            element(0x0100, _us(C_STORE_RQ)),
-            element(0x0110, _us(msg_id)),
-            element(0x0700, _us(priority)),
-            element(0x0800, _us(0x0000)),  # a data set follows
-            element(0x1000, _text(sop_instance, b"\0")),
-            element(0x1030, _text(originator_aet, b" ")) if originator_aet else b"",
-            element(0x1031, _us(originator_id)) if originator_id else b"",
+            element(0x0002, text(sop_class, b"\0")),
+            element(0x0100, us(C_STORE_RQ)),
+            element(0x0110, us(msg_id)),
+            element(0x0700, us(priority)),
+            element(0x0800, us(0x0000)),  # a data set follows
+            element(0x1000, text(sop_instance, b"\0")),
+            element(0x1030, text(originator_aet, b" ")) if originator_aet else b"",
+            element(0x1031, us(originator_id)) if originator_id else b"",
         ]
     )
 
@@ -78,15 +62,15 @@ def pending_command(field: int, sop_class: str, responding_to: int, counts: Sequ
     remaining, completed, failed, warning = counts
     return _command(
         [
-            element(0x0002, _text(sop_class, b"\0")),
-            element(0x0100, _us(field)),
-            element(0x0120, _us(responding_to)),
-            element(0x0800, _us(0x0101)),  # no data set
-            element(0x0900, _us(0xFF00)),
-            element(0x1020, _us(remaining)),
-            element(0x1021, _us(completed)),
-            element(0x1022, _us(failed)),
-            element(0x1023, _us(warning)),
+            element(0x0002, text(sop_class, b"\0")),
+            element(0x0100, us(field)),
+            element(0x0120, us(responding_to)),
+            element(0x0800, us(0x0101)),  # no data set
+            element(0x0900, us(0xFF00)),
+            element(0x1020, us(remaining)),
+            element(0x1021, us(completed)),
+            element(0x1022, us(failed)),
+            element(0x1023, us(warning)),
         ]
     )
 
