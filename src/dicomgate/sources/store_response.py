@@ -25,14 +25,15 @@ _LAST_COMMAND_FRAGMENT = b"\x03"  # message control header: command, last fragme
 
 def store_response(primitive: C_STORE) -> bytes | None:
     """Return the encoded C-STORE-RSP command set, or None when it carries other parameters."""
-    if primitive.OffendingElement or primitive.Status is None:
+    responding_to = primitive.MessageIDBeingRespondedTo
+    if primitive.OffendingElement or primitive.Status is None or responding_to is None:
         return None
     comment = primitive.ErrorComment
     return command(
         [
             element(0x0002, text(str(primitive.AffectedSOPClassUID or ""), b"\0")),
             element(0x0100, us(C_STORE_RSP)),
-            element(0x0120, us(int(primitive.MessageIDBeingRespondedTo))),
+            element(0x0120, us(responding_to)),
             element(0x0800, us(_NO_DATA_SET)),
             element(0x0900, us(int(primitive.Status))),
             element(0x0902, text(str(comment)[:64], b" ")) if comment else b"",
@@ -59,7 +60,7 @@ class QuickStoreResponses(DIMSEServiceProvider):
             super().send_msg(primitive, context_id)
             return
         pdata = P_DATA()
-        pdata.presentation_data_value_list = [[context_id, _LAST_COMMAND_FRAGMENT + encoded]]
+        pdata.presentation_data_value_list.append((context_id, _LAST_COMMAND_FRAGMENT + encoded))
         self.dul.send_pdu(pdata)
 
 
