@@ -1,7 +1,8 @@
 """Group commit: index writes of concurrent threads share one transaction and one commit.
 
 A thread that hands in a unit of work while no group is being written becomes the leader: it
-takes every waiting unit of work (its own first), runs each inside its own SAVEPOINT of one
+takes every waiting unit of work (its own first), runs each inside its own SAVEPOINT (a lone
+unit of work needs none: its failure rolls the transaction back) of one
 transaction, commits once, then wakes the others with their results and hands the lead to the
 next waiting thread. While a commit (and its fsync) is in flight, newcomers queue up and go
 into the next group, so N concurrent associations pay for about one commit instead of N.
@@ -119,6 +120,12 @@ class GroupCommit:
         self.groups += 1
         try:
             with self.db.unit_of_work() as session:
+                if len(group) == 1:
+                    # Alone in its transaction, a unit of work needs no savepoint: when it
+                    # raises, the whole transaction is rolled back (two statements saved for
+                    # every instance a lone association sends).
+                    group[0].result = group[0].work(session)
+                    return
                 for job in group:
                     try:
                         with session.begin_nested():

@@ -135,3 +135,17 @@ def test_run_all_commits_in_order_and_reports_each_unit(database: Database) -> N
         jobs[1].outcome()
     assert _changes(database) == [0, 2]
     assert committer.groups == 1
+
+
+def test_a_lone_failing_unit_leaves_nothing_and_the_next_commits(database: Database) -> None:
+    committer = GroupCommit(database)
+
+    def failing(session: Session) -> int:
+        log_change(session, "test", "test", 98)
+        raise ValueError("alone and failing")
+
+    with pytest.raises(ValueError, match="alone and failing"):
+        committer.run(failing)
+    assert _changes(database) == []  # no savepoint: the whole transaction was rolled back
+    assert committer.run(_logged(4)) == 4
+    assert _changes(database) == [4]
