@@ -31,6 +31,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from dicomgate.dicom.nodes import RemoteNode
 from dicomgate.dicom.politeness import Politeness
 from dicomgate.dicom.query import QueryLevel, build_identifier, result_dict, result_keywords
+from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def _tls_context(node: RemoteNode) -> ssl.SSLContext:
 
 
 def _on_open(event: Any) -> None:
-    """Send our small PDUs (C-STORE responses of a C-GET) without waiting on Nagle."""
+    """Send our small PDUs (C-STORE responses of a C-GET) at once, and encode them directly."""
+    answer_stores_quickly(event.assoc)
     assoc_socket = event.assoc.dul.socket
     if assoc_socket is not None and assoc_socket.socket is not None:
         assoc_socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

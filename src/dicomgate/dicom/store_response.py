@@ -3,7 +3,8 @@
 pynetdicom turns every response primitive into a DIMSE message, builds a pydicom Dataset of
 its command set, writes it with pydicom's writer and fragments it: about a fifth of the
 receiver's CPU per small instance. A C-STORE-RSP is six or seven elements (PS3.7 9.3.1.2), so
-the receiver's associations encode it directly and hand one P-DATA to the DUL. Anything else,
+the receiver's associations, and ours that take C-GET sub-operations, encode it directly and
+hand one P-DATA to the DUL. Anything else,
 or a response carrying parameters not encoded here, goes through pynetdicom as before.
 """
 
@@ -65,6 +66,6 @@ class QuickStoreResponses(DIMSEServiceProvider):
 
 
 def answer_stores_quickly(assoc: Any) -> None:
-    """Make ``assoc`` (a receiving association, before its first message) encode C-STORE-RSPs."""
+    """Make ``assoc`` (before its first message) encode the C-STORE-RSPs it sends directly."""
     if type(assoc.dimse) is DIMSEServiceProvider:
         assoc.dimse.__class__ = QuickStoreResponses

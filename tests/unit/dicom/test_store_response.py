@@ -4,7 +4,7 @@ import pytest
 from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 
-from dicomgate.sources.store_response import store_response
+from dicomgate.dicom.store_response import store_response
 
 
 def _primitive(status: int, **optional: Any) -> C_STORE:
