@@ -2,6 +2,7 @@
 
 Instances are built from pydicom's ``CT_small.dcm`` (uncompressed) and ``SC_rgb_jpeg_dcmtk.dcm``
 (JPEG baseline) with the identifiers below, and stored through ``intake.receive()``.
+:func:`build_large_study` stores one study of as many CT instances as a test needs.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def _store(intake: Intake, corpus: Corpus, ds: pydicom.Dataset) -> None:
     corpus.files[str(ds.SOPInstanceUID)] = data
 
 
+def _instance(
+    template: pydicom.Dataset, study: str, series: str, number: int, index: int
+) -> pydicom.Dataset:
+    ds = template.copy()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SeriesNumber, ds.InstanceNumber = number, index + 1
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    return ds
+
+
 def build(intake: Intake) -> Corpus:
     """Store the corpus and return its UIDs."""
     corpus = Corpus()
@@ -62,12 +73,9 @@ def build(intake: Intake) -> Corpus:
             corpus.series[study].append(series)
             corpus.instances[series] = []
             for index in range(count):
-                ds = template.copy()
+                ds = _instance(template, study, series, number, index)
                 ds.PatientID, ds.PatientName, ds.StudyDate = pid, name, date
                 ds.AccessionNumber, ds.Modality, ds.StudyTime = accession, modality, "101530"
-                ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-                ds.SeriesNumber, ds.InstanceNumber = number, index + 1
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
                 corpus.instances[series].append(str(ds.SOPInstanceUID))
                 _store(intake, corpus, ds)
     jpeg = pydicom.dcmread(PYDICOM_FILES / "SC_rgb_jpeg_dcmtk.dcm")
@@ -75,3 +83,21 @@ def build(intake: Intake) -> Corpus:
     _store(intake, corpus, jpeg)
     corpus.jpeg_study, corpus.jpeg_instance = str(jpeg.StudyInstanceUID), str(jpeg.SOPInstanceUID)
     return corpus
+
+
+def build_large_study(intake: Intake, count: int) -> tuple[str, list[str]]:
+    """Store one CT study of ``count`` instances in one series (patient PID900).
+
+    Returns the Study Instance UID and the SOP Instance UIDs in instance number order.
+    """
+    template = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
+    template.PatientID, template.PatientName = "PID900", "LARGE^STUDY"
+    template.StudyDate, template.AccessionNumber, template.Modality = "20240501", "ACC900", "CT"
+    study, series = generate_uid(), generate_uid()
+    uids = []
+    for index in range(count):
+        ds = _instance(template, study, series, 1, index)
+        result = receive(intake, _encode(ds), Origin(OriginKind.IMPORT))
+        assert result.ok, result.reason
+        uids.append(str(ds.SOPInstanceUID))
+    return study, uids

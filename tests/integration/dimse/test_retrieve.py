@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
-from pydicom.uid import JPEGBaseline8Bit
-from pynetdicom import AE
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    SecondaryCaptureImageStorage,
+    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
 
@@ -270,3 +274,51 @@ def test_unreachable_destination_refused_with_a801(intake: Intake, corpus: Corpu
     finally:
         server.stop()
     assert code != 0 and "Refused: MoveDestinationUnknown" in output, output
+
+
+def test_get_to_a_requester_that_proposes_deflate(qr_scp: Receiver, corpus: Corpus) -> None:
+    # pynetdicom's default contexts propose Deflated Explicit VR Little Endian, which the
+    # receiver prefers to the uncompressed syntaxes: the C-STOREs go deflated (the JPEG
+    # instance decompressed first, the requester proposing no JPEG syntax).
+    received: dict[str, pydicom.Dataset] = {}
+
+    def store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta  # its transfer syntax: the accepted one
+        received[str(ds.SOPInstanceUID)] = ds
+        return 0x0000
+
+    ae = AE(ae_title="PYGET")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    roles = []
+    for storage in (CTImageStorage, SecondaryCaptureImageStorage):
+        ae.add_requested_context(storage)  # every syntax of DEFAULT_TRANSFER_SYNTAXES
+        roles.append(build_role(storage, scp_role=True))
+    assoc = ae.associate(
+        "127.0.0.1",
+        qr_scp.port,
+        ae_title=AE_TITLE,
+        ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, store)],
+    )
+    identifier = pydicom.Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = [corpus.studies[0], corpus.jpeg_study]
+    responses = list(assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet))
+    accepted = {
+        str(cx.abstract_syntax): str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
+    }
+    assoc.release()
+    assert accepted[CTImageStorage] == DeflatedExplicitVRLittleEndian  # what this test is about
+    final = responses[-1][0]
+    assert (final.Status, final.NumberOfCompletedSuboperations) == (0x0000, 6), final
+    study = corpus.studies[0]
+    expected = [uid for series in corpus.series[study] for uid in corpus.instances[series]]
+    assert sorted(received) == sorted([*expected, corpus.jpeg_instance])
+    for uid in expected:
+        original = pydicom.dcmread(BytesIO(corpus.files[uid]))
+        assert received[uid].PixelData == original.PixelData, uid
+    jpeg = pydicom.dcmread(BytesIO(corpus.files[corpus.jpeg_instance]))
+    got = received[corpus.jpeg_instance]
+    assert got.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    assert got.pixel_array.shape == jpeg.pixel_array.shape

@@ -22,7 +22,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from pydicom import Dataset, dcmread
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import build_context
 
 from dicomgate.access.dimse.config import Destination, QueryRetrieveSettings
@@ -41,6 +45,9 @@ from dicomgate.dicom.structure import meta_end
 log = logging.getLogger(__name__)
 
 _UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, "1.2.840.10008.1.2.2"}
+# What a decoded dataset can be re-encoded in: a C-GET requester may have been given only
+# deflate (the receiver prefers it to the uncompressed syntaxes).
+_NATIVE = {*_UNCOMPRESSED, DeflatedExplicitVRLittleEndian}
 _MAX_CONTEXTS = 128
 
 
@@ -112,7 +119,7 @@ def _needs_decompression(item: StoredInstance, accepted: set[tuple[str, str]]) -
         return False  # pynetdicom converts between the uncompressed syntaxes itself
     if (item.sop_class_uid, item.transfer_syntax_uid) in accepted:
         return False
-    return any(cls == item.sop_class_uid and ts in _UNCOMPRESSED for cls, ts in accepted)
+    return any(cls == item.sop_class_uid and ts in _NATIVE for cls, ts in accepted)
 
 
 def load(blobs: BlobStore, item: StoredInstance, accepted: set[tuple[str, str]]) -> Dataset:

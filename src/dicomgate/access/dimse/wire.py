@@ -24,7 +24,14 @@ P_DATA, RELEASE_RQ, RELEASE_RP, ABORT = 0x04, 0x05, 0x06, 0x07
 C_STORE_RQ, C_STORE_RSP, C_GET_RSP, C_MOVE_RSP, C_CANCEL_RQ = 0x0001, 0x8001, 0x8010, 0x8021, 0x0FFF
 _UNLIMITED_CHUNK = 1 << 20
 _FLUSH_BYTES = 4 << 20
-_UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
+# A decoded dataset is encoded in the first of these the peer accepted; deflated last (it
+# costs CPU), but some requesters (pynetdicom's defaults) get only it from our acceptor.
+_DECODED_SYNTAXES = (
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.1.99",
+)
 
 
 class SenderError(OSError):
@@ -258,7 +265,7 @@ class StoreChannel:
             raise ValueError("no accepted presentation context for the stored transfer syntax")
         if isinstance(dataset, Unsendable):
             raise ValueError("the instance could not be read")
-        cx = self._context_for(sop_class, _UNCOMPRESSED)
+        cx = self._context_for(sop_class, _DECODED_SYNTAXES)
         if cx is None:
             raise ValueError("no accepted presentation context for this SOP class")
         ts = cx.transfer_syntax[0]
