@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import RLELossless, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from sqlalchemy import func, select
 
 from dicomgate.archive.models import Instance, Series, SetAside, Study
@@ -222,3 +224,19 @@ def test_unknown_calling_ae_rejected(intake: Intake, tmp_path: Path) -> None:
         assert _storescu(server.port, tmp_path / "a.dcm", calling="CT1").returncode == 0
     finally:
         server.stop()
+
+
+def test_a_peer_offering_deflate_beside_uncompressed_sends_uncompressed(
+    receiver: Receiver,
+) -> None:
+    # pynetdicom proposes implicit, explicit, deflated and big endian by default: deflate would
+    # make it compress what it holds uncompressed (and us inflate it) for nothing.
+    ae = AE(ae_title="DEFLATER")
+    ae.add_requested_context(CTImageStorage)  # pynetdicom's default transfer syntaxes
+    assoc = ae.associate("127.0.0.1", receiver.port, ae_title="DGTEST")
+    try:
+        assert assoc.is_established
+        [context] = assoc.accepted_contexts
+        assert context.transfer_syntax == [ExplicitVRLittleEndian]
+    finally:
+        assoc.release()

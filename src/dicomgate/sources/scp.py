@@ -148,11 +148,15 @@ def _on_open(event: Any) -> None:
 
 
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
+_DEFLATED = "1.2.840.10008.1.2.1.99"
 # pynetdicom accepts the first syntax of OUR list that the peer proposed. Encoded syntaxes come
 # first so a compressed instance is taken as the modality sent it, never transcoded by the peer.
+# Deflate comes last: a peer offering it beside the uncompressed syntaxes (pynetdicom does by
+# default) would otherwise have to deflate what it holds uncompressed, and we to inflate it.
 PREFERRED_TRANSFER_SYNTAXES = [
-    *(ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _UNCOMPRESSED),
+    *(ts for ts in ALL_TRANSFER_SYNTAXES if ts not in (*_UNCOMPRESSED, _DEFLATED)),
     *_UNCOMPRESSED,
+    _DEFLATED,
 ]
 
 
