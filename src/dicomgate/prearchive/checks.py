@@ -225,18 +225,32 @@ def _target(
 def _overrides(
     session: Session, staging: StagingSession, subject: str, label: str, original: dict[str, Any]
 ) -> tuple[str, str]:
-    """Apply labels from the origin (an inbox import's overrides) and from a rename."""
+    """Apply labels from the origin (an import's overrides) and from a rename."""
     origin = staging.origin or {}
     for part in ("subject", "session"):
-        if isinstance(origin.get(part), str) and origin[part].strip():
+        asked = _origin_label(origin, part)
+        if asked is not None:
             original["sources"][part] = "origin"
-            value = sanitize_label(origin[part])
+            value = sanitize_label(asked)
             subject, label = (value, label) if part == "subject" else (subject, value)
     row = session.get(StagingReview, staging.pk)
     if row is not None and row.labels_fixed:
         original["sources"].update(subject="rename", session="rename")
         return row.subject_label or subject, row.session_label or label
     return subject, label
+
+
+def _origin_label(origin: dict[str, Any], part: str) -> str | None:
+    """Return the ``subject`` or ``session`` label an origin asks for, or None.
+
+    Intake stores ``Origin.subject_label`` / ``session_label``; ``subject`` / ``session`` are
+    read too, for staging rows written under those keys.
+    """
+    for key in (f"{part}_label", part):
+        value = origin.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
 
 
 def equipment_json(headers: Sequence[Dataset]) -> list[dict[str, Any]]:
