@@ -11,12 +11,14 @@ from sqlalchemy import select
 from dicomgate.archive.models import Change
 from dicomgate.archive.projects import sync_project
 from dicomgate.archive.session_models import ArchivedSession, EquipmentSeen
+from dicomgate.auth.guard import local_caller
 from dicomgate.errors import ConflictError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, receive
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.pipeline import advance, archive_session
+from dicomgate.prearchive.actions import archive
 from dicomgate.prearchive.store import begin_archiving, recover_archiving
 from dicomgate.prearchive.target import ArchiveTarget
 from tests.integration.prearchive_support import (
@@ -142,6 +144,60 @@ def test_project_label_mapping(
     settle(review)
     archived = _archived(review)[0]
     assert (archived.subject_label, archived.label) == expected
+
+
+XNAT_DEFAULT = {"id": "DEFAULT", "labels": "xnat_study_comments"}
+
+
+def _xnat(project: str, subject: str = "Sub1") -> str:
+    return f"Project: {project} Subject: {subject} Session: Ses-{subject}"
+
+
+def test_xnat_comments_route_to_an_existing_project_named_there(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[XNAT_DEFAULT, {"id": "LUNG"}])
+    send(review, [ct(StudyComments=_xnat("LUNG"), PatientID="A")])
+    send(review, [ct(StudyComments=_xnat("NOPE", "Sub2"), PatientID="B")])
+    send(review, [ct(StudyComments=_xnat("QUARANTINE", "Sub3"), PatientID="C")])
+    settle(review)
+    [routed] = _archived(review, "LUNG")
+    assert (routed.subject_label, routed.label) == ("Sub1", "Ses-Sub1")
+    assert routed.original["values"]["project"] == "LUNG"
+    # A project that does not exist, or QUARANTINE, is not a destination: the default stays.
+    kept = {(a.subject_label, a.label) for a in _archived(review, "DEFAULT")}
+    assert kept == {("Sub2", "Ses-Sub2"), ("Sub3", "Ses-Sub3")}
+    assert _archived(review, "QUARANTINE") == []
+
+
+def test_xnat_comments_project_waits_for_review_with_its_labels(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(
+        intake, tmp_path, projects=[XNAT_DEFAULT, {"id": "LUNG", "archive_policy": "manual"}]
+    )
+    send(review, [ct(StudyComments=_xnat("LUNG"))])
+    settle(review)
+    waiting = staging(review)
+    assert waiting.status == "READY" and _archived(review) == []
+    archive(review, waiting.pk, caller=local_caller())  # no project named: the proposed one
+    [archived] = _archived(review, "LUNG")
+    assert (archived.subject_label, archived.label) == ("Sub1", "Ses-Sub1")
+
+
+def test_xnat_comments_project_gives_way_to_the_origin_and_the_protocol(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[XNAT_DEFAULT, {"id": "LUNG"}, {"id": "HEAD"}])
+    into_head = Origin(OriginKind.IMPORT, user="u", project="HEAD")
+    send(review, [ct(StudyComments=_xnat("LUNG"), PatientID="A")], into_head)
+    settle(review)
+    assert [a.project_id for a in _archived(review)] == ["HEAD"]
+    protocol = with_protocol(review, tmp_path, "rules: [{archive: HEAD}]")
+    send(protocol, [ct(StudyComments=_xnat("LUNG", "Sub2"), PatientID="B")])
+    settle(protocol)
+    assert [a.project_id for a in _archived(review)] == ["HEAD", "HEAD"]
+    assert _archived(review, "LUNG") == []
 
 
 def test_label_conflict_another_study_same_labels(intake: Intake, tmp_path: Path) -> None:
