@@ -159,6 +159,30 @@ def test_merge_only_when_asked_and_only_the_same_study(intake: Intake, tmp_path:
     assert "merged" in _actions(intake)
 
 
+def test_move_and_merge_refused_while_receiving_and_once_archived(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[{"id": "OPEN"}])
+    first = ct()
+    send(review, [first])
+    settle(review)
+    archived = staging(review)
+    assert archived.status == "ARCHIVED"
+    waiting = replace(review, settings=review.settings.model_copy(update={"stable_after": 1e6}))
+    send(waiting, [ct(study=first.StudyInstanceUID)], OTHER)
+    receiving = staging(waiting)
+    http = client(waiting)
+    into = {"project": "DEFAULT", "into": "P001"}
+    for pk, state in [(receiving.pk, "still receiving"), (archived.pk, "archived already")]:
+        moved = http.post(f"/api/prearchive/{pk}/move", json={"project": "OPEN"})
+        assert moved.status_code == 409 and state in _detail(moved), moved.text
+        merged = http.post(f"/api/prearchive/{pk}/merge", json=into)
+        assert merged.status_code == 409 and state in _detail(merged), merged.text
+    assert staging(waiting, receiving.pk).status == "RECEIVING"
+    assert staging(waiting, receiving.pk).project_id is None
+    assert _actions(intake) == ["archived"]
+
+
 def test_delete_removes_instances_and_blobs_and_is_recorded(intake: Intake, tmp_path: Path) -> None:
     review = make_review(intake, tmp_path)
     send(review, [ct()])
