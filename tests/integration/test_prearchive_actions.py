@@ -80,6 +80,32 @@ def test_archive_refused_while_receiving_and_when_checks_fail(
     assert quarantined.status_code == 200 and quarantined.json()["project_id"] == "QUARANTINE"
 
 
+REJECT_OT = """
+rules:
+  - {name: no-sc, when: {Modality: OT}, reject: secondary capture not accepted}
+  - {archive: LUNG}
+"""
+
+
+def test_a_rejected_session_is_archived_only_into_a_project_named_for_it(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[{"id": "LUNG"}])
+    review = with_protocol(review, tmp_path, REJECT_OT)
+    send(review, [ct(Modality="OT")])
+    settle(review)
+    rejected = staging(review)
+    assert rejected.status == "ERROR" and rejected.reasons[0]["code"] == "rule_reject"
+    http = client(review)
+    refused = http.post(f"/api/prearchive/{rejected.pk}/archive")
+    assert refused.status_code == 409
+    assert "rule_reject" in _detail(refused) and "name a project" in _detail(refused)
+    assert staging(review, rejected.pk).status == "ERROR" and _actions(intake) == []
+    # A data manager who names the project overrides the protocol; that project's checks run.
+    done = http.post(f"/api/prearchive/{rejected.pk}/archive", json={"project": "LUNG"})
+    assert done.status_code == 200 and done.json()["project_id"] == "LUNG", done.text
+
+
 def test_rename_resolves_a_label_conflict(intake: Intake, tmp_path: Path) -> None:
     review = make_review(intake, tmp_path)
     send(review, [ct()])
