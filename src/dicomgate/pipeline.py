@@ -70,6 +70,10 @@ def archive_session(
     the session (identity mismatch, no pseudonym, references it would break), the status and
     reason are recorded and ``HeldForReviewError`` is raised. Keep this name and signature.
 
+    A quarantine release (``target.replaces``) takes this path too, from the ARCHIVED staging
+    session of the quarantined one: the quarantined session is removed only in the transaction
+    that stores the released one, and a failed archive puts the staging session back to ARCHIVED.
+
     Parameters
     ----------
     review
@@ -88,7 +92,7 @@ def archive_session(
     """
     db = review.intake.db
     with db.unit_of_work() as session:
-        previous = begin_archiving(session, staging_pk)
+        previous = begin_archiving(session, staging_pk, target.replaces)
     try:
         deid = project_deid(review, target.project)
         if deid is not None:  # the project stores de-identified data only

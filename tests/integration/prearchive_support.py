@@ -23,10 +23,13 @@ from dicomgate.archive.projects import ensure_quarantine, sync_project
 from dicomgate.auth.guard import open_gate
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, ReceiveResult, receive
+from dicomgate.jobs import Jobs
 from dicomgate.pipeline import advance
 from dicomgate.prearchive.api import create_prearchive_api
 from dicomgate.prearchive.context import Review, build_review
 from dicomgate.settings import load_settings
+from dicomgate.sources import files as _files  # noqa: F401  (registers import_files)
+from dicomgate.sources.inbox_api import create_inbox_router
 from tests.conftest import PYDICOM_FILES
 
 with warnings.catch_warnings():
@@ -112,6 +115,14 @@ def client(review: Review) -> TestClient:
     app = FastAPI()
     app.include_router(create_projects_api(review.intake.db, open_gate()))
     app.include_router(create_prearchive_api(review, open_gate()))
+    install_error_handlers(app)
+    return TestClient(app)
+
+
+def inbox_client(jobs: Jobs, intake: Intake, inbox_root: Path) -> TestClient:
+    """Return an HTTP client over the server-side inbox routes (``/api/imports``, XNAT form)."""
+    app = FastAPI()
+    app.include_router(create_inbox_router(jobs, intake.db, inbox_root, open_gate()))
     install_error_handlers(app)
     return TestClient(app)
 

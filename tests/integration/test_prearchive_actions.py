@@ -80,6 +80,32 @@ def test_archive_refused_while_receiving_and_when_checks_fail(
     assert quarantined.status_code == 200 and quarantined.json()["project_id"] == "QUARANTINE"
 
 
+REJECT_OT = """
+rules:
+  - {name: no-sc, when: {Modality: OT}, reject: secondary capture not accepted}
+  - {archive: LUNG}
+"""
+
+
+def test_a_rejected_session_is_archived_only_into_a_project_named_for_it(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[{"id": "LUNG"}])
+    review = with_protocol(review, tmp_path, REJECT_OT)
+    send(review, [ct(Modality="OT")])
+    settle(review)
+    rejected = staging(review)
+    assert rejected.status == "ERROR" and rejected.reasons[0]["code"] == "rule_reject"
+    http = client(review)
+    refused = http.post(f"/api/prearchive/{rejected.pk}/archive")
+    assert refused.status_code == 409
+    assert "rule_reject" in _detail(refused) and "name a project" in _detail(refused)
+    assert staging(review, rejected.pk).status == "ERROR" and _actions(intake) == []
+    # A data manager who names the project overrides the protocol; that project's checks run.
+    done = http.post(f"/api/prearchive/{rejected.pk}/archive", json={"project": "LUNG"})
+    assert done.status_code == 200 and done.json()["project_id"] == "LUNG", done.text
+
+
 def test_rename_resolves_a_label_conflict(intake: Intake, tmp_path: Path) -> None:
     review = make_review(intake, tmp_path)
     send(review, [ct()])
@@ -157,6 +183,30 @@ def test_merge_only_when_asked_and_only_the_same_study(intake: Intake, tmp_path:
     assert merged.status_code == 200 and merged.json()["status"] == "ARCHIVED"
     assert http.get("/api/projects/DEFAULT/sessions/P001").json()["instance_count"] == 2
     assert "merged" in _actions(intake)
+
+
+def test_move_and_merge_refused_while_receiving_and_once_archived(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[{"id": "OPEN"}])
+    first = ct()
+    send(review, [first])
+    settle(review)
+    archived = staging(review)
+    assert archived.status == "ARCHIVED"
+    waiting = replace(review, settings=review.settings.model_copy(update={"stable_after": 1e6}))
+    send(waiting, [ct(study=first.StudyInstanceUID)], OTHER)
+    receiving = staging(waiting)
+    http = client(waiting)
+    into = {"project": "DEFAULT", "into": "P001"}
+    for pk, state in [(receiving.pk, "still receiving"), (archived.pk, "archived already")]:
+        moved = http.post(f"/api/prearchive/{pk}/move", json={"project": "OPEN"})
+        assert moved.status_code == 409 and state in _detail(moved), moved.text
+        merged = http.post(f"/api/prearchive/{pk}/merge", json=into)
+        assert merged.status_code == 409 and state in _detail(merged), merged.text
+    assert staging(waiting, receiving.pk).status == "RECEIVING"
+    assert staging(waiting, receiving.pk).project_id is None
+    assert _actions(intake) == ["archived"]
 
 
 def test_delete_removes_instances_and_blobs_and_is_recorded(intake: Intake, tmp_path: Path) -> None:

@@ -11,15 +11,20 @@ from sqlalchemy import select
 from dicomgate.archive.models import Change
 from dicomgate.archive.projects import sync_project
 from dicomgate.archive.session_models import ArchivedSession, EquipmentSeen
+from dicomgate.auth.guard import local_caller
 from dicomgate.errors import ConflictError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, receive
+from dicomgate.jobs import Jobs
+from dicomgate.jobs.config import JobsConfig
 from dicomgate.pipeline import advance, archive_session
+from dicomgate.prearchive.actions import archive
 from dicomgate.prearchive.store import begin_archiving, recover_archiving
 from dicomgate.prearchive.target import ArchiveTarget
 from tests.integration.prearchive_support import (
     codes,
     ct,
+    inbox_client,
     make_review,
     manual,
     part10,
@@ -74,14 +79,52 @@ def test_manual_project_waits_in_ready(intake: Intake, tmp_path: Path) -> None:
 
 def test_origin_label_overrides_win(intake: Intake, tmp_path: Path) -> None:
     review = make_review(intake, tmp_path)
-    send(review, [ct()])
-    with intake.db.unit_of_work() as session:
-        row = session.get_one(type(staging(review)), staging(review).pk)
-        row.origin = {**row.origin, "subject": "SUBJ 7", "session": "visit-1"}
+    labelled = Origin(OriginKind.INBOX, user="u", subject_label="SUBJ 7", session_label="visit-1")
+    send(review, [ct()], labelled)
     settle(review)
     archived = _archived(review)[0]
     assert (archived.subject_label, archived.label) == ("SUBJ_7", "visit-1")
     assert archived.original["sources"] == {"subject": "origin", "session": "origin"}
+
+
+def test_origin_label_overrides_of_older_rows_are_read(intake: Intake, tmp_path: Path) -> None:
+    # Staging rows may carry the overrides under "subject" / "session" (the reader's old keys).
+    review = make_review(intake, tmp_path)
+    send(review, [ct()])
+    with intake.db.unit_of_work() as session:
+        row = session.get_one(type(staging(review)), staging(review).pk)
+        row.origin = {**row.origin, "subject": "SUBJ 8", "session": "visit-2"}
+    settle(review)
+    archived = _archived(review)[0]
+    assert (archived.subject_label, archived.label) == ("SUBJ_8", "visit-2")
+
+
+@pytest.mark.parametrize("form", ["rest", "xnat"])
+def test_inbox_import_labels_reach_the_archived_session(
+    intake: Intake, tmp_path: Path, form: str
+) -> None:
+    review = make_review(intake, tmp_path, projects=[{"id": "LUNG"}])
+    folder = tmp_path / "inbox" / "LUNG" / "cd1"
+    folder.mkdir(parents=True)
+    (folder / "a.dcm").write_bytes(part10(ct()))
+    jobs = Jobs(intake, JobsConfig(retry_base_delay=0, retry_max_delay=0, max_attempts=1))
+    http = inbox_client(jobs, intake, tmp_path / "inbox")
+    if form == "rest":
+        body = {"path": "cd1", "project": "LUNG", "subject": "SUBJ 9", "session": "visit-3"}
+        answer = http.post("/api/imports", json=body)
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["job_id"]
+    else:
+        query = {"import-handler": "inbox", "PROJECT_ID": "LUNG", "path": "cd1",
+                 "SUBJECT_ID": "SUBJ 9", "EXPT_LABEL": "visit-3"}  # fmt: skip
+        answer = http.post("/data/services/import", params=query)
+        assert answer.status_code == 200, answer.text
+        job_id = answer.text.strip().rsplit("/", 1)[-1]
+    assert jobs.run_inline(job_id).status.value == "SUCCEEDED"
+    settle(review)
+    [archived] = _archived(review, "LUNG")
+    assert (archived.subject_label, archived.label) == ("SUBJ_9", "visit-3")
+    assert archived.original["values"]["subject"] == "DOE^JANE"  # the header value is kept
 
 
 @pytest.mark.parametrize(
@@ -101,6 +144,60 @@ def test_project_label_mapping(
     settle(review)
     archived = _archived(review)[0]
     assert (archived.subject_label, archived.label) == expected
+
+
+XNAT_DEFAULT = {"id": "DEFAULT", "labels": "xnat_study_comments"}
+
+
+def _xnat(project: str, subject: str = "Sub1") -> str:
+    return f"Project: {project} Subject: {subject} Session: Ses-{subject}"
+
+
+def test_xnat_comments_route_to_an_existing_project_named_there(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[XNAT_DEFAULT, {"id": "LUNG"}])
+    send(review, [ct(StudyComments=_xnat("LUNG"), PatientID="A")])
+    send(review, [ct(StudyComments=_xnat("NOPE", "Sub2"), PatientID="B")])
+    send(review, [ct(StudyComments=_xnat("QUARANTINE", "Sub3"), PatientID="C")])
+    settle(review)
+    [routed] = _archived(review, "LUNG")
+    assert (routed.subject_label, routed.label) == ("Sub1", "Ses-Sub1")
+    assert routed.original["values"]["project"] == "LUNG"
+    # A project that does not exist, or QUARANTINE, is not a destination: the default stays.
+    kept = {(a.subject_label, a.label) for a in _archived(review, "DEFAULT")}
+    assert kept == {("Sub2", "Ses-Sub2"), ("Sub3", "Ses-Sub3")}
+    assert _archived(review, "QUARANTINE") == []
+
+
+def test_xnat_comments_project_waits_for_review_with_its_labels(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(
+        intake, tmp_path, projects=[XNAT_DEFAULT, {"id": "LUNG", "archive_policy": "manual"}]
+    )
+    send(review, [ct(StudyComments=_xnat("LUNG"))])
+    settle(review)
+    waiting = staging(review)
+    assert waiting.status == "READY" and _archived(review) == []
+    archive(review, waiting.pk, caller=local_caller())  # no project named: the proposed one
+    [archived] = _archived(review, "LUNG")
+    assert (archived.subject_label, archived.label) == ("Sub1", "Ses-Sub1")
+
+
+def test_xnat_comments_project_gives_way_to_the_origin_and_the_protocol(
+    intake: Intake, tmp_path: Path
+) -> None:
+    review = make_review(intake, tmp_path, projects=[XNAT_DEFAULT, {"id": "LUNG"}, {"id": "HEAD"}])
+    into_head = Origin(OriginKind.IMPORT, user="u", project="HEAD")
+    send(review, [ct(StudyComments=_xnat("LUNG"), PatientID="A")], into_head)
+    settle(review)
+    assert [a.project_id for a in _archived(review)] == ["HEAD"]
+    protocol = with_protocol(review, tmp_path, "rules: [{archive: HEAD}]")
+    send(protocol, [ct(StudyComments=_xnat("LUNG", "Sub2"), PatientID="B")])
+    settle(protocol)
+    assert [a.project_id for a in _archived(review)] == ["HEAD", "HEAD"]
+    assert _archived(review, "LUNG") == []
 
 
 def test_label_conflict_another_study_same_labels(intake: Intake, tmp_path: Path) -> None:

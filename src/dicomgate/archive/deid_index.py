@@ -219,6 +219,7 @@ def _copy_target(
         scans={remap_uid(secret, uid): scan for uid, scan in target.scans.items()},
         frames_of_reference=[remap_uid(secret, uid) for uid in target.frames_of_reference],
         merge_into=merge,
+        replaces=target.replaces,  # a release: the quarantined original leaves with the copy
     )
 
 
@@ -228,7 +229,8 @@ def _keep_original(
     staging = require_staging(session, staging_pk)
     existing = session_of_study(session, staging.study_uid)
     merge = existing.pk if existing is not None and existing.project_id == project else None
-    kept = replace(target, project=project, merge_into=merge, proposed_project=None)
+    # A release's quarantined session left with the copy (its pk may be the copy's now).
+    kept = replace(target, project=project, merge_into=merge, proposed_project=None, replaces=None)
     store_session(session, staging_pk, kept, user)
 
 

@@ -10,7 +10,7 @@ settings carry a ``deid`` block. In order:
    same patient keeps them across imports and sources; another project gets others);
 3. de-identify every instance (``deid.apply``) and write the new blobs; an instance with
    suspected burned-in text (not allowed, no pixel mask) sends the whole *original* session
-   to QUARANTINE with the reason instead;
+   to QUARANTINE with the reason instead (a release out of QUARANTINE is refused);
 4. check that every reference that resolved in the session still resolves after the UIDs
    were replaced (RT Structure Set -> images, Plan -> Structure Set, Dose -> Plan);
 5. in the vault: original <-> new UIDs and the import's nominative data; then one index
@@ -55,7 +55,7 @@ from dicomgate.deid.pseudonyms import Identity
 from dicomgate.deid.subjects import uid_pairs
 from dicomgate.deid.table import Option
 from dicomgate.dicom.encode import encode_part10
-from dicomgate.errors import HeldForReviewError, StorageError
+from dicomgate.errors import ConflictError, HeldForReviewError, StorageError
 from dicomgate.intake.reasons import Reason, ReasonCode
 from dicomgate.prearchive.context import Review
 from dicomgate.prearchive.store import require_staging, store_session
@@ -152,6 +152,8 @@ def archive_deidentified(
     HeldForReviewError
         The session must wait for a person (identity mismatch, no pseudonym, a reference that
         de-identification would break); the caller records the status and reason.
+    ConflictError
+        A release out of QUARANTINE (``target.replaces``) finds burned-in text: it is refused.
     """
     staged = read_staged(review, staging_pk)
     try:
@@ -163,6 +165,9 @@ def archive_deidentified(
             review, target.project, config, subject, staged, f"staging-{staging_pk}"
         )
     except QuarantineError as exc:
+        if target.replaces is not None:  # a release from QUARANTINE: refused, it stays there
+            code = ReasonCode.BURNED_IN_ANNOTATION.value
+            raise ConflictError(f"{code}: {exc} (the session stays in {QUARANTINE})") from None
         return _quarantine(review, staging_pk, target, str(exc), user)
     with removed_on_failure(review, ready.copies), review.intake.db.unit_of_work() as session:
         archived_pk, purged = store_deidentified(

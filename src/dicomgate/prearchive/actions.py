@@ -107,14 +107,17 @@ def archive(
 ) -> int:
     """Archive a staging session into its target or ``project`` after that project's checks.
 
-    Archiving into QUARANTINE is always allowed and keeps the current reasons. The caller
-    needs ``write`` in the session's project and in the one it is archived into.
+    Archiving into QUARANTINE is always allowed and keeps the current reasons. A session the
+    protocol rejected is archived only into a project named here. The caller needs ``write``
+    in the session's project and in the one it is archived into.
     """
     labels = (_label(subject, "subject"), _label(session_label, "session"))
     with review.intake.db.reader() as session:
         staging = require_staging(session, staging_pk)
         writable(caller, session, staging)
         _reviewable(staging, "archive")
+        if project is None:
+            _not_rejected(staging)
         row = session.get(StagingReview, staging_pk)
         chosen = project or (row.proposed_project if row else None) or staging.project_id
         chosen = chosen or review.settings.default_project
@@ -129,6 +132,21 @@ def archive(
                 raise refuse(f"archive staging session {staging_pk} into {chosen}", verdict)
             target = verdict.target
     return archive_session(review, staging_pk, target, caller.name)
+
+
+def _not_rejected(staging: StagingSession) -> None:
+    """Refuse to archive a rejected session into a project nobody named for it.
+
+    Without a project the archive would fall back to the source's or the default project and
+    undo the protocol's reject unnoticed; naming one is a person's decision (and its checks run).
+    """
+    rejected = [r for r in staging.reasons or () if r.get("code") == ReasonCode.RULE_REJECT]
+    if rejected:
+        why = "; ".join(f"rule_reject: {r.get('message', '')}" for r in rejected)
+        raise ConflictError(
+            f"cannot archive staging session {staging.pk}: {why}; name a project to archive "
+            "it into (its checks run), archive it into QUARANTINE, or delete it"
+        )
 
 
 def _to_quarantine(

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive.deidentify import deid_archived_lookup, deid_equipment
-from dicomgate.archive.models import SetAside, StagingSession, Study
+from dicomgate.archive.models import Project, SetAside, StagingSession, Study
 from dicomgate.archive.projects import QUARANTINE
 from dicomgate.archive.session_models import ArchivedSession, StagingReview
 from dicomgate.archive.sessions import find_session, session_of_study
@@ -31,6 +31,7 @@ from dicomgate.prearchive.target import ArchiveTarget
 from dicomgate.rules import (
     Action,
     Decision,
+    LabelMapping,
     decide,
     labels_for,
     load_protocol,
@@ -80,11 +81,38 @@ def origin_of(staging: StagingSession) -> Origin:
     return Origin(kind, **fields)
 
 
-def _protocol_for(review: Review, staging: StagingSession, project: str | None) -> SortingProtocol:
+def _protocol_for(
+    review: Review,
+    session: Session,
+    staging: StagingSession,
+    header: Dataset,
+    project: str | None,
+) -> SortingProtocol:
     if project is None and review.protocol is not None:
         return review.protocol
-    target = project or staging.project_id or review.settings.default_project
+    target = project or staging.project_id
+    if target is None:  # the origin named no project: XNAT-style comments may name one
+        named = _comments_project(review, session, header)
+        target = named[0] if named else review.settings.default_project
     return load_protocol({"rules": [{"name": "target-project", "archive": target}]})
+
+
+def _comments_project(
+    review: Review, session: Session, header: Dataset
+) -> tuple[str, LabelMapping] | None:
+    """Return the project XNAT-style comments name (``Project: X``) and the mapping that read it.
+
+    Only when no sorting protocol is configured (a protocol is the routing authority; its
+    conditions can read the comments) and the default project's label mapping reads
+    comments. X must exist and not be QUARANTINE (quarantine is the checks' decision).
+    """
+    mapping = review.labels.get(review.settings.default_project)
+    if review.protocol is not None or mapping is None or mapping.comments is None:
+        return None
+    named = labels_for(header, mapping).project
+    if named is None or named == QUARANTINE or session.get(Project, named) is None:
+        return None
+    return named, mapping
 
 
 def assess(
@@ -126,7 +154,7 @@ def assess(
     conflicts = _duplicates(session, staging.pk) + _mixed_patients(headers)
     if not headers:
         return Verdict(CONFLICT, tuple(conflicts), None)
-    protocol = _protocol_for(review, staging, project)
+    protocol = _protocol_for(review, session, staging, headers[0], project)
     decision = decide(
         headers,
         origin_of(staging),
@@ -198,6 +226,9 @@ def _target(
     labels = decision.labels
     rule = protocol.match(headers[0], origin_of(staging))
     mapping = review.labels.get(project or "")
+    named = _comments_project(review, session, headers[0])
+    if named is not None and named[0] == project:
+        mapping = named[1]  # the comments that name this project name its labels too
     if mapping is not None and (rule is None or rule.then.labels is None):
         labels = labels_for(headers[0], mapping)
     if labels is None:
@@ -225,18 +256,32 @@ def _target(
 def _overrides(
     session: Session, staging: StagingSession, subject: str, label: str, original: dict[str, Any]
 ) -> tuple[str, str]:
-    """Apply labels from the origin (an inbox import's overrides) and from a rename."""
+    """Apply labels from the origin (an import's overrides) and from a rename."""
     origin = staging.origin or {}
     for part in ("subject", "session"):
-        if isinstance(origin.get(part), str) and origin[part].strip():
+        asked = _origin_label(origin, part)
+        if asked is not None:
             original["sources"][part] = "origin"
-            value = sanitize_label(origin[part])
+            value = sanitize_label(asked)
             subject, label = (value, label) if part == "subject" else (subject, value)
     row = session.get(StagingReview, staging.pk)
     if row is not None and row.labels_fixed:
         original["sources"].update(subject="rename", session="rename")
         return row.subject_label or subject, row.session_label or label
     return subject, label
+
+
+def _origin_label(origin: dict[str, Any], part: str) -> str | None:
+    """Return the ``subject`` or ``session`` label an origin asks for, or None.
+
+    Intake stores ``Origin.subject_label`` / ``session_label``; ``subject`` / ``session`` are
+    read too, for staging rows written under those keys.
+    """
+    for key in (f"{part}_label", part):
+        value = origin.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
 
 
 def equipment_json(headers: Sequence[Dataset]) -> list[dict[str, Any]]:

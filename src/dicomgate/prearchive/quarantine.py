@@ -1,18 +1,24 @@
 """Quarantined sessions (archived into QUARANTINE): release into a project, or delete.
 
-``release`` runs the target project's checks first and is refused with the reasons when they
-fail; ``delete`` removes the data and records what was removed. Study cards are re-applied to
-archived sessions by ``apply_study_cards`` (no re-import).
+``release`` runs the target project's checks, then archives the session through
+``pipeline.archive_session`` like any archive into that project (de-identification
+included); when either refuses, the release is refused with the reasons and the session
+stays in QUARANTINE. ``delete`` removes the data and records what was removed. Study cards
+are re-applied to archived sessions by ``apply_study_cards`` (no re-import).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from dicomgate.archive.models import Instance, StagingSession, Study, utcnow
+from dicomgate.archive.deidentify import project_deid
+from dicomgate.archive.models import Instance, StagingSession, utcnow
 from dicomgate.archive.projects import QUARANTINE, require_project
-from dicomgate.archive.session_models import ArchivedSession, StagingReview
+from dicomgate.archive.session_models import ArchivedSession, PrearchiveAction, StagingReview
 from dicomgate.archive.sessions import (
     instances_query,
     record_action,
@@ -21,11 +27,20 @@ from dicomgate.archive.sessions import (
 )
 from dicomgate.auth.guard import require, require_one_of
 from dicomgate.auth.roles import Caller, Permission
-from dicomgate.errors import ConflictError, InvalidInputError
+from dicomgate.errors import ConflictError, HeldForReviewError, InvalidInputError
+from dicomgate.pipeline import archive_session
 from dicomgate.prearchive.actions import refuse
 from dicomgate.prearchive.checks import READY, assess
 from dicomgate.prearchive.context import Review, read_header
-from dicomgate.prearchive.store import drop_empty_study, drop_staging, purge_instances
+from dicomgate.prearchive.spine import absorb
+from dicomgate.prearchive.store import (
+    REVIEWABLE,
+    drop_empty_study,
+    drop_staging,
+    purge_instances,
+    set_state,
+)
+from dicomgate.prearchive.target import ArchiveTarget
 from dicomgate.rules import apply_cards
 
 
@@ -54,10 +69,20 @@ def release(
     *,
     caller: Caller,
 ) -> str:
-    """Move a quarantined session into ``project`` after that project's checks.
+    """Archive a quarantined session into ``project`` the way any archive into it goes.
 
-    The caller needs ``write`` in QUARANTINE (or in the project the session was meant for)
-    and in ``project``. Returns the session label in ``project``.
+    The project's checks run first; then ``pipeline.archive_session`` stores the session with
+    the project's de-identification, identity vault and scrub, as for a session that was
+    never quarantined. The quarantined session is removed in the transaction that stores the
+    released one, so when the checks or the archive path refuse it (burned-in text, a hold,
+    a taken label) the release is refused with the reason and it stays in QUARANTINE as it
+    was. The caller needs ``write`` in QUARANTINE (or in the project the session was meant
+    for) and in ``project``. Returns the session label in ``project``.
+
+    Raises
+    ------
+    ConflictError
+        When the project's checks or its archive path refuse the session.
     """
     if project == QUARANTINE:
         raise InvalidInputError("release moves a session out of QUARANTINE: name a project")
@@ -84,32 +109,94 @@ def release(
         )
         if verdict.outcome != READY or verdict.target is None:
             raise refuse(f"release {label} into {project}", verdict)
-        target = verdict.target
-        reasons = archived.reasons
-        archived.project_id, archived.subject_label, archived.label = (
-            project,
-            target.subject,
-            target.session,
+        staging_pk = _gather(session, label, stagings)
+        held = Quarantined(archived.pk, label, list(archived.reasons or ()))
+    target = replace(verdict.target, replaces=held.pk)
+    released_pk = _archive(review, staging_pk, target, held, caller.name)
+    return _record_release(review, staging_pk, released_pk, held, caller.name)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """The quarantined session a release takes out: its pk, label and reasons."""
+
+    pk: int
+    label: str
+    reasons: list[dict[str, Any]]
+
+
+def _gather(session: Session, label: str, stagings: list[StagingSession]) -> int:
+    """Absorb the other staging sessions of a quarantined session into the first; return it.
+
+    The archive path archives one staging session; the quarantined session may hold several
+    (imports of the same study merged into QUARANTINE).
+    """
+    if any(s.status != "ARCHIVED" for s in stagings):
+        raise ConflictError(f"cannot release {label}: it is being released or archived")
+    first = stagings[0]
+    for other in stagings[1:]:
+        # Its record follows its instances, so a de-identified release scrubs it too.
+        session.execute(
+            update(PrearchiveAction)
+            .where(PrearchiveAction.staging_pk == other.pk)
+            .values(staging_pk=first.pk)
         )
-        archived.reasons, archived.proposed_project, archived.scans = [], None, target.scans
-        archived.updated_at = utcnow()
-        session.get_one(Study, archived.study_pk).project_id = project
-        for staging in stagings:
-            staging.project_id = project
-        try:
-            session.flush()
-        except Exception as exc:  # the unique (project, label) constraint
-            raise ConflictError(f"session label {target.session} is taken in {project}") from exc
-        details = {"from": label, "to": target.session, "reasons": [r["code"] for r in reasons]}
+        absorb(session, other, first, "absorbed")
+    return int(first.pk)
+
+
+def _archive(
+    review: Review, staging_pk: int, target: ArchiveTarget, held: Quarantined, user: str | None
+) -> int:
+    """Archive the released staging session; when that fails it goes back to QUARANTINE."""
+    try:
+        return archive_session(review, staging_pk, target, user)
+    except HeldForReviewError as exc:
+        _back_in_quarantine(review, staging_pk, held)
+        why = f"{exc.reason.get('code')}: {exc}"  # the details may name the patient: not sent
+        raise ConflictError(f"cannot release {held.label} into {target.project}: {why}") from exc
+    except ConflictError as exc:
+        _back_in_quarantine(review, staging_pk, held)
+        raise ConflictError(f"cannot release {held.label} into {target.project}: {exc}") from exc
+    except BaseException:
+        _back_in_quarantine(review, staging_pk, held)
+        raise
+
+
+def _back_in_quarantine(review: Review, staging_pk: int, held: Quarantined) -> None:
+    """Put a staging session that the archive path held back to ARCHIVED in QUARANTINE.
+
+    ``archive_session`` already restores ARCHIVED after a failure; a hold leaves the status
+    and reason of the hold instead. A staging session that no longer belongs to the
+    quarantined session (a concurrent release stored it) is left alone.
+    """
+    with review.intake.db.unit_of_work() as session:
+        staging = session.get(StagingSession, staging_pk)
+        row = session.get(StagingReview, staging_pk)
+        if staging is None or row is None or row.archived_session_pk != held.pk:
+            return
+        if staging.status in REVIEWABLE:
+            set_state(session, staging_pk, "ARCHIVED", held.reasons)
+
+
+def _record_release(
+    review: Review, staging_pk: int, released_pk: int, held: Quarantined, user: str | None
+) -> str:
+    """Record the release; return the session's label in its project."""
+    with review.intake.db.unit_of_work() as session:
+        released = session.get_one(ArchivedSession, released_pk)
+        project = released.project_id
+        codes = list(dict.fromkeys(str(r.get("code")) for r in held.reasons))
+        details: dict[str, Any] = {"reasons": codes}
+        if project_deid(review, project) is None:
+            # The quarantine label may come from a Patient ID: a de-identified project's
+            # record must not name it.
+            details.update({"from": held.label, "to": released.label})
         record_action(
-            session,
-            "released",
-            archived_pk=archived.pk,
-            project=project,
-            user=caller.name,
-            details=details,
-        )
-        return target.session
+            session, "released", staging_pk=staging_pk, archived_pk=released_pk,
+            project=project, user=user, details=details,
+        )  # fmt: skip
+        return released.label
 
 
 def _instances(session: Session, archived: ArchivedSession) -> list[Instance]:

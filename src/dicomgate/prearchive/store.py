@@ -62,19 +62,26 @@ def set_state(
     )
 
 
-def begin_archiving(session: Session, staging_pk: int) -> str:
+def begin_archiving(session: Session, staging_pk: int, releases: int | None = None) -> str:
     """Move a reviewable session to ARCHIVING; return the status it had.
+
+    ``releases`` names the quarantined session a release takes the staging session out of:
+    then an ARCHIVED staging session of that quarantined session may be archived again.
 
     Raises
     ------
     ConflictError
-        When the session is not READY, CONFLICT or ERROR.
+        When the session is not READY, CONFLICT or ERROR (nor released from QUARANTINE).
     """
     staging = require_staging(session, staging_pk)
     previous = staging.status
+    allowed = list(REVIEWABLE)
+    row = session.get(StagingReview, staging_pk)
+    if releases is not None and row is not None and row.archived_session_pk == releases:
+        allowed.append("ARCHIVED")
     done = session.execute(
         update(StagingSession)
-        .where(StagingSession.pk == staging_pk, StagingSession.status.in_(REVIEWABLE))
+        .where(StagingSession.pk == staging_pk, StagingSession.status.in_(allowed))
         .values(status="ARCHIVING", updated_at=utcnow())
     )
     if getattr(done, "rowcount", 1) != 1:
@@ -93,6 +100,8 @@ def store_session(
         When the label is taken or the study is archived elsewhere (nothing is written).
     """
     staging = require_staging(session, staging_pk)
+    if target.replaces is not None:
+        _drop_released(session, target.replaces)
     study = session.scalars(select(Study).where(Study.study_uid == staging.study_uid)).one()
     archived = _archived_row(session, staging, study, target)
     if study.project_id not in (None, target.project):
@@ -114,6 +123,30 @@ def store_session(
         details={"session": archived.label, "subject": archived.subject_label},
     )
     return int(archived.pk)
+
+
+def _drop_released(session: Session, archived_pk: int) -> None:
+    """Remove the quarantined session a release archives elsewhere; its study leaves QUARANTINE.
+
+    The staging sessions that pointed at it point at nothing until they are stored again
+    (or purged, when a de-identified project does not keep the original). A session already
+    removed (the copy of a de-identified release took its place first) is left alone.
+    """
+    row = session.get(ArchivedSession, archived_pk)
+    if row is None:
+        return
+    if row.project_id != QUARANTINE:
+        raise ConflictError(f"session {row.label} is not in {QUARANTINE}: nothing to release")
+    session.execute(
+        update(StagingReview)
+        .where(StagingReview.archived_session_pk == archived_pk)
+        .values(archived_session_pk=None)
+    )
+    study = session.get_one(Study, row.study_pk)
+    if study.project_id == QUARANTINE:
+        study.project_id = None
+    session.delete(row)
+    session.flush()
 
 
 def _archived_row(

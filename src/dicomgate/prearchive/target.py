@@ -30,6 +30,9 @@ class ArchiveTarget:
         Frame of Reference UIDs the session's instances declare (for later RT checks).
     merge_into
         An archived session (pk) of the same study to add the instances to, only when asked.
+    replaces
+        A quarantined session (pk) this archive releases: it is removed in the transaction
+        that stores the session, so a release that fails leaves it in QUARANTINE untouched.
     """
 
     project: str
@@ -42,3 +45,4 @@ class ArchiveTarget:
     scans: dict[str, Any] = field(default_factory=dict)
     frames_of_reference: list[str] = field(default_factory=list)
     merge_into: int | None = None
+    replaces: int | None = None

@@ -9,7 +9,8 @@ Conventions (``LabelMapping`` presets):
 ``xnat_patient_comments`` / ``xnat_study_comments``
     ``Project: X Subject: Y Session: Z`` (keys case-insensitive; ``Project:X;Subject:Y;Session:Z``
     works too) parsed from Patient Comments / Study Comments. A value is one token (no spaces or
-    ``;``). A key missing from the comments falls back to the ``dasher`` attributes.
+    ``;``). A key missing from the comments falls back to the ``dasher`` attributes. ``Labels``
+    carries the project; routing by it is the prearchive's (``prearchive.checks``).
 
 Every label is sanitised: only ``[A-Za-z0-9_-]`` survive (accents are dropped first, so ``Müller``
 becomes ``Muller``), any other run of characters becomes one ``_``, ``_``/``-`` are trimmed from
