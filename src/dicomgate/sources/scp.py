@@ -7,7 +7,6 @@ outcome or exception to a DIMSE status in one place. Success is answered only af
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import gc
 import logging
@@ -37,6 +36,7 @@ from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
 from dicomgate.settings import Settings
 from dicomgate.sources.moves import ActiveMove, active_moves
+from dicomgate.sources.scp_reactor import EventDrivenRequestHandler, tune_connection
 from dicomgate.sources.scp_workers import start_workers, stop_workers
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,7 @@ _config.LOG_RESPONSE_IDENTIFIERS = False
 _config.LOG_HANDLER_LEVEL = "none"
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
-_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux only
 _GC_INTERVAL = 60.0
-
 _STATUS_BY_OUTCOME = {
     Outcome.STORED: 0x0000,
     Outcome.ALREADY_STORED: 0x0000,
@@ -116,35 +114,9 @@ def _on_echo(event: Any, guard: AssociationGuard) -> int:
     return guard.refusal(event, DicomOperation.ECHO) or 0x0000
 
 
-def _acknowledge_promptly(assoc_socket: Any) -> None:
-    """Re-arm TCP_QUICKACK after every read of this association's socket.
-
-    A sender with Nagle on (dcmtk's default, many modalities) holds its last small segment until
-    our ACK arrives; Linux delays that ACK by up to 40 ms unless quick-ACK mode is re-armed after
-    each read, which caps such a sender at about 12 instances/s.
-    """
-    read = assoc_socket.recv
-    raw = assoc_socket.socket
-
-    def recv(nr_bytes: int) -> bytearray:
-        data: bytearray = read(nr_bytes)
-        # A closed peer makes setsockopt fail; the next read reports it properly.
-        with contextlib.suppress(OSError):
-            raw.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
-        return data
-
-    assoc_socket.recv = recv
-
-
 def _on_open(event: Any) -> None:
-    # Answer promptly: without NODELAY our small responses wait on the sender's delayed ACKs.
     answer_stores_quickly(event.assoc)
-    assoc_socket = event.assoc.dul.socket
-    if assoc_socket is None or assoc_socket.socket is None:
-        return
-    assoc_socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if _TCP_QUICKACK:
-        _acknowledge_promptly(assoc_socket)
+    tune_connection(event)
 
 
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
@@ -342,6 +314,7 @@ def _serve(
         contexts=_Contexts(ae.supported_contexts),
         server_class=server_class,
     )
+    server.RequestHandlerClass = EventDrivenRequestHandler
     thread = threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True)
     thread.start()
     ae._servers.append(server)  # as start_server does: server.shutdown() removes it

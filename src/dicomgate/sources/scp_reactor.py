@@ -1,0 +1,305 @@
+"""Event-driven reactors for the receiver's associations, instead of pynetdicom's polling.
+
+pynetdicom runs two threads per association that poll: the DUL thread sleeps 1 ms whenever
+nothing happened, the association thread sleeps 1 ms on every loop. A C-STORE then waits for
+a sleeping thread twice (request up, response down), and every idle association wakes 2,000
+times a second for nothing; on a loaded machine each wake-up waits for a core and for the GIL.
+Here the DUL thread blocks in ``select()`` on the peer's socket and a wake-up socket that
+``send_pdu()`` writes to, and the association thread blocks on an event the DUL sets after
+each state-machine action; both still look at pynetdicom's timers and kill flags every
+``TICK`` seconds. Only the acceptor associations of the plain listener run these reactors
+(``scp._serve``); the TLS listener and every association we request keep pynetdicom's.
+
+The two reactor loops are pynetdicom 3.0's, with only their sleeps replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import Any
+
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.transport import RequestHandler
+
+TICK = 0.05
+"""The longest either reactor blocks before looking at its timers and flags again (s)."""
+
+_SEND_DIRECTLY = ("Sta6", "Sta8")  # data transfer; release requested by the peer
+
+
+class EventDrivenDUL(DULServiceProvider):
+    """A DUL whose reactor sleeps until the peer or the association has something for it."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.handed_up = threading.Event()
+        self._machine = threading.Lock()
+
+    def send_pdu(self, primitive: Any) -> None:
+        """Send a P-DATA to the peer from the calling thread; queue anything else.
+
+        A P-DATA in the data-transfer states is only encoded and sent (PS3.8 DT-1, AR-7), so
+        the association's thread sends its responses itself instead of waking the reactor
+        and waiting for it; the lock keeps the state machine still meanwhile, and anything
+        already queued goes first.
+        """
+        if isinstance(primitive, P_DATA):
+            with self._machine:
+                direct = self.to_provider_queue.empty() and (
+                    self.state_machine.current_state in _SEND_DIRECTLY
+                )
+                if direct:
+                    self._send(P_DATA_TF(primitive))
+                    return
+        super().send_pdu(primitive)
+        self._poke()
+
+    def kill_dul(self) -> None:
+        """Stop the reactor (woken so it stops now)."""
+        super().kill_dul()
+        self._poke()
+
+    def _poke(self) -> None:
+        # A full wake-up buffer means a wake-up is already pending; a closed one, no reactor.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError once empty
+            while self._wake_r.recv(4096):
+                pass
+
+    def _idle_wait(self) -> None:
+        """Block until the socket is readable, a primitive is queued or a tick passed."""
+        assoc_socket = self.socket
+        raw = assoc_socket.socket if assoc_socket is not None else None
+        if raw is None or raw.fileno() < 0:
+            time.sleep(self._run_loop_delay)  # closing: pynetdicom's pace
+            return
+        if not self.to_provider_queue.empty() or not self.event_queue.empty():
+            return
+        if isinstance(raw, ssl.SSLSocket) and raw.pending():
+            return
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: next loop sees it
+            select.select([raw, self._wake_r], [], [], TICK)
+        self._drain()
+
+    def run_reactor(self) -> None:
+        """Run pynetdicom's DUL loop, waking the association after each action."""
+        try:
+            self._react()
+        finally:
+            self.handed_up.set()  # the association notices that the DUL stopped
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _react(self) -> None:
+        self._idle_timer.start()
+        sleep = False
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+            if sleep:
+                self._idle_wait()
+            if self._kill_thread:
+                break
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception:
+                self._abort_hard()
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                sleep = True
+                continue
+            with self._machine:
+                self.state_machine.do_action(event)
+            self.handed_up.set()
+            sleep = False
+
+    def _abort_hard(self) -> None:
+        """Send an A-ABORT bypassing the state machine, as pynetdicom does on an error."""
+        abort_pdu = A_ABORT_RQ()
+        abort_pdu.source = 0x02
+        abort_pdu.reason_diagnostic = 0x00
+        if self.socket is not None:
+            self.socket.send(abort_pdu.encode())
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+        self.assoc._kill = True
+        self._kill_thread = True
+
+
+class EventDrivenAssociation(Association):
+    """An acceptor association whose reactor waits for its DUL instead of polling it."""
+
+    dul: EventDrivenDUL
+
+    def use_event_driven_dul(self) -> None:
+        """Replace the (not yet started) DUL by an event-driven one on the same socket."""
+        old = self.dul
+        dul = EventDrivenDUL(self)
+        dul.socket = old.socket
+        # The socket already queued the connection's event (Evt5) on the old DUL.
+        dul.event_queue = old.event_queue
+        dul._idle_timer.timeout = old._idle_timer.timeout
+        dul.artim_timer.timeout = old.artim_timer.timeout
+        self.dul = dul
+
+    def _wait_for_dul(self) -> None:
+        signal = self.dul.handed_up
+        signal.clear()
+        if self.dimse.msg_queue.empty() and self.dul.to_user_queue.empty():
+            signal.wait(TICK)
+
+    def _run_reactor(self) -> None:
+        """Run pynetdicom's acceptor loop, waiting for the DUL instead of sleeping 1 ms."""
+        self._is_paused = False
+        while not self._kill:
+            self._wait_for_dul()
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+            context_id, msg = self.dimse.get_msg(block=False)
+            if msg:
+                self._serve_request(msg, context_id)  # type: ignore[arg-type]
+            if self._stop_reacting():
+                return
+
+    def _stop_reacting(self) -> bool:
+        """Handle a release, an abort, a dead DUL or the network timeout; True when done."""
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            self.is_released = True
+            self.is_established = False
+            _trigger(self, "EVT_RELEASED")
+            self.kill()
+            return True
+        if self.acse.is_aborted():
+            self.dul.receive_pdu(wait=False)  # EVT_ACSE_RECV fires for subscribers
+            self.is_aborted = True
+            self.is_established = False
+            _trigger(self, "EVT_ABORTED")
+            self.kill()
+            return True
+        if not self.dul.is_alive():
+            self.kill()
+            return True
+        if self.dul.idle_timer_expired():
+            self._network_timed_out()
+            return True
+        return False
+
+    def _network_timed_out(self) -> None:
+        if self.network_timeout_response == "A-RELEASE":
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self.release()
+            self._is_paused = False
+        else:
+            self.abort()
+        self.kill()
+
+
+def _trigger(assoc: Association, name: str) -> None:
+    from pynetdicom import evt
+
+    evt.trigger(assoc, getattr(evt, name), {})
+
+
+class EventDrivenRequestHandler(RequestHandler):
+    """pynetdicom's request handler, creating event-driven acceptor associations."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        assoc.__class__ = EventDrivenAssociation  # before its threads start: nothing ran yet
+        assoc.use_event_driven_dul()  # type: ignore[attr-defined]
+        return assoc
+
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux only
+
+
+def _quick_ack(raw: socket.socket) -> None:
+    # A closed peer makes setsockopt fail; the next read reports it properly.
+    with contextlib.suppress(OSError):
+        raw.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+
+def _read_and_acknowledge(assoc_socket: Any, raw: socket.socket) -> None:
+    """Read straight into one buffer per call, and re-arm TCP_QUICKACK after every read.
+
+    pynetdicom reads in 4 KiB pieces appended to a growing buffer (128 calls for a 512 KiB
+    PDU). A sender with Nagle on (dcmtk's default, many modalities) holds its next small
+    segment until our ACK arrives; Linux delays that ACK by up to 40 ms unless quick-ACK mode
+    is re-armed after each read, and leaves quick-ACK mode again whenever we send.
+    """
+
+    def recv(nr_bytes: int) -> bytearray:
+        data = bytearray(nr_bytes)
+        view = memoryview(data)
+        got = 0
+        while got < nr_bytes:
+            read = raw.recv_into(view[got:])
+            if not read:  # the peer closed: return what came, pynetdicom reports it
+                break
+            got += read
+        view.release()
+        if _TCP_QUICKACK:
+            _quick_ack(raw)
+        return data if got == nr_bytes else data[:got]
+
+    send = assoc_socket.send
+
+    def send_and_rearm(bytestream: bytes) -> None:
+        send(bytestream)
+        if _TCP_QUICKACK:
+            _quick_ack(raw)
+
+    assoc_socket.recv = recv
+    assoc_socket.send = send_and_rearm
+
+
+def tune_connection(event: Any) -> None:
+    """Set up a new association's socket to answer promptly (an ``EVT_CONN_OPEN`` handler).
+
+    Without TCP_NODELAY our small responses would wait on the sender's delayed ACKs.
+    """
+    assoc_socket = event.assoc.dul.socket
+    raw = assoc_socket.socket if assoc_socket is not None else None
+    if raw is None:
+        return
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not isinstance(raw, ssl.SSLSocket):  # TLS reads through its own buffer
+        _read_and_acknowledge(assoc_socket, raw)
+    elif _TCP_QUICKACK:
+        _acknowledge_after_reads(assoc_socket, raw)
+
+
+def _acknowledge_after_reads(assoc_socket: Any, raw: socket.socket) -> None:
+    read = assoc_socket.recv
+
+    def recv(nr_bytes: int) -> bytearray:
+        data: bytearray = read(nr_bytes)
+        _quick_ack(raw)
+        return data
+
+    assoc_socket.recv = recv
