@@ -47,6 +47,15 @@ SeriesOption = Annotated[
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file.", exists=False)
 ]
+IdentityOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--identity",
+        help="Operator-confirmed identity, FIELD=VALUE, repeatable (first_name, last_name, "
+        "birth_name, birth_date, sex); a de-identified project holds a session whose headers "
+        "contradict it (identity_mismatch).",
+    ),
+]
 
 
 def _settings(config: Path | None) -> Settings:
@@ -99,6 +108,7 @@ def import_(
     config: ConfigOption = None,
     study: StudyOption = None,
     series: SeriesOption = None,
+    identity: IdentityOption = None,
 ) -> None:
     """Import files through the same intake as every other source (as a job).
 
@@ -110,8 +120,10 @@ def import_(
     from dicomgate.cli_media import submit_import
 
     settings = _settings(config)
+    confirmed = _identity(identity)
     jobs = open_jobs(settings, open_intake(settings), queue=False)
-    job_id = submit_import(jobs, paths, study, series, settings.sources.import_workers)
+    workers = settings.sources.import_workers
+    job_id = submit_import(jobs, paths, study, series, workers, identity=confirmed)
     job = run_with_progress(jobs, job_id)
     counts: Counter[Outcome] = Counter()
     problems: list[tuple[Path, str]] = []
@@ -128,6 +140,33 @@ def import_(
         err.print(f"[red]import failed:[/] {job.message}", highlight=False)
     if problems or job.status is not JobStatus.SUCCEEDED:
         raise typer.Exit(1)
+
+
+def _identity(pairs: list[str] | None) -> dict[str, str] | None:
+    """Return the ``--identity FIELD=VALUE`` pairs as a validated identity, or exit 2.
+
+    Parameters
+    ----------
+    pairs
+        The option's values; ``None`` or empty when no identity was confirmed.
+    """
+    from dicomgate.deid.errors import IdentityError
+    from dicomgate.deid.identity import confirmed_identity
+
+    if not pairs:
+        return None
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            err.print(f"[red]--identity expects FIELD=VALUE, not {pair!r}[/]", highlight=False)
+            raise typer.Exit(2)
+        values[name.strip()] = value
+    try:
+        return confirmed_identity(values).to_dict()
+    except IdentityError as exc:
+        err.print(f"[red]--identity:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
 
 
 def _summary(counts: Counter[Outcome], problems: list[tuple[Path, str]]) -> None:

@@ -28,9 +28,18 @@ err = Console(stderr=True)
 
 
 def submit_import(
-    jobs: Jobs, paths: list[Path], study: str | None, series: str | None, workers: int = 4
+    jobs: Jobs,
+    paths: list[Path],
+    study: str | None,
+    series: str | None,
+    workers: int = 4,
+    *,
+    identity: dict[str, str] | None = None,
 ) -> str:
-    """Submit the import of ``paths``: through the DICOMDIR of a media folder, else as files."""
+    """Submit the import of ``paths``: through the DICOMDIR of a media folder, else as files.
+
+    ``identity`` (an operator-confirmed identity) is carried by a files import only.
+    """
     from dicomgate.sources.files import KIND
     from dicomgate.sources.handlers import MEDIA, media_params
 
@@ -38,12 +47,19 @@ def submit_import(
         paths = [paths[0].parent]  # the DICOMDIR file itself names its media
     media = len(paths) == 1 and paths[0].is_dir() and not paths[0].is_symlink()
     if media and find_dicomdir(paths[0]) is not None:
+        if identity is not None:
+            # The media job has no identity parameter: refuse rather than drop the check.
+            err.print("[red]--identity is not supported for DICOMDIR media[/]")
+            raise typer.Exit(2)
         params = media_params(paths[0].resolve(), None, study, series, workers)
         return jobs.submit(MEDIA, params)
     if study or series:
         err.print("[red]--study and --series need one folder holding a DICOMDIR[/]")
         raise typer.Exit(2)
-    return jobs.submit(KIND, {"paths": [str(p) for p in paths]})
+    files: dict[str, object] = {"paths": [str(p) for p in paths]}
+    if identity is not None:
+        files["identity"] = identity
+    return jobs.submit(KIND, files)
 
 
 def _series_label(series: SeriesNode) -> str:
