@@ -79,10 +79,12 @@ def prearchive_ls(
     table = Table("id", "status", "target", "subject", "session", "n", "reasons")
     for row in _run(config, run):
         codes = ",".join(r.get("code", "") for r in row["reasons"])
+        # An archived session shows where it went: QUARANTINE, not the project it was meant for.
+        archived = row["status"] == "ARCHIVED" and row["project_id"]
         table.add_row(
             str(row["id"]),
             row["status"],
-            row["target_project"] or row["project_id"] or "",
+            (row["project_id"] if archived else row["target_project"] or row["project_id"]) or "",
             row["subject"] or "",
             row["session"] or "",
             str(row["instance_count"]),
