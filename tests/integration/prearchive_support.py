@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import replace
@@ -37,6 +41,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 IMPORT = Origin(OriginKind.IMPORT, user="tester")
+STORESCU_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 def make_review(intake: Intake, tmp: Path, **options: Any) -> Review:
@@ -132,3 +137,59 @@ def manual(review: Review, project: str) -> Review:
     with review.intake.db.unit_of_work() as session:
         sync_project(session, project, policy="manual")
     return replace(review)
+
+
+def dicomgate(tmp: Path, *args: str, config: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``dicomgate ARGS --config tmp/config.yaml`` as a user does, data under ``tmp/data``.
+
+    A checkout run with ``PYTHONPATH=src`` passes it on, so the subprocess runs its sources.
+    """
+    extra = ["--config", str(tmp / "config.yaml")] if config else []
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "DICOMGATE_DATA_DIR": str(tmp / "data")}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return subprocess.run(
+        [sys.executable, "-m", "dicomgate.cli", *args, *extra],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def prearchive_ls(tmp: Path) -> list[dict[str, str]]:
+    """Return the rows of ``dicomgate prearchive ls`` (column name -> cell)."""
+    done = dicomgate(tmp, "prearchive", "ls")
+    assert done.returncode == 0, done.stderr
+    names = ("id", "status", "target", "subject", "session", "n", "reasons")
+    rows = []
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|]", line)[1:-1]]
+        if len(cells) == len(names) and cells[0].isdigit():
+            rows.append(dict(zip(names, cells, strict=True)))
+    return rows
+
+
+def write_folder(tmp: Path, name: str, datasets: Iterable[Dataset]) -> Path:
+    """Write ``datasets`` as Part-10 files into a new folder ``tmp/name``; return it."""
+    folder = tmp / name
+    folder.mkdir(parents=True)
+    for i, ds in enumerate(datasets):
+        (folder / f"{i}.dcm").write_bytes(part10(ds))
+    return folder
+
+
+def storescu(
+    port: int, folder: Path, calling: str, called: str = "DGTEST", *, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Push every file below ``folder`` with dcmtk's storescu; assert it succeeded, or not."""
+    done = subprocess.run(
+        ["storescu", "-aet", calling, "-aec", called, "+sd", "127.0.0.1", str(port), str(folder)],
+        env=STORESCU_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode == 0) is ok, done.stderr
+    return done

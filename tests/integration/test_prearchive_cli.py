@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -14,7 +12,7 @@ from sqlalchemy import select
 
 from dicomgate.archive.session_models import ArchivedSession
 from dicomgate.db import Database
-from tests.integration.prearchive_support import ct, part10
+from tests.integration.prearchive_support import ct, dicomgate, part10
 from tests.unit.rules.rt_builders import build_rt_session
 
 PROTOCOL = """
@@ -29,19 +27,7 @@ rules:
 """
 
 
-def _run(tmp: Path, *args: str, config: bool = True) -> subprocess.CompletedProcess[str]:
-    extra = ["--config", str(tmp / "config.yaml")] if config else []
-    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "DICOMGATE_DATA_DIR": str(tmp / "data")}
-    if "PYTHONPATH" in os.environ:  # a checkout run with PYTHONPATH=src runs its own sources
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", *args, *extra],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+_run = dicomgate
 
 
 def _setup(tmp: Path, protocol: str = PROTOCOL) -> Path:
