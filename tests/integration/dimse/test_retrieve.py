@@ -277,9 +277,9 @@ def test_unreachable_destination_refused_with_a801(intake: Intake, corpus: Corpu
 
 
 def test_get_to_a_requester_that_proposes_deflate(qr_scp: Receiver, corpus: Corpus) -> None:
-    # pynetdicom's default contexts propose Deflated Explicit VR Little Endian, which the
-    # receiver prefers to the uncompressed syntaxes: the C-STOREs go deflated (the JPEG
-    # instance decompressed first, the requester proposing no JPEG syntax).
+    # A requester that proposes only Deflated Explicit VR Little Endian for its storage
+    # classes: the C-STOREs go deflated (the JPEG instance decompressed first, the requester
+    # proposing no JPEG syntax).
     received: dict[str, pydicom.Dataset] = {}
 
     def store(event: Any) -> int:
@@ -292,7 +292,7 @@ def test_get_to_a_requester_that_proposes_deflate(qr_scp: Receiver, corpus: Corp
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     roles = []
     for storage in (CTImageStorage, SecondaryCaptureImageStorage):
-        ae.add_requested_context(storage)  # every syntax of DEFAULT_TRANSFER_SYNTAXES
+        ae.add_requested_context(storage, [DeflatedExplicitVRLittleEndian])
         roles.append(build_role(storage, scp_role=True))
     assoc = ae.associate(
         "127.0.0.1",
