@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -240,3 +241,9 @@ def test_a_peer_offering_deflate_beside_uncompressed_sends_uncompressed(
         assert context.transfer_syntax == [ExplicitVRLittleEndian]
     finally:
         assoc.release()
+
+
+def test_the_first_full_collection_waits_a_minute_after_start(receiver: Receiver) -> None:
+    # Collecting at the first association stalled a fresh worker's acceptor for a few hundred
+    # ms while associations arrived together: the main process took them all.
+    assert time.monotonic() - receiver.server._collected_at < 30

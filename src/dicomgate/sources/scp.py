@@ -306,7 +306,10 @@ def _on_close(event: Any, load: Load) -> None:
 def _serve(
     ae: AE, listener: socket.socket, handlers: list[Any], load: Load
 ) -> ThreadedAssociationServer:
-    attributes = {"listener": listener, "load": load}
+    # The first full collection a minute after start, not at the first association: in a
+    # worker that collection (a few hundred ms) stalled its acceptor while associations
+    # arrived together, and the main process took them all after its 50 ms of patience.
+    attributes = {"listener": listener, "load": load, "_collected_at": time.monotonic()}
     server_class = type("_Server", (_SharedListenerServer,), attributes)
     server = ae.make_server(
         listener.getsockname()[:2],
