@@ -11,10 +11,10 @@ from pydicom import dcmread
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
+from dicomgate.dicom.reactor import EventDrivenAssociation
 from dicomgate.intake.receive import Intake
 from dicomgate.settings import load_settings
 from dicomgate.sources.scp import Receiver
-from dicomgate.sources.scp_reactor import EventDrivenAssociation
 from tests.conftest import PYDICOM_FILES
 
 

@@ -31,6 +31,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from dicomgate.dicom.nodes import RemoteNode
 from dicomgate.dicom.politeness import Politeness
 from dicomgate.dicom.query import QueryLevel, build_identifier, result_dict, result_keywords
+from dicomgate.dicom.reactor import RequestorAE
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 
@@ -150,7 +151,7 @@ class RemoteNodeClient:
         self.timeout = timeout
 
     def _ae(self) -> AE:
-        ae = AE(ae_title=self.local_ae)
+        ae = RequestorAE(ae_title=self.local_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         ae.maximum_pdu_size = 0
         return ae

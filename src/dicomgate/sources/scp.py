@@ -30,13 +30,13 @@ from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.settings import DicomOperation
 from dicomgate.auth.tls import dicom_server_context
 from dicomgate.dicom.nodes import RetrieveMethod
+from dicomgate.dicom.reactor import EventDrivenRequestHandler, tune_connection
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
 from dicomgate.settings import Settings
 from dicomgate.sources.moves import ActiveMove, active_moves
-from dicomgate.sources.scp_reactor import EventDrivenRequestHandler, tune_connection
 from dicomgate.sources.scp_workers import start_workers, stop_workers
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ Here the DUL thread blocks in ``select()`` on the peer's socket and a wake-up so
 ``send_pdu()`` writes to, and the association thread blocks on an event the DUL sets after
 each state-machine action; both still look at pynetdicom's timers and kill flags every
 ``TICK`` seconds. Only the acceptor associations of the plain listener run these reactors
-(``scp._serve``); the TLS listener and every association we request keep pynetdicom's.
+(``scp._serve``) and the plain associations we request (``RequestorAE``: a C-GET's stores
+arrive on them) run these reactors; the TLS listener and TLS requests keep pynetdicom's.
 
 The two reactor loops are pynetdicom 3.0's, with only their sleeps replaced.
 """
@@ -24,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
@@ -223,6 +225,20 @@ def _trigger(assoc: Association, name: str) -> None:
     from pynetdicom import evt
 
     evt.trigger(assoc, getattr(evt, name), {})
+
+
+class RequestorAE(AE):
+    """An AE whose plain (non-TLS) requested associations run the event-driven DUL.
+
+    Only the DUL changes: a requesting association's own thread idles while the caller's
+    thread sends and waits on the DIMSE queue, which blocks without polling.
+    """
+
+    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> Any:
+        """Give ``assoc`` an event-driven DUL before its socket (which posts events to it)."""
+        if tls_args is None:
+            assoc.dul = EventDrivenDUL(assoc)
+        return super()._create_socket(assoc, address, tls_args)
 
 
 class EventDrivenRequestHandler(RequestHandler):
