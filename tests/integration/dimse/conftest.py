@@ -19,6 +19,7 @@ from dicomgate.intake.receive import Intake
 from dicomgate.settings import load_settings
 from dicomgate.sources.scp import Receiver
 from tests.integration.dimse.corpus import Corpus, build
+from tests.integration.dimse.dcmtk import StoreSCP
 
 AE_TITLE = "DGTEST"
 
@@ -91,3 +92,11 @@ def placed(intake: Intake, corpus: Corpus) -> dict[str, list[str]]:
                 update(Study).where(Study.study_uid.in_(studies)).values(project_id=project)
             )
     return where
+
+
+@pytest.fixture()
+def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
+    """A dcmtk storescp to move to, stopped by its process id afterwards."""
+    peer = StoreSCP(tmp_path / "storescp")
+    yield peer
+    peer.stop()

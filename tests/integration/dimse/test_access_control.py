@@ -29,13 +29,6 @@ def database(sqlite_database: Database) -> Database:
     return sqlite_database
 
 
-@pytest.fixture()
-def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
-    peer = StoreSCP(tmp_path / "storescp")
-    yield peer
-    peer.stop()
-
-
 Start = Callable[..., Receiver]
 
 

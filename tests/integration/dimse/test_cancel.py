@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,14 +45,6 @@ def database(sqlite_database: Database) -> Database:
 def large_study(intake: Intake) -> tuple[str, list[str]]:
     """A study of ``LARGE`` instances: its UID and its SOP Instance UIDs."""
     return build_large_study(intake, LARGE)
-
-
-@pytest.fixture()
-def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
-    """A dcmtk storescp move destination."""
-    peer = StoreSCP(tmp_path / "storescp")
-    yield peer
-    peer.stop()
 
 
 @pytest.fixture()

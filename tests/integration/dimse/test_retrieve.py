@@ -40,13 +40,6 @@ def _dataset_bytes(data: bytes) -> bytes:
 
 
 @pytest.fixture()
-def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
-    peer = StoreSCP(tmp_path / "storescp")
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture()
 def mover(intake: Intake, corpus: Corpus, storescp: StoreSCP) -> Iterator[Receiver]:
     server = serve(intake, destinations=[storescp.destination()])
     yield server
