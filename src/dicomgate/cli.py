@@ -57,6 +57,15 @@ IdentityOption = Annotated[
     ),
 ]
 
+IdentityFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--identity-file",
+        help="The confirmed identity as FIELD=VALUE lines in a file, instead of --identity "
+        "(whose values other users of the machine can read in the process list).",
+    ),
+]
+
 
 def _settings(config: Path | None) -> Settings:
     try:
@@ -109,6 +118,7 @@ def import_(
     study: StudyOption = None,
     series: SeriesOption = None,
     identity: IdentityOption = None,
+    identity_file: IdentityFileOption = None,
 ) -> None:
     """Import files through the same intake as every other source (as a job).
 
@@ -120,7 +130,7 @@ def import_(
     from dicomgate.cli_media import submit_import
 
     settings = _settings(config)
-    confirmed = _identity(identity)
+    confirmed = _identity(identity, identity_file)
     jobs = open_jobs(settings, open_intake(settings), queue=False)
     workers = settings.sources.import_workers
     job_id = submit_import(jobs, paths, study, series, workers, identity=confirmed)
@@ -142,26 +152,56 @@ def import_(
         raise typer.Exit(1)
 
 
-def _identity(pairs: list[str] | None) -> dict[str, str] | None:
-    """Return the ``--identity FIELD=VALUE`` pairs as a validated identity, or exit 2.
+def _identity_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, str]]:
+    """Return the FIELD=VALUE pairs of ``--identity`` or of ``--identity-file``, or exit 2.
+
+    Messages name the argument or the line, never a value: these are a patient's identifiers.
+    """
+    if pairs and file is not None:
+        err.print("[red]give --identity or --identity-file, not both[/]")
+        raise typer.Exit(2)
+    if file is None:
+        named = [(f"--identity argument {n}", pair) for n, pair in enumerate(pairs or (), 1)]
+    else:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            err.print(f"[red]--identity-file: cannot read {file}:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from exc
+        lines = enumerate(text.splitlines(), 1)
+        named = [
+            (f"--identity-file line {n}", line)
+            for n, line in lines
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    result = []
+    for where, pair in named:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            err.print(f"[red]{where} is not FIELD=VALUE[/]", highlight=False)
+            raise typer.Exit(2)
+        result.append((name.strip(), value.strip() if file is not None else value))
+    return result
+
+
+def _identity(pairs: list[str] | None, file: Path | None = None) -> dict[str, str] | None:
+    """Return the confirmed identity of ``--identity`` pairs or an ``--identity-file``, or exit 2.
 
     Parameters
     ----------
     pairs
-        The option's values; ``None`` or empty when no identity was confirmed.
+        The ``--identity`` values; ``None`` or empty when none were given.
+    file
+        A file of FIELD=VALUE lines (``#`` comments and blank lines ignored), which keeps
+        the identity out of the process list that other users of the machine can read.
     """
     from dicomgate.deid.errors import IdentityError
     from dicomgate.deid.identity import confirmed_identity
 
-    if not pairs:
+    found = _identity_pairs(pairs, file)
+    if not found:
         return None
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            err.print(f"[red]--identity expects FIELD=VALUE, not {pair!r}[/]", highlight=False)
-            raise typer.Exit(2)
-        values[name.strip()] = value
+    values = dict(found)
     try:
         return confirmed_identity(values).to_dict()
     except IdentityError as exc:

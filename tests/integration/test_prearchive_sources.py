@@ -197,13 +197,17 @@ deid: {vault_key_file: vault.key}
 CONFIRMED = ["first_name=Zqxjohn", "last_name=Zqxdoe", "birth_date=1960-02-16"]
 
 
+@pytest.mark.parametrize("given", ["arguments", "file"])
 def test_identity_confirmed_for_the_import_and_contradicted_by_the_headers(
-    tmp_path: Path,
+    tmp_path: Path, given: str
 ) -> None:
     (tmp_path / "config.yaml").write_text(DEID_CONFIG)
     (tmp_path / "vault.key").write_text(VAULT_KEY)
     folder = write_folder(tmp_path, "cd", [ct_slice(0)])
     identity = [arg for pair in CONFIRMED for arg in ("--identity", pair)]
+    if given == "file":  # kept out of the process list
+        (tmp_path / "identity.txt").write_text("# confirmed at the desk\n" + "\n".join(CONFIRMED))
+        identity = ["--identity-file", str(tmp_path / "identity.txt")]
     malformed = dicomgate(tmp_path, "import", str(folder), "--identity", "birth_date=1960-13-45")
     assert malformed.returncode == 2 and "identity.birth_date" in malformed.stderr
     done = dicomgate(tmp_path, "import", str(folder), *identity)
@@ -215,6 +219,24 @@ def test_identity_confirmed_for_the_import_and_contradicted_by_the_headers(
         "RESEARCH",
         "identity_mismatch",
     )
+
+
+def test_a_bad_identity_file_is_refused_without_echoing_its_values(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(DEID_CONFIG)
+    (tmp_path / "vault.key").write_text(VAULT_KEY)
+    folder = write_folder(tmp_path, "cd", [ct_slice(0)])
+    bad = tmp_path / "identity.txt"
+    bad.write_text("last_name=Zqxdoe\nZqxsecret without an equals sign\n")
+    done = dicomgate(tmp_path, "import", str(folder), "--identity-file", str(bad))
+    assert done.returncode == 2 and "line 2 is not FIELD=VALUE" in done.stderr
+    assert "Zqx" not in done.stdout + done.stderr
+    both = dicomgate(
+        tmp_path, "import", str(folder), "--identity-file", str(bad), "--identity", "sex=F"
+    )
+    assert both.returncode == 2 and "not both" in both.stderr
+    missing = dicomgate(tmp_path, "import", str(folder), "--identity-file", str(tmp_path / "no"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert prearchive_ls(tmp_path) == []  # nothing was imported
 
 
 @pytest.fixture()
