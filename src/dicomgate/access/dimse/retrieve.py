@@ -45,8 +45,8 @@ from dicomgate.dicom.structure import meta_end
 log = logging.getLogger(__name__)
 
 _UNCOMPRESSED = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, "1.2.840.10008.1.2.2"}
-# What a decoded dataset can be re-encoded in: a C-GET requester may have been given only
-# deflate (the receiver prefers it to the uncompressed syntaxes).
+# What a decoded dataset can be re-encoded in: a C-GET requester may have proposed only
+# deflate (the receiver accepts it only when no uncompressed syntax was proposed).
 _NATIVE = {*_UNCOMPRESSED, DeflatedExplicitVRLittleEndian}
 _MAX_CONTEXTS = 128
 

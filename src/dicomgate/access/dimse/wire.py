@@ -25,7 +25,7 @@ C_STORE_RQ, C_STORE_RSP, C_GET_RSP, C_MOVE_RSP, C_CANCEL_RQ = 0x0001, 0x8001, 0x
 _UNLIMITED_CHUNK = 1 << 20
 _FLUSH_BYTES = 4 << 20
 # A decoded dataset is encoded in the first of these the peer accepted; deflated last (it
-# costs CPU), but some requesters (pynetdicom's defaults) get only it from our acceptor.
+# costs CPU), for a requester that proposed nothing else.
 _DECODED_SYNTAXES = (
     "1.2.840.10008.1.2.1",
     "1.2.840.10008.1.2",
