@@ -1,17 +1,25 @@
-"""The receiver's event-driven reactors still keep pynetdicom's timers and its protocol."""
+"""The receiver's event-driven reactors (pynetdicom's timers and protocol) and C-STORE fast path."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from io import BytesIO
 from typing import Any
 
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
+from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
+from sqlalchemy import select
 
-from dicomgate.dicom.reactor import EventDrivenAssociation
+from dicomgate.archive.models import Instance
+from dicomgate.dicom.reactor import EventDrivenAssociation, EventDrivenDUL
 from dicomgate.intake.receive import Intake
 from dicomgate.settings import load_settings
 from dicomgate.sources.scp import Receiver
@@ -68,3 +76,95 @@ def test_idle_association_is_aborted_at_the_network_timeout(receiver: Receiver) 
     assert not assoc.is_established
     assert assoc.is_aborted and len(aborted) == 1
     assert receiver.ae.active_associations == []
+
+
+def _store_pdus(ds: Dataset, context_id: int, max_pdu: int) -> list[bytes]:
+    """Encode a C-STORE-RQ of ``ds`` as P-DATA-TF PDUs, with pynetdicom's own encoder."""
+    primitive = C_STORE()
+    primitive.MessageID = 1
+    primitive.AffectedSOPClassUID = ds.SOPClassUID
+    primitive.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    primitive.Priority = 0
+    encoded = encode(ds, False, True)  # explicit VR little endian
+    assert encoded is not None
+    primitive.DataSet = BytesIO(encoded)
+    message = C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    return [P_DATA_TF(pdata).encode() for pdata in message.encode_msg(context_id, max_pdu)]
+
+
+def _ct_context(assoc: Any) -> int:
+    [context] = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == CTImageStorage]
+    return int(context.context_id)
+
+
+def _send_raw(assoc: Any, pdu: bytes) -> None:
+    """Write a PDU on the association's socket, past its state machine."""
+    assoc.dul.socket.send(pdu)
+
+
+def _stored(intake: Intake) -> list[str]:
+    with intake.db.reader() as session:
+        return list(session.scalars(select(Instance.sop_instance_uid)))
+
+
+def test_stores_are_taken_from_the_pdus_in_many_fragments(
+    receiver: Receiver, intake: Intake
+) -> None:
+    assoc = _scu().associate("127.0.0.1", receiver.port, ae_title="DGTEST", max_pdu=4096)
+    assert assoc.is_established
+    try:
+        [served] = receiver.ae.active_associations
+        assert isinstance(served.dul, EventDrivenDUL)
+        deadline = time.monotonic() + 10
+        while not served.dul.takes_stores and time.monotonic() < deadline:
+            time.sleep(0.01)  # installed when the association is established
+        assert served.dul.takes_stores
+        ds = dcmread(PYDICOM_FILES / "CT_small.dcm")  # ~39 KB: about ten fragments
+        assert assoc.send_c_echo().Status == 0x0000  # pynetdicom's, between the stores
+        assert assoc.send_c_store(ds).Status == 0x0000
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
+    [row_uid] = _stored(intake)
+    assert row_uid == ds.SOPInstanceUID
+    with intake.db.reader() as session:
+        key = session.scalars(select(Instance.blob_key)).one()
+    stored = dcmread(BytesIO(intake.blobs.read(key)))
+    assert stored.PixelData == ds.PixelData
+
+
+def test_an_abort_in_the_middle_of_a_store_stores_nothing_and_serving_goes_on(
+    receiver: Receiver, intake: Intake
+) -> None:
+    ds = dcmread(PYDICOM_FILES / "CT_small.dcm")
+    assoc = _scu().associate("127.0.0.1", receiver.port, ae_title="DGTEST")
+    assert assoc.is_established
+    first, *_rest = _store_pdus(ds, _ct_context(assoc), 4096)
+    _send_raw(assoc, first)
+    assoc.abort()
+    again = _scu().associate("127.0.0.1", receiver.port, ae_title="DGTEST")
+    try:
+        ds.SOPInstanceUID = generate_uid()
+        assert again.send_c_store(ds).Status == 0x0000
+    finally:
+        again.release()
+    assert _stored(intake) == [ds.SOPInstanceUID]
+
+
+def test_a_command_inside_a_dataset_aborts_the_association(
+    receiver: Receiver, intake: Intake
+) -> None:
+    ds = dcmread(PYDICOM_FILES / "CT_small.dcm")
+    aborted: list[Any] = []
+    handlers: list[Any] = [(evt.EVT_ABORTED, aborted.append)]
+    assoc = _scu().associate("127.0.0.1", receiver.port, ae_title="DGTEST", evt_handlers=handlers)
+    assert assoc.is_established
+    first, *_rest = _store_pdus(ds, _ct_context(assoc), 4096)
+    _send_raw(assoc, first)
+    _send_raw(assoc, _store_pdus(ds, _ct_context(assoc), 16382)[0])  # a new command
+    deadline = time.monotonic() + 10
+    while not aborted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert aborted and assoc.is_aborted
+    assert _stored(intake) == []

@@ -39,12 +39,12 @@ _REJECTED_PERMANENT, _SERVICE_USER = 0x01, 0x01
 _NO_REASON, _CALLING_AE_NOT_RECOGNISED = 0x01, 0x03
 
 
-def _calling(event: Any) -> tuple[str, str, str]:
-    primitive = event.assoc.requestor.primitive
+def _calling(assoc: Any) -> tuple[str, str, str]:
+    primitive = assoc.requestor.primitive
     return (
         str(primitive.calling_ae_title).strip(),
         str(primitive.called_ae_title).strip(),
-        str(event.assoc.requestor.address),
+        str(assoc.requestor.address),
     )
 
 
@@ -119,7 +119,7 @@ class AssociationGuard:
         """Reject the association unless its calling AE is an admitted peer."""
         calling, called, address = "?", "?", "?"
         try:
-            calling, called, address = _calling(event)
+            calling, called, address = _calling(event.assoc)
             peer = peer_for(self.settings, calling, address)
             reason = "" if peer else rejection_reason(self.settings, calling)
         except Exception:
@@ -186,10 +186,14 @@ class AssociationGuard:
         The refusal is audited once per association and operation, so a peer that sends a
         thousand refused C-STOREs leaves one record, not a thousand.
         """
-        admission = self.admission(event.assoc)
+        return self.refusal_on(event.assoc, operation)
+
+    def refusal_on(self, assoc: Any, operation: DicomOperation) -> int | None:
+        """Return the refusal status for ``operation`` on ``assoc`` (see :meth:`refusal`)."""
+        admission = self.admission(assoc)
         if admission is not None and admission.allows(operation):
             return None
-        calling, _, address = _calling(event)
+        calling, _, address = _calling(assoc)
         log.warning("%s refused to %s at %s: not allowed", operation, calling, address)
         if admission is None or operation not in admission.refused:
             if admission is not None:

@@ -17,25 +17,42 @@ The two reactor loops are pynetdicom 3.0's, with only their sleeps replaced.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from typing import Any
 
 from pynetdicom import AE
+from pynetdicom import evt as pynetdicom_evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler
 
+from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, p_data_pdu
+
+log = logging.getLogger(__name__)
+
 TICK = 0.05
 """The longest either reactor blocks before looking at its timers and flags again (s)."""
 
 _SEND_DIRECTLY = ("Sta6", "Sta8")  # data transfer; release requested by the peer
+_P_DATA_TF = 0x04
+_PDU_TYPES = range(0x01, 0x08)
+# Handlers bound to these see pynetdicom's PDUs and messages, which the fast path never builds.
+_WATCHED_EVENTS = (
+    pynetdicom_evt.EVT_DATA_RECV,
+    pynetdicom_evt.EVT_PDU_RECV,
+    pynetdicom_evt.EVT_DIMSE_RECV,
+    pynetdicom_evt.EVT_PDU_SENT,
+    pynetdicom_evt.EVT_DIMSE_SENT,
+)
 
 
 class EventDrivenDUL(DULServiceProvider):
@@ -48,6 +65,7 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_w.setblocking(False)
         self.handed_up = threading.Event()
         self._machine = threading.Lock()
+        self._stores: StoreAssembler | None = None
 
     def send_pdu(self, primitive: Any) -> None:
         """Send a P-DATA to the peer from the calling thread; queue anything else.
@@ -67,6 +85,102 @@ class EventDrivenDUL(DULServiceProvider):
                     return
         super().send_pdu(primitive)
         self._poke()
+
+    @property
+    def takes_stores(self) -> bool:
+        """Return True when a store assembler takes this association's C-STOREs."""
+        return self._stores is not None
+
+    def take_stores(self, assembler: StoreAssembler) -> bool:
+        """Let ``assembler`` take this association's C-STOREs (see ``fast_store``).
+
+        Returns False (and changes nothing) when a handler watches pynetdicom's PDUs or
+        messages, which the fast path never builds.
+        """
+        if any(self.assoc.get_handlers(event) for event in _WATCHED_EVENTS):
+            return False
+        self._stores = assembler
+        return True
+
+    def _read_pdu_data(self) -> None:
+        """Read one PDU; give a P-DATA-TF to the store assembler first, if there is one."""
+        stores = self._stores
+        if stores is None or not (stores.assembling or self._idle_between_messages()):
+            super()._read_pdu_data()
+            return
+        pdu = self._read_pdu()
+        if pdu is None:
+            return
+        if pdu[0] == _P_DATA_TF:
+            try:
+                taken = stores.take(memoryview(pdu)[6:])
+            except ProtocolError as exc:
+                log.warning("aborting association %s: %s", self.assoc.name, exc)
+                self.event_queue.put("Evt19")  # invalid PDU: A-ABORT (PS3.8 AA-8)
+                return
+            if taken is not None:
+                responses, rest = taken
+                for context_id, response in responses:
+                    self._send_response(context_id, response)
+                if rest is None:
+                    return
+                pdu = struct.pack(">BBL", _P_DATA_TF, 0, len(rest)) + bytes(rest)
+        elif stores.assembling:  # an abort or release cuts the C-STORE short: pynetdicom's now
+            stores.reset()
+        self._decode_for_pynetdicom(pdu)
+
+    def _idle_between_messages(self) -> bool:
+        """Return True when pynetdicom holds no message, part of one, or an unhandled event."""
+        dimse = self.assoc.dimse
+        return (
+            self.state_machine.current_state == "Sta6"
+            and dimse.message is None
+            and self.event_queue.empty()
+            and dimse.msg_queue.empty()
+        )
+
+    def _read_pdu(self) -> bytes | None:
+        """Return one whole PDU, or None after queueing the event pynetdicom would have."""
+        assert self.socket is not None  # only called when the socket was readable
+        try:
+            head = bytes(self.socket.recv(6))
+            if len(head) < 6:
+                self.event_queue.put("Evt17")  # the connection closed
+                return None
+            pdu_type, _, length = struct.unpack(">BBL", head)
+            if pdu_type not in _PDU_TYPES:
+                self.event_queue.put("Evt19")  # unrecognised PDU
+                return None
+            body = self.socket.recv(length)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")
+            return None
+        if len(body) != length:
+            self.event_queue.put("Evt17")
+            return None
+        return head + bytes(body)
+
+    def _decode_for_pynetdicom(self, pdu: bytes) -> None:
+        """Hand a PDU to pynetdicom's state machine, as its own reader does."""
+        try:
+            decoded, event = self._decode_pdu(bytearray(pdu))
+        except Exception:
+            log.warning("association %s: a PDU could not be decoded", self.assoc.name)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(decoded)
+
+    def _send_response(self, context_id: int, command_set: bytes) -> None:
+        """Send a C-STORE-RSP now, or queue it behind what is queued already."""
+        with self._machine:
+            if self.to_provider_queue.empty() and self.state_machine.current_state == "Sta6":
+                if self.socket is not None:
+                    self.socket.send(p_data_pdu(context_id, command_set))
+                return
+        pdata = P_DATA()
+        pdata.presentation_data_value_list.append((context_id, b"\x03" + command_set))
+        self.send_pdu(pdata)
 
     def kill_dul(self) -> None:
         """Stop the reactor (woken so it stops now)."""

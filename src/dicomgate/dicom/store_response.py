@@ -17,10 +17,8 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from dicomgate.dicom.command import command, element, text, us
+from dicomgate.dicom.fast_store import encode_store_response
 
-C_STORE_RSP = 0x8001
-_NO_DATA_SET = 0x0101
 _LAST_COMMAND_FRAGMENT = b"\x03"  # message control header: command, last fragment (PS3.8 E.2)
 
 
@@ -29,17 +27,12 @@ def store_response(primitive: C_STORE) -> bytes | None:
     responding_to = primitive.MessageIDBeingRespondedTo
     if primitive.OffendingElement or primitive.Status is None or responding_to is None:
         return None
-    comment = primitive.ErrorComment
-    return command(
-        [
-            element(0x0002, text(str(primitive.AffectedSOPClassUID or ""), b"\0")),
-            element(0x0100, us(C_STORE_RSP)),
-            element(0x0120, us(responding_to)),
-            element(0x0800, us(_NO_DATA_SET)),
-            element(0x0900, us(int(primitive.Status))),
-            element(0x0902, text(str(comment)[:64], b" ")) if comment else b"",
-            element(0x1000, text(str(primitive.AffectedSOPInstanceUID or ""), b"\0")),
-        ]
+    return encode_store_response(
+        str(primitive.AffectedSOPClassUID or ""),
+        str(primitive.AffectedSOPInstanceUID or ""),
+        responding_to,
+        int(primitive.Status),
+        str(primitive.ErrorComment or ""),
     )
 
 

@@ -29,14 +29,15 @@ from dicomgate.auth.audit import AuditTrail
 from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.settings import DicomOperation
 from dicomgate.auth.tls import dicom_server_context
+from dicomgate.dicom.fast_store import StoreAssembler, StoreRequest
 from dicomgate.dicom.nodes import RetrieveMethod
-from dicomgate.dicom.reactor import EventDrivenRequestHandler, tune_connection
+from dicomgate.dicom.reactor import EventDrivenDUL, EventDrivenRequestHandler, tune_connection
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
 from dicomgate.settings import Settings
-from dicomgate.sources.moves import ActiveMove, active_moves
+from dicomgate.sources.moves import active_moves
 from dicomgate.sources.scp_workers import start_workers, stop_workers
 
 log = logging.getLogger(__name__)
@@ -70,44 +71,76 @@ def store_status(result: ReceiveResult) -> Dataset:
     return _status(_STATUS_BY_OUTCOME[result.outcome], result.reason)
 
 
-def _origin(event: Any) -> Origin:
-    requestor = event.assoc.requestor
+def _origin(assoc: Any) -> Origin:
+    requestor = assoc.requestor
     return Origin(
         OriginKind.DIMSE,
         remote_ae=str(requestor.ae_title).strip(),
-        called_ae=str(event.assoc.acceptor.ae_title).strip(),
+        called_ae=str(assoc.acceptor.ae_title).strip(),
         remote_host=str(requestor.address),
     )
 
 
-def _active_move(event: Any) -> ActiveMove | None:
-    """Return our C-MOVE this C-STORE is a sub-operation of, if any (see ``sources.moves``)."""
-    request = event.request
-    return active_moves.lookup(
-        request.MoveOriginatorApplicationEntityTitle, request.MoveOriginatorMessageID
-    )
-
-
-def _on_store(event: Any, intake: Intake, guard: AssociationGuard) -> Dataset:
-    refused = guard.refusal(event, DicomOperation.STORE)
+def _store(
+    assoc: Any,
+    request: StoreRequest,
+    transfer_syntax: str,
+    intake: Intake,
+    guard: AssociationGuard,
+) -> tuple[int, str]:
+    """Store one C-STORE request's dataset; return the response status and comment."""
+    refused = guard.refusal_on(assoc, DicomOperation.STORE)
     if refused is not None:
-        return _status(refused, "calling AE may not store")
-    admission = guard.admission(event.assoc)
+        return refused, "calling AE may not store"
+    admission = guard.admission(assoc)
     try:
-        data = event.request.DataSet.getvalue()
-        move = _active_move(event)
-        origin = move.origin if move else _origin(event)
-        result = receive(intake, data, origin, str(event.context.transfer_syntax))
+        # A C-STORE that is a sub-operation of our own C-MOVE gets the retrieve's origin.
+        move = active_moves.lookup(request.move_originator_ae, request.move_originator_id)
+        origin = move.origin if move else _origin(assoc)
+        result = receive(intake, request.dataset, origin, transfer_syntax)
         if move:
             move.collect(result)
     except Exception as exc:
-        log.exception("C-STORE failed (association %s)", event.assoc.name)
+        log.exception("C-STORE failed (association %s)", assoc.name)
         if admission is not None:
             admission.count(False, None)
-        return _status(dimse_store_status(exc), str(exc))
+        return dimse_store_status(exc), str(exc)
     if admission is not None:  # counted here, audited once when the association ends
         admission.count(result.ok, result.staging_pk)
-    return store_status(result)
+    return _STATUS_BY_OUTCOME[result.outcome], result.reason
+
+
+def _on_store(event: Any, intake: Intake, guard: AssociationGuard) -> Dataset:
+    request = event.request
+    store = StoreRequest(
+        event.context.context_id,
+        request.MessageID,
+        str(request.AffectedSOPClassUID),
+        str(request.AffectedSOPInstanceUID),
+        request.DataSet.getvalue(),
+        request.MoveOriginatorApplicationEntityTitle,
+        request.MoveOriginatorMessageID,
+    )
+    status, comment = _store(event.assoc, store, str(event.context.transfer_syntax), intake, guard)
+    return _status(status, comment)
+
+
+def _take_stores(event: Any, intake: Intake, guard: AssociationGuard) -> None:
+    """Let the association's DUL take whole C-STOREs itself (``dicom.fast_store``).
+
+    Only when the C-STORE handler is still ours: an extension that binds its own keeps
+    pynetdicom's path.
+    """
+    assoc = event.assoc
+    bound = assoc.get_handlers(evt.EVT_C_STORE)  # (handler, args) of an intervention event
+    if not isinstance(assoc.dul, EventDrivenDUL) or not bound or bound[0] is not _on_store:
+        return
+    syntaxes = {int(cx.context_id): str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+
+    def store(request: StoreRequest) -> tuple[int, str]:
+        return _store(assoc, request, syntaxes[request.context_id], intake, guard)
+
+    assoc.dul.take_stores(StoreAssembler(store, frozenset(syntaxes)))
 
 
 def _on_echo(event: Any, guard: AssociationGuard) -> int:
@@ -419,6 +452,7 @@ class Receiver:
             (evt.EVT_C_STORE, _on_store, [intake, self.guard]),
             (evt.EVT_C_ECHO, _on_echo, [self.guard]),
             (evt.EVT_CONN_OPEN, _on_open),
+            (evt.EVT_ESTABLISHED, _take_stores, [intake, self.guard]),
             (evt.EVT_REQUESTED, self.guard.on_requested),
             (evt.EVT_CONN_CLOSE, self.guard.on_closed),
         ]

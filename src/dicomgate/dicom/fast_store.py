@@ -1,0 +1,242 @@
+"""C-STORE requests taken straight from the P-DATA PDUs of a receiving association.
+
+For every instance pynetdicom decodes the PDU into objects, runs its state machine, hands the
+fragments to its DIMSE provider, decodes the command set with pydicom, builds a request
+primitive (validating every UID), hands it from the DUL thread to the association thread and
+builds an event for the handler: about a third of the receiver's CPU per small instance.
+
+A receiving association's DUL (``reactor.EventDrivenDUL``) can instead give each P-DATA-TF PDU
+to a :class:`StoreAssembler` first. When the PDU starts a C-STORE request (its command set
+complete in the first PDV) or continues one, the assembler keeps its fragments; once the last
+dataset fragment arrived it calls the store handler and returns the encoded response. Anything
+else (C-ECHO, queries, a command split over PDVs, a PDU while pynetdicom holds a partial
+message) is left to pynetdicom untouched, so the fast path only ever sees whole C-STOREs.
+A PDU that breaks the rules while a C-STORE is being assembled raises
+:class:`ProtocolError`: the association is then aborted, as pynetdicom does (PS3.8 AA-8).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from dicomgate.dicom.command import command, element, text, us
+
+C_STORE_RQ = 0x0001
+C_STORE_RSP = 0x8001
+_NO_DATA_SET = 0x0101
+_COMMAND, _LAST = 0x01, 0x02  # message control header bits (PS3.8 E.2)
+_PDV_HEADER = struct.Struct(">LBB")
+_ELEMENT_HEADER = struct.Struct("<HHI")
+_US = struct.Struct("<H")
+
+
+class ProtocolError(ValueError):
+    """The peer's P-DATA breaks the DIMSE message rules (the association must be aborted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRequest:
+    """One complete C-STORE request as it arrived.
+
+    Parameters
+    ----------
+    context_id
+        The presentation context it was sent on.
+    message_id
+        Its Message ID, answered in the response.
+    sop_class_uid, sop_instance_uid
+        The Affected SOP Class and Instance UIDs of the command set.
+    dataset
+        The dataset bytes, encoded in the context's transfer syntax.
+    move_originator_ae, move_originator_id
+        Set when the store is a sub-operation of a C-MOVE (PS3.7 9.1.1.1).
+    """
+
+    context_id: int
+    message_id: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    dataset: bytes
+    move_originator_ae: str | None = None
+    move_originator_id: int | None = None
+
+
+StoreHandler = Callable[[StoreRequest], tuple[int, str]]
+"""Stores one request; returns the response status and error comment ('' for none)."""
+
+
+def split_pdvs(body: memoryview) -> list[tuple[int, int, memoryview, int]]:
+    """Return the PDV items of a P-DATA-TF body: (context id, control, fragment, offset)."""
+    items: list[tuple[int, int, memoryview, int]] = []
+    offset = 0
+    while offset < len(body):
+        if len(body) - offset < _PDV_HEADER.size:
+            raise ProtocolError("a PDV item header is cut short")
+        length, context_id, control = _PDV_HEADER.unpack_from(body, offset)
+        end = offset + 4 + length
+        if length < 2 or end > len(body):
+            raise ProtocolError("a PDV item length does not fit its PDU")
+        items.append((context_id, control, body[offset + 6 : end], offset))
+        offset = end
+    return items
+
+
+def decode_command(raw: memoryview) -> dict[int, bytes]:
+    """Return the elements of a command set (group 0000, implicit VR little endian)."""
+    elements: dict[int, bytes] = {}
+    offset = 0
+    while offset < len(raw):
+        if len(raw) - offset < _ELEMENT_HEADER.size:
+            raise ProtocolError("a command element header is cut short")
+        group, tag, length = _ELEMENT_HEADER.unpack_from(raw, offset)
+        start = offset + _ELEMENT_HEADER.size
+        if group != 0 or start + length > len(raw):
+            raise ProtocolError("the command set holds an element outside group 0000")
+        elements[tag] = bytes(raw[start : start + length])
+        offset = start + length
+    return elements
+
+
+def _ushort(elements: dict[int, bytes], tag: int) -> int | None:
+    value = elements.get(tag)
+    return _US.unpack(value)[0] if value is not None and len(value) == 2 else None
+
+
+def _string(elements: dict[int, bytes], tag: int) -> str | None:
+    value = elements.get(tag)
+    if value is None:
+        return None
+    return value.decode("ascii", errors="replace").strip(" \0")
+
+
+def store_request_head(raw: memoryview, context_id: int) -> StoreRequest | None:
+    """Return the request of a C-STORE-RQ command set (no dataset yet), else None."""
+    try:
+        elements = decode_command(raw)
+    except ProtocolError:
+        return None  # pynetdicom decodes it and answers as it does for any bad message
+    message_id = _ushort(elements, 0x0110)
+    sop_class, sop_instance = _string(elements, 0x0002), _string(elements, 0x1000)
+    if (
+        _ushort(elements, 0x0100) != C_STORE_RQ
+        or _ushort(elements, 0x0800) in (None, _NO_DATA_SET)
+        or message_id is None
+        or not sop_class
+        or not sop_instance
+    ):
+        return None
+    return StoreRequest(
+        context_id,
+        message_id,
+        sop_class,
+        sop_instance,
+        b"",
+        _string(elements, 0x1030) or None,
+        _ushort(elements, 0x1031),
+    )
+
+
+def encode_store_response(
+    sop_class_uid: str, sop_instance_uid: str, message_id: int, status: int, comment: str = ""
+) -> bytes:
+    """Return the command set of a C-STORE-RSP (PS3.7 9.3.1.2)."""
+    return command(
+        [
+            element(0x0002, text(sop_class_uid, b"\0")),
+            element(0x0100, us(C_STORE_RSP)),
+            element(0x0120, us(message_id)),
+            element(0x0800, us(_NO_DATA_SET)),
+            element(0x0900, us(status)),
+            element(0x0902, text(comment[:64], b" ")) if comment else b"",
+            element(0x1000, text(sop_instance_uid, b"\0")),
+        ]
+    )
+
+
+def p_data_pdu(context_id: int, command_set: bytes) -> bytes:
+    """Return a P-DATA-TF PDU holding ``command_set`` as one last command fragment."""
+    pdv = _PDV_HEADER.pack(len(command_set) + 2, context_id, _COMMAND | _LAST) + command_set
+    return struct.pack(">BBL", 0x04, 0x00, len(pdv)) + pdv
+
+
+@dataclass
+class StoreAssembler:
+    """Collects the C-STOREs of one association and answers them through ``handler``.
+
+    Parameters
+    ----------
+    handler
+        Stores a complete request and returns its status and comment.
+    accepted
+        The accepted presentation context ids (a request on another is pynetdicom's to refuse).
+    """
+
+    handler: StoreHandler
+    accepted: frozenset[int]
+    _request: StoreRequest | None = None
+    _fragments: list[bytes] = field(default_factory=list)
+
+    @property
+    def assembling(self) -> bool:
+        """Return True while a C-STORE's dataset is still arriving."""
+        return self._request is not None
+
+    def reset(self) -> None:
+        """Forget a C-STORE cut short (the association is aborted or released)."""
+        self._request, self._fragments = None, []
+
+    def take(self, body: memoryview) -> tuple[list[tuple[int, bytes]], memoryview | None] | None:
+        """Take one P-DATA-TF body, or decline it (None) for pynetdicom.
+
+        Declining is only possible when no C-STORE is being assembled and the PDU does not
+        start one: pynetdicom then gets the PDU as if nothing had looked at it. Otherwise
+        returns the responses to send (context id, command set) and, when a message other
+        than a C-STORE follows a completed one in the same PDU, the PDV items from there on
+        (for pynetdicom).
+
+        Raises
+        ------
+        ProtocolError
+            When the PDU breaks the message rules while a C-STORE is being assembled.
+        """
+        try:
+            items = split_pdvs(body)
+        except ProtocolError:
+            if self.assembling:
+                raise
+            return None  # pynetdicom reports the broken PDU itself
+        responses: list[tuple[int, bytes]] = []
+        for context_id, control, fragment, offset in items:
+            if self._request is None:
+                self._request = self._starts_store(context_id, control, fragment)
+                if self._request is None:
+                    return (responses, body[offset:]) if offset else None
+                continue
+            if control & _COMMAND or context_id != self._request.context_id:
+                raise ProtocolError("a command arrived before the last dataset fragment")
+            self._fragments.append(bytes(fragment))
+            if control & _LAST:
+                responses.append(self._finish())
+        return responses, None
+
+    def _starts_store(
+        self, context_id: int, control: int, fragment: memoryview
+    ) -> StoreRequest | None:
+        complete_command = control & (_COMMAND | _LAST) == _COMMAND | _LAST
+        if not complete_command or context_id not in self.accepted:
+            return None
+        return store_request_head(fragment, context_id)
+
+    def _finish(self) -> tuple[int, bytes]:
+        head = self._request
+        assert head is not None  # only called while assembling
+        data = self._fragments[0] if len(self._fragments) == 1 else b"".join(self._fragments)
+        self._request, self._fragments = None, []
+        request = replace(head, dataset=data)
+        status, comment = self.handler(request)
+        response = encode_store_response(
+            request.sop_class_uid, request.sop_instance_uid, request.message_id, status, comment
+        )
+        return request.context_id, response
