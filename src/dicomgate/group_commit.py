@@ -55,7 +55,7 @@ class GroupCommit:
     Parameters
     ----------
     db
-        The index; each group is one ``db.unit_of_work()``.
+        The index; each group is one unit of work of ``db.writer`` (a kept connection).
     max_group
         The most units of work one transaction holds.
     """
@@ -119,7 +119,7 @@ class GroupCommit:
     def _write(self, group: list[Job[Any]]) -> None:
         self.groups += 1
         try:
-            with self.db.unit_of_work() as session:
+            with self.db.writer.unit_of_work() as session:
                 if len(group) == 1:
                     # Alone in its transaction, a unit of work needs no savepoint: when it
                     # raises, the whole transaction is rolled back (two statements saved for

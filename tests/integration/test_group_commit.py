@@ -149,3 +149,51 @@ def test_a_lone_failing_unit_leaves_nothing_and_the_next_commits(database: Datab
     assert _changes(database) == []  # no savepoint: the whole transaction was rolled back
     assert committer.run(_logged(4)) == 4
     assert _changes(database) == [4]
+
+
+def test_the_dedicated_writer_keeps_its_connection_and_replaces_a_broken_one(
+    database: Database,
+) -> None:
+    writer = database.writer
+    with writer.unit_of_work() as session:
+        log_change(session, "test", "test", 1)
+        kept = session.connection()
+    with writer.unit_of_work() as session:
+        assert session.connection() is kept  # no pool round trip between units of work
+        log_change(session, "test", "test", 2)
+    with pytest.raises(RuntimeError), writer.unit_of_work() as session:
+        log_change(session, "test", "test", 3)
+        session.connection().invalidate()  # as after a lost server connection
+        raise RuntimeError("the connection broke")
+    with writer.unit_of_work() as session:
+        assert session.connection() is not kept
+        log_change(session, "test", "test", 4)
+    assert _changes(database) == [1, 2, 4]
+
+
+def test_the_dedicated_writer_serves_two_units_at_once(database: Database) -> None:
+    inside = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+
+    def unit(pk: int) -> None:
+        try:
+            with database.writer.unit_of_work() as session:
+                log_change(session, "test", "test", pk)
+                if not database.is_sqlite:  # SQLite's write lock lets one in at a time
+                    inside.wait()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=unit, args=(pk,)) for pk in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(_changes(database)) == [1, 2]
+
+
+def test_pending_orm_rows_are_flushed_before_the_commit(database: Database) -> None:
+    with database.writer.unit_of_work() as session:
+        session.add(Change(change_type="test", resource_type="test", resource_pk=9))
+    assert _changes(database) == [9]
