@@ -26,26 +26,28 @@ from dicomgate.archive.models import (
     Study,
     utcnow,
 )
+from dicomgate.dicom.header_values import value_text
 
 
 def text(header: Dataset, keyword: str, limit: int = 64) -> str:
     """Return an attribute as text ('' when absent or unreadable), cut to ``limit``."""
     try:
-        value = header.get(keyword)
+        value = value_text(header, keyword)
     except Exception:  # a malformed value must not stop indexing
         return ""
-    if value is None:
-        return ""
-    return str(value)[:limit]
+    return "" if value is None else value[:limit]
 
 
 def integer(header: Dataset, keyword: str) -> int | None:
     """Return an integer attribute, or None when absent or not a number."""
     try:
-        value = header.get(keyword)
+        value = header.get(keyword) if keyword in _BINARY else value_text(header, keyword)
         return None if value in (None, "") else int(value)
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+_BINARY = frozenset({"Rows", "Columns"})  # US: pydicom unpacks them
 
 
 @functools.cache
@@ -95,7 +97,7 @@ def upsert_patient(session: Session, header: Dataset) -> int:
 
 def upsert_study(session: Session, header: Dataset, patient_pk: int) -> int:
     """Return the study's pk, creating the row when new."""
-    uid = str(header.StudyInstanceUID)
+    uid = text(header, "StudyInstanceUID")
     _insert_ignore(
         session,
         Study,
@@ -119,7 +121,7 @@ def upsert_study(session: Session, header: Dataset, patient_pk: int) -> int:
 
 def upsert_series(session: Session, header: Dataset, study_pk: int) -> int:
     """Return the series' pk, creating the row when new."""
-    uid = str(header.SeriesInstanceUID)
+    uid = text(header, "SeriesInstanceUID")
     _insert_ignore(
         session,
         Series,
@@ -226,8 +228,8 @@ def log_changes(
 def instance_row(header: Dataset, values: dict[str, Any]) -> dict[str, Any]:
     """Return the values of an instance row: from the header, then ``values``."""
     return {
-        "sop_instance_uid": str(header.SOPInstanceUID),
-        "sop_class_uid": str(header.SOPClassUID),
+        "sop_instance_uid": text(header, "SOPInstanceUID"),
+        "sop_class_uid": text(header, "SOPClassUID"),
         "instance_number": integer(header, "InstanceNumber"),
         "rows": integer(header, "Rows"),
         "columns": integer(header, "Columns"),

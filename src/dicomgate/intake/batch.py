@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
 from dicomgate.archive.models import Instance
+from dicomgate.dicom.header_values import uid_value
 from dicomgate.dicom.part10 import NotDicomError, Part10
 from dicomgate.intake.known_rows import KnownRows
 from dicomgate.intake.origin import Origin
@@ -87,7 +88,7 @@ def _prepared(parsed: Part10, origin: Origin) -> Prepared:
 
 
 def _uid(item: Prepared) -> str | None:
-    return None if item.parsed is None else str(item.parsed.header.SOPInstanceUID)
+    return None if item.parsed is None else uid_value(item.parsed.header, "SOPInstanceUID")
 
 
 def _guard(work: Callable[[], ReceiveResult]) -> Received:
@@ -132,9 +133,11 @@ def _store_batch(intake: Intake, items: Sequence[Prepared], batch: list[int]) ->
     results: list[Received] = []
     for item, (series_pk, staging_pk, instance_pk) in zip(chosen, rows, strict=True):
         header = _header(item)
-        staging = (item.origin.source_key, str(header.StudyInstanceUID))
-        intake.known.remember(str(header.SeriesInstanceUID), series_pk, staging, staging_pk)
-        uid = str(header.SOPInstanceUID)
+        staging = (item.origin.source_key, uid_value(header, "StudyInstanceUID"))
+        intake.known.remember(
+            uid_value(header, "SeriesInstanceUID"), series_pk, staging, staging_pk
+        )
+        uid = uid_value(header, "SOPInstanceUID")
         results.append(ReceiveResult(Outcome.STORED, uid, instance_pk, staging_pk))
     return results
 
@@ -155,7 +158,7 @@ def _index_batch(
     """Index the batch: hierarchy and staging rows once each, instances and changes in bulk."""
     series: dict[str, int] = {}
     for item in items:
-        uid = str(_header(item).SeriesInstanceUID)
+        uid = uid_value(_header(item), "SeriesInstanceUID")
         if uid not in series:
             series[uid] = series_pk_for(session, _header(item), known)
     staging = _staging_rows(session, items, known)
@@ -164,8 +167,8 @@ def _index_batch(
         assert item.parsed is not None
         header = item.parsed.header
         values = {
-            "series_pk": series[str(header.SeriesInstanceUID)],
-            "staging_pk": staging[(item.origin.source_key, str(header.StudyInstanceUID))],
+            "series_pk": series[uid_value(header, "SeriesInstanceUID")],
+            "staging_pk": staging[(item.origin.source_key, uid_value(header, "StudyInstanceUID"))],
             "transfer_syntax_uid": item.parsed.transfer_syntax,
             "blob_key": key,
             "size": len(item.parsed.data),

@@ -21,6 +21,7 @@ from dicomgate.archive import index
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.archive.models import Instance, SetAside
 from dicomgate.db import Database
+from dicomgate.dicom.header_values import uid_value, value_text
 from dicomgate.dicom.part10 import NotDicomError, Part10, parse_any, parse_dataset
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.group_commit import GroupCommit
@@ -169,10 +170,13 @@ def _parse(data: bytes, origin: Origin, transfer_syntax: str | None) -> Part10:
 def check_uids(header: Dataset) -> None:
     """Raise NotDicomError when a UID the index keys on is missing or not a valid UID."""
     for keyword in _REQUIRED_UIDS:
-        value = header.get(keyword)
+        try:
+            value = value_text(header, keyword)
+        except Exception as exc:  # pydicom could not read the value
+            raise NotDicomError(f"{keyword} cannot be read") from exc
         if value is None:
             raise NotDicomError(f"required attribute {keyword} is missing")
-        if not is_valid_uid(str(value)):
+        if not is_valid_uid(value):
             raise NotDicomError(f"{keyword} is not a valid UID")
 
 
@@ -196,7 +200,7 @@ def _store_new(intake: Intake, parsed: Part10, origin: Origin, digest: str) -> R
             series_pk, staging_pk, instance_pk = intake.writer.run(work)
             break
         except IntegrityError:
-            existing = _existing(intake, str(header.SOPInstanceUID))
+            existing = _existing(intake, uid_value(header, "SOPInstanceUID"))
             if existing is not None:
                 intake.blobs.remove(key)
                 return duplicate(intake, parsed, origin, digest, existing)
@@ -209,14 +213,16 @@ def _store_new(intake: Intake, parsed: Part10, origin: Origin, digest: str) -> R
         except BaseException:
             intake.blobs.remove(key)
             raise
-    staging = (origin.source_key, str(header.StudyInstanceUID))
-    intake.known.remember(str(header.SeriesInstanceUID), series_pk, staging, staging_pk)
-    return ReceiveResult(Outcome.STORED, str(header.SOPInstanceUID), instance_pk, staging_pk)
+    staging = (origin.source_key, uid_value(header, "StudyInstanceUID"))
+    intake.known.remember(uid_value(header, "SeriesInstanceUID"), series_pk, staging, staging_pk)
+    return ReceiveResult(
+        Outcome.STORED, uid_value(header, "SOPInstanceUID"), instance_pk, staging_pk
+    )
 
 
 def series_pk_for(session: Session, header: Dataset, known: KnownRows) -> int:
     """Return the series' pk (remembered, else upserting patient, study and series)."""
-    series_pk = known.series.get(str(header.SeriesInstanceUID))
+    series_pk = known.series.get(uid_value(header, "SeriesInstanceUID"))
     if series_pk is not None:
         return series_pk
     patient_pk = index.upsert_patient(session, header)
@@ -228,7 +234,7 @@ def staging_pk_for(
     session: Session, header: Dataset, origin: Origin, known: KnownRows, count: int = 1
 ) -> int:
     """Return the RECEIVING staging session of ``origin`` and the study, counting ``count`` more."""
-    study_uid = str(header.StudyInstanceUID)
+    study_uid = uid_value(header, "StudyInstanceUID")
     staging_pk = known.staging.get((origin.source_key, study_uid))
     if staging_pk is not None and index.touch_staging_session(session, staging_pk, count):
         return staging_pk
@@ -273,7 +279,7 @@ def duplicate(
     conflict, or is refused, as the duplicate policy says.
     """
     instance_pk, stored_digest, old_key = existing
-    sop_uid = str(parsed.header.SOPInstanceUID)
+    sop_uid = uid_value(parsed.header, "SOPInstanceUID")
     if stored_digest == digest:
         return ReceiveResult(Outcome.ALREADY_STORED, sop_uid, instance_pk)
     if intake.duplicate_policy is DuplicatePolicy.REPLACE:
@@ -301,7 +307,7 @@ def _replace(
         intake.blobs.remove(key)
         raise
     intake.blobs.remove(old_key)
-    sop_uid = str(parsed.header.SOPInstanceUID)
+    sop_uid = uid_value(parsed.header, "SOPInstanceUID")
     return ReceiveResult(Outcome.REPLACED, sop_uid, instance_pk)
 
 
@@ -319,7 +325,7 @@ def _keep_aside(
     with intake.db.unit_of_work() as session:
         staging_pk = None
         if header is not None:  # the prearchive shows the session it arrived with
-            study_uid = str(header.StudyInstanceUID)
+            study_uid = uid_value(header, "StudyInstanceUID")
             staging_pk = index.staging_session_for(
                 session, origin.source_key, study_uid, origin_json, counted=False
             )
