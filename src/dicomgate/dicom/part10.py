@@ -12,6 +12,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
 
+from dicomgate.dicom.header_values import value_text
 from dicomgate.dicom.structure import TruncatedError, check_complete, meta_end
 from dicomgate.dicom.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -139,13 +140,20 @@ def parse_dataset(
         raise NotDicomError("not DICOM: no Part-10 prefix and no readable dataset")
     _check(data, 0, transfer_syntax)
     meta = build_meta(
-        str(header.get("SOPClassUID", "")),
-        str(header.get("SOPInstanceUID", "")),
+        _text_or_empty(header, "SOPClassUID"),
+        _text_or_empty(header, "SOPInstanceUID"),
         transfer_syntax,
         source_ae,
     )
     head = PREAMBLE + _MAGIC + meta
     return Part10(head + data, header, transfer_syntax, len(head))
+
+
+def _text_or_empty(header: Dataset, keyword: str) -> str:
+    try:
+        return value_text(header, keyword) or ""
+    except _READ_ERRORS:  # unreadable: the UID checks that follow refuse it with the reason
+        return ""
 
 
 def parse_any(data: bytes) -> Part10:
