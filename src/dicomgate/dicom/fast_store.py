@@ -17,6 +17,7 @@ A PDU that breaks the rules while a C-STORE is being assembled raises
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,10 +27,13 @@ from dicomgate.dicom.command import command, element, text, us
 C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 _NO_DATA_SET = 0x0101
+_HANDLER_FAILED = 0xC211  # pynetdicom's status for an exception in a handler
 _COMMAND, _LAST = 0x01, 0x02  # message control header bits (PS3.8 E.2)
 _PDV_HEADER = struct.Struct(">LBB")
 _ELEMENT_HEADER = struct.Struct("<HHI")
 _US = struct.Struct("<H")
+
+log = logging.getLogger(__name__)
 
 
 class ProtocolError(ValueError):
@@ -235,7 +239,11 @@ class StoreAssembler:
         data = self._fragments[0] if len(self._fragments) == 1 else b"".join(self._fragments)
         self._request, self._fragments = None, []
         request = replace(head, dataset=data)
-        status, comment = self.handler(request)
+        try:
+            status, comment = self.handler(request)
+        except Exception:  # as pynetdicom answers a failing C-STORE handler, and goes on
+            log.exception("the C-STORE handler failed")
+            status, comment = _HANDLER_FAILED, "the C-STORE handler failed"
         response = encode_store_response(
             request.sop_class_uid, request.sop_instance_uid, request.message_id, status, comment
         )

@@ -146,3 +146,15 @@ def test_split_and_encode_round_trip() -> None:
     assert pdu[:2] == b"\x04\x00" and struct.unpack(">L", pdu[2:6])[0] == len(pdu) - 6
     [(context_id, control, fragment, offset)] = split_pdvs(memoryview(pdu)[6:])
     assert (context_id, control, bytes(fragment), offset) == (7, 0x03, b"\x01\x02\x03\x04", 0)
+
+
+def test_a_failing_handler_is_answered_with_pynetdicoms_status_and_assembling_goes_on() -> None:
+    def broken(request: StoreRequest) -> tuple[int, str]:
+        raise RuntimeError("boom")
+
+    assembler = StoreAssembler(broken, frozenset({3}))
+    taken = [assembler.take(_body(pdu)) for pdu in _store_pdus()][-1]
+    assert taken is not None
+    [(context_id, command_set)] = taken[0]
+    assert _decoded_response(context_id, command_set).Status == 0xC211
+    assert not assembler.assembling
