@@ -29,7 +29,7 @@ from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.auth.audit import AuditEvent, AuditTrail
 from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.guard import Gate
-from dicomgate.auth.http import Authenticator, caller_dependency
+from dicomgate.auth.http import Authenticator, async_caller_dependency, caller_dependency
 from dicomgate.auth.routes import create_auth_router
 from dicomgate.auth.users import ensure_admin
 from dicomgate.db import Database
@@ -241,7 +241,7 @@ def create_app(service: Service) -> FastAPI:
     # Every router authenticates first (401 before any body is read); each action then
     # checks the caller's project role in the service it calls, through the gate.
     guarded = [Depends(current)]
-    _mount_dicomweb(app, service, guarded)  # first: see its docstring
+    _mount_dicomweb(app, service)  # first: see its docstring
     intake = service.intake
     app.include_router(create_api(intake.db, intake.blobs, current, service.auth.audit))
     app.include_router(create_auth_router(service.auth, current))
@@ -273,7 +273,7 @@ def _mount_rest(app: FastAPI, service: Service, gate: Gate, guarded: list[Any]) 
         app.include_router(router, dependencies=guarded)
 
 
-def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
+def _mount_dicomweb(app: FastAPI, service: Service) -> None:
     """Mount DICOMweb (access) and STOW-RS (a source) under ``/dicomweb``, as the first route.
 
     A viewer sends many small searches, and the application matches a path against its routes
@@ -281,7 +281,8 @@ def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
     them first (about a millisecond per request). Mounted first, one prefix test sends it to
     the DICOMweb routes alone. The mount is a router, not a sub-application, so the
     application's exception handlers (problem documents) still answer its errors; its routes
-    are added to the application's OpenAPI document by ``document_mounted``.
+    are added to the application's OpenAPI document by ``document_mounted``. It authenticates
+    like the other routers, with the coroutine form of the caller dependency.
     """
     options = service.settings.dicomweb
     if not options.enabled:
@@ -294,7 +295,7 @@ def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
         service.settings.default_project,
         options.public_url,
     )
-    dicomweb = APIRouter(dependencies=guarded)
+    dicomweb = APIRouter(dependencies=[Depends(async_caller_dependency(service.auth))])
     dicomweb.include_router(create_dicomweb(intake.db, intake.blobs, options, audit))
     dicomweb.include_router(create_stow(intake, stow, audit))
     app.mount("/dicomweb", dicomweb)
