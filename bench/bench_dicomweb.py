@@ -334,7 +334,7 @@ def main() -> None:
     parser.add_argument("--per-study", type=int, default=20, help="instances per small study")
     parser.add_argument("--big", type=int, default=200, help="512x512 instances in the big study")
     parser.add_argument("--stow", type=int, default=400, help="instances per STOW-RS case")
-    parser.add_argument("--repeat", type=int, default=20, help="requests per latency figure and round")
+    parser.add_argument("--repeat", type=int, default=20, help="requests per figure (per round)")
     parser.add_argument(
         "--rounds", type=int, default=4, help="search rounds of --repeat requests, alternating"
     )
