@@ -1,7 +1,7 @@
 """Benchmark: DICOMweb of dicomgate versus Orthanc + its DICOMweb plugin, same data, same run.
 
 Usage: .venv/bin/python bench/bench_dicomweb.py [--studies N] [--per-study M] [--big K]
-       [--stow N] [--repeat R]
+       [--stow N] [--repeat R] [--rounds N]
 
 Both servers receive the same corpus by C-STORE (dcmtk storescu): N small studies of M
 instances (64x64) with distinct Patient IDs and study dates spread over 2015-2024, plus one
@@ -9,6 +9,7 @@ instances (64x64) with distinct Patient IDs and study dates spread over 2015-202
 connection), it measures QIDO-RS latencies (by PatientID, by a one-year StudyDate range, all
 studies), the big study's metadata, WADO-RS retrieve of the big study (MB/s), and STOW-RS of
 fresh small instances (instances/s, one connection; batches of 1 and of 20 per request).
+The searches run with both servers up, in --rounds rounds that alternate between them.
 Prints medians and the dicomgate/Orthanc ratio against the targets of issue 7.
 Quick by default (--studies 50); --studies 500 --per-study 20 is the issue's corpus size.
 """
@@ -233,25 +234,50 @@ def stow_rate(client: httpx.Client, url: str, parts: list[bytes], batch: int) ->
     return len(parts) / (time.perf_counter() - start)
 
 
+def search_round(client: httpx.Client, pids: list[str], repeat: int) -> dict[str, list[float]]:
+    """Return the milliseconds of ``repeat`` requests of each QIDO search."""
+
+    def ms(params: dict[str, str] | None = None) -> float:
+        start = time.perf_counter()
+        client.get("/studies", params=params).raise_for_status()
+        return (time.perf_counter() - start) * 1000
+
+    return {
+        "qido_patient_ms": [ms({"PatientID": pids[i % len(pids)]}) for i in range(repeat)],
+        "qido_year_ms": [ms({"StudyDate": "20200101-20201231"}) for _ in range(repeat)],
+        "qido_all_ms": [ms() for _ in range(repeat)],
+    }
+
+
+def measure_searches(
+    targets: list[Target], corpus: Corpus, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Return the median search latencies, the servers taking turns round by round.
+
+    Both servers are up and loaded; alternating rounds (ABBA...) lets a change of load on a
+    shared machine hit both alike instead of one system's whole measurement.
+    """
+    times: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
+    clients = {t.name: httpx.Client(base_url=t.dicomweb, timeout=600) for t in targets}
+    try:
+        for client in clients.values():  # warm up both alike: code paths and page cache
+            search_round(client, corpus.patient_ids[:5], 5)
+        for n in range(args.rounds):
+            for target in targets if n % 2 == 0 else targets[::-1]:
+                round_times = search_round(clients[target.name], corpus.patient_ids, args.repeat)
+                for key, values in round_times.items():
+                    times[target.name].setdefault(key, []).extend(values)
+        count = len(clients[targets[0].name].get("/studies").json())
+        print(f"    all-studies search returns {count} studies")
+    finally:
+        for client in clients.values():
+            client.close()
+    return {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
+
+
 def measure(target: Target, corpus: Corpus, args: argparse.Namespace) -> dict[str, float]:
     results: dict[str, float] = {}
     with httpx.Client(base_url=target.dicomweb, timeout=600) as client:
-        pids = corpus.patient_ids
-        for pid in pids[:5]:  # warm up both servers alike: code paths and page cache
-            client.get("/studies", params={"PatientID": pid}).raise_for_status()
-        client.get("/studies", params={"StudyDate": "20190101-20191231"}).raise_for_status()
-        client.get("/studies").raise_for_status()
-        times = [
-            timed(client, "/studies", 1, params={"PatientID": pids[i % len(pids)]})[0]
-            for i in range(args.repeat)
-        ]
-        results["qido_patient_ms"] = statistics.median(times)
-        results["qido_year_ms"], _ = timed(
-            client, "/studies", args.repeat, params={"StudyDate": "20200101-20201231"}
-        )
-        results["qido_all_ms"], size = timed(client, "/studies", args.repeat)
-        count = len(client.get("/studies").json())
-        print(f"    {target.name}: all-studies search returns {count} studies ({size} bytes)")
         meta = f"/studies/{corpus.big_study}/metadata"
         results["metadata_ms"], _ = timed(client, meta, args.repeat)
         url = f"/studies/{corpus.big_study}"
@@ -285,33 +311,49 @@ def report(results: dict[str, dict[str, float]], corpus: Corpus) -> None:
         print(f"{label:42} {gate:10.1f} {orthanc:10.1f} {ratio:7.2f}  {target} ({verdict})")
 
 
+def start_loaded(starter: Callable[[Path], Target], base: Path, corpus: Corpus) -> Target:
+    """Start a server on an empty folder and load the corpus into it by C-STORE."""
+    work = base / starter.__name__
+    work.mkdir()
+    target = starter(work)
+    try:
+        seconds = load(target, corpus.folder)
+        print(f"  {target.name}: loaded by C-STORE in {seconds:.1f}s", flush=True)
+        waited = wait_prepared(target, corpus.instances)
+        if target.index is not None:
+            print(f"  {target.name}: metadata prepared {waited:.1f}s after the load")
+    except BaseException:
+        target.stop()
+        raise
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=50, help="small studies (500: issue size)")
     parser.add_argument("--per-study", type=int, default=20, help="instances per small study")
     parser.add_argument("--big", type=int, default=200, help="512x512 instances in the big study")
     parser.add_argument("--stow", type=int, default=400, help="instances per STOW-RS case")
-    parser.add_argument("--repeat", type=int, default=20, help="requests per latency figure")
+    parser.add_argument("--repeat", type=int, default=20, help="requests per figure (per round)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="search rounds of --repeat requests, alternating"
+    )
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-dicomweb-"))
     try:
         start = time.perf_counter()
         corpus = make_corpus(base / "corpus", args.studies, args.per_study, args.big)
         print(f"corpus of {corpus.instances} instances in {time.perf_counter() - start:.1f}s")
-        results: dict[str, dict[str, float]] = {}
-        for starter in (start_dicomgate, start_orthanc_dicomweb):
-            work = base / starter.__name__
-            work.mkdir()
-            target = starter(work)
-            try:
-                seconds = load(target, corpus.folder)
-                print(f"  {target.name}: loaded by C-STORE in {seconds:.1f}s", flush=True)
-                waited = wait_prepared(target, corpus.instances)
-                if target.index is not None:
-                    print(f"  {target.name}: metadata prepared {waited:.1f}s after the load")
-                results[target.name] = measure(target, corpus, args)
+        targets: list[Target] = []
+        try:
+            for starter in (start_dicomgate, start_orthanc_dicomweb):
+                targets.append(start_loaded(starter, base, corpus))
+            results = measure_searches(targets, corpus, args)
+            for target in targets:
+                results[target.name].update(measure(target, corpus, args))
                 print(f"  {target.name}: {results[target.name]}", flush=True)
-            finally:
+        finally:
+            for target in targets:
                 target.stop()
         report(results, corpus)
     finally:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
@@ -29,13 +29,14 @@ from dicomgate.archive.reconcile import ReconcileReport, reconcile
 from dicomgate.auth.audit import AuditEvent, AuditTrail
 from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.guard import Gate
-from dicomgate.auth.http import Authenticator, caller_dependency
+from dicomgate.auth.http import Authenticator, async_caller_dependency, caller_dependency
 from dicomgate.auth.routes import create_auth_router
 from dicomgate.auth.users import ensure_admin
 from dicomgate.db import Database
 from dicomgate.deid.config import open_vault
 from dicomgate.deid.errors import DeidError
 from dicomgate.errors import ConfigError
+from dicomgate.httputil import document_mounted
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.api import create_jobs_router
@@ -237,15 +238,15 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="dicomgate", version=__version__, lifespan=lifespan)
     current = caller_dependency(service.auth)
-    intake = service.intake
-    app.include_router(create_api(intake.db, intake.blobs, current, service.auth.audit))
-    app.include_router(create_auth_router(service.auth, current))
     # Every router authenticates first (401 before any body is read); each action then
     # checks the caller's project role in the service it calls, through the gate.
     guarded = [Depends(current)]
+    _mount_dicomweb(app, service)  # first: see its docstring
+    intake = service.intake
+    app.include_router(create_api(intake.db, intake.blobs, current, service.auth.audit))
+    app.include_router(create_auth_router(service.auth, current))
     gate = Gate(current, service.auth.audit)
     _mount_rest(app, service, gate, guarded)
-    _mount_dicomweb(app, service, guarded)
     install_error_handlers(app)
     return app
 
@@ -272,22 +273,30 @@ def _mount_rest(app: FastAPI, service: Service, gate: Gate, guarded: list[Any]) 
         app.include_router(router, dependencies=guarded)
 
 
-def _mount_dicomweb(app: FastAPI, service: Service, guarded: list[Any]) -> None:
-    """Mount DICOMweb (access) and STOW-RS (a source) under ``/dicomweb``."""
+def _mount_dicomweb(app: FastAPI, service: Service) -> None:
+    """Mount DICOMweb (access) and STOW-RS (a source) under ``/dicomweb``, as the first route.
+
+    A viewer sends many small searches, and the application matches a path against its routes
+    one by one: included among the REST routers, a DICOMweb path was tried against all of
+    them first (about a millisecond per request). Mounted first, one prefix test sends it to
+    the DICOMweb routes alone. The mount is a router, not a sub-application, so the
+    application's exception handlers (problem documents) still answer its errors; its routes
+    are added to the application's OpenAPI document by ``document_mounted``. It authenticates
+    like the other routers, with the coroutine form of the caller dependency.
+    """
     options = service.settings.dicomweb
     if not options.enabled:
         return
     intake = service.intake
     audit = service.auth.audit
-    app.include_router(
-        create_dicomweb(intake.db, intake.blobs, options, audit),
-        prefix="/dicomweb",
-        dependencies=guarded,
-    )
     stow = StowSettings(
         options.stow_max_bytes,
         options.stow_memory_bytes,
         service.settings.default_project,
         options.public_url,
     )
-    app.include_router(create_stow(intake, stow, audit), prefix="/dicomweb", dependencies=guarded)
+    dicomweb = APIRouter(dependencies=[Depends(async_caller_dependency(service.auth))])
+    dicomweb.include_router(create_dicomweb(intake.db, intake.blobs, options, audit))
+    dicomweb.include_router(create_stow(intake, stow, audit))
+    app.mount("/dicomweb", dicomweb)
+    document_mounted(app, "/dicomweb", dicomweb)

@@ -116,10 +116,9 @@ class Database:
             if self.engine.dialect.name == "sqlite"
             else contextlib.nullcontext()
         )
-        self._readers = sessionmaker(
-            self.engine.execution_options(dicomgate_readonly=True), expire_on_commit=False
-        )
-        self.writer = DedicatedWriter(self)  # for the group commit of intake
+        self._read_engine = self.engine.execution_options(dicomgate_readonly=True)
+        self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
+        self.writer = DedicatedWriter(self)  # for the group commits (intake, audit trail)
 
     @property
     def is_sqlite(self) -> bool:
@@ -151,6 +150,16 @@ class Database:
         finally:
             # close() ends the transaction without expiring loaded rows, unlike rollback().
             session.close()
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """Yield a Core connection for reads only, without an ORM session.
+
+        For reads answered in a millisecond or less (a DICOMweb search), where creating and
+        closing a session costs a good part of the time; it never commits.
+        """
+        with self._read_engine.connect() as connection:
+            yield connection
 
     def dispose(self) -> None:
         """Close every pooled connection (call in a child process after fork)."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
 
 
@@ -18,3 +22,25 @@ def base_url(request: Request, public_url: str | None = None) -> str:
     if url.port is None and server and server[1] not in (80, 443):
         url = url.replace(port=server[1])
     return str(url).rstrip("/") + "/dicomweb"
+
+
+def document_mounted(app: FastAPI, prefix: str, router: APIRouter) -> None:
+    """Add the routes of ``router``, mounted at ``prefix``, to the OpenAPI document of ``app``.
+
+    FastAPI documents the routes it includes, not those behind a mount; the document is built
+    once, on the first request for it, from the application's routes and these.
+    """
+    documented = APIRouter()
+    documented.include_router(router, prefix=prefix)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=[*app.routes, *documented.routes],
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

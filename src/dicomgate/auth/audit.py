@@ -17,12 +17,14 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, MetaData, String, Text, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from dicomgate.db import Database
+from dicomgate.group_commit import GroupCommit
 
 GENESIS = "0" * 64
 
@@ -154,6 +156,7 @@ class AuditTrail:
 
     def __init__(self, url: str, create: bool = True) -> None:
         self.db = Database(url)
+        self._writer = GroupCommit(self.db)
         if not create:
             return
         _Base.metadata.create_all(self.db.engine)
@@ -173,29 +176,36 @@ class AuditTrail:
         objects: dict[str, Any] | None = None,
         detail: str = "",
     ) -> int:
-        """Append one record; return its sequence number."""
-        with self.db.unit_of_work() as session:
-            # Core statements, not the ORM: a record is appended for every query a viewer
-            # sends (QIDO, C-FIND), where the ORM's unit of work cost about a millisecond.
-            conn = session.connection()
-            if not self.db.is_sqlite:
-                # One appender at a time across processes, so the chain never forks.
-                conn.execute(text("SELECT pg_advisory_xact_lock(7310227)"))
-            last = conn.execute(_LAST).first()
-            seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
-            values: dict[str, Any] = {
-                "seq": seq,
-                "at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                "event_code": event.code,
-                "action": action[:64],
-                "actor": actor[:128],
-                "source": source[:128],
-                "outcome": int(outcome),
-                "objects": json.dumps(objects or {}, sort_keys=True),
-                "detail": detail,
-            }
-            content = {name: values[name] for name in _CONTENT}
-            conn.execute(_APPEND, {**values, "prev_hash": prev, "hash": chain_hash(prev, content)})
+        """Append one record; return its sequence number once the record is durable.
+
+        Records of concurrent callers (a viewer's parallel searches) share one transaction
+        and one commit (``GroupCommit``); each caller returns only after that commit.
+        """
+        values: dict[str, Any] = {
+            "event_code": event.code,
+            "action": action[:64],
+            "actor": actor[:128],
+            "source": source[:128],
+            "outcome": int(outcome),
+            "objects": json.dumps(objects or {}, sort_keys=True),
+            "detail": detail,
+        }
+        return self._writer.run(partial(self._append, values))
+
+    def _append(self, values: dict[str, Any], session: Session) -> int:
+        # Core statements, not the ORM: a record is appended for every query a viewer
+        # sends (QIDO, C-FIND), where the ORM's unit of work cost about a millisecond.
+        conn = session.connection()
+        if not self.db.is_sqlite:
+            # One appender at a time across processes, so the chain never forks.
+            conn.execute(text("SELECT pg_advisory_xact_lock(7310227)"))
+        # Read inside the transaction, after the records before it in the same group.
+        last = conn.execute(_LAST).first()
+        seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        row = {**values, "seq": seq, "at": at}
+        content = {name: row[name] for name in _CONTENT}
+        conn.execute(_APPEND, {**row, "prev_hash": prev, "hash": chain_hash(prev, content)})
         return seq
 
     def records(

@@ -1,4 +1,5 @@
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,28 @@ def test_a_rewritten_record_with_a_fresh_hash_breaks_the_next_link(
             (chain_hash(row[9], content),),
         )
     assert trail.verify() == ["record 2: does not follow its predecessor"]
+
+
+def test_concurrent_records_share_commits_and_keep_one_chain(tmp_path: Path) -> None:
+    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    seqs: list[int] = []
+    start = threading.Barrier(8)
+
+    def search(n: int) -> None:
+        start.wait()
+        for i in range(25):
+            seqs.append(trail.record(AuditEvent.QUERY, "query", actor=f"viewer{n}", detail=str(i)))
+
+    threads = [threading.Thread(target=search, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seqs) == list(range(1, 201))  # each caller got its own, committed record
+    assert trail.verify() == []
+    assert len(trail.records(limit=500)) == 200
+    assert trail._writer.groups < 200  # some records shared a commit
+    trail.dispose()
 
 
 def test_dicom_audit_message(trail: AuditTrail) -> None:

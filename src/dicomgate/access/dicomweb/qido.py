@@ -1,4 +1,4 @@
-"""QIDO-RS searches over the index (never the files); functions take the session explicitly."""
+"""QIDO-RS searches over the index (never the files); functions take the connection explicitly."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, distinct, exists, func, literal_column, select
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    distinct,
+    exists,
+    func,
+    literal_column,
+    select,
+)
 
 from dicomgate.access.dicomweb.attributes import ATTRIBUTES, BY_KEYWORD, DEFAULT_RETURN, Level
 from dicomgate.access.dicomweb.qido_params import Match, QidoQuery, keywords_to_return
@@ -26,8 +34,8 @@ class Within:
     series: str | None = None
 
 
-def _wildcard(session: Session, column: Any, value: str, fold_case: bool) -> ColumnElement[bool]:
-    sqlite = session.get_bind().dialect.name == "sqlite"
+def _wildcard(dialect: str, column: Any, value: str, fold_case: bool) -> ColumnElement[bool]:
+    sqlite = dialect == "sqlite"
     if sqlite and not fold_case:
         # GLOB is case-sensitive like DICOM matching; only '[' needs escaping.
         return column.op("GLOB")(value.replace("[", "[[]"))  # type: ignore[no-any-return]
@@ -38,7 +46,7 @@ def _wildcard(session: Session, column: Any, value: str, fold_case: bool) -> Col
     return column.like(pattern, escape="\\")  # type: ignore[no-any-return]  # SQLite: no case
 
 
-def _condition(session: Session, column: Any, match: Match) -> ColumnElement[bool] | None:
+def _condition(dialect: str, column: Any, match: Match) -> ColumnElement[bool] | None:
     fold = match.attribute.vr == "PN"
     if match.kind == "universal":
         return None
@@ -54,7 +62,7 @@ def _condition(session: Session, column: Any, match: Match) -> ColumnElement[boo
     value = match.values[0]
     assert value is not None
     if match.kind == "wildcard":
-        return _wildcard(session, column, value, fold)
+        return _wildcard(dialect, column, value, fold)
     if match.attribute.vr in ("IS", "US"):
         return column == int(value)  # type: ignore[no-any-return]
     if fold:
@@ -62,16 +70,16 @@ def _condition(session: Session, column: Any, match: Match) -> ColumnElement[boo
     return column == value  # type: ignore[no-any-return]
 
 
-def _conditions(session: Session, query: QidoQuery) -> list[ColumnElement[bool]]:
+def _conditions(dialect: str, query: QidoQuery) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     for match in query.matches:
         if match.attribute.keyword == "ModalitiesInStudy":
-            inner = _condition(session, Series.modality, match)
+            inner = _condition(dialect, Series.modality, match)
             if inner is not None:
                 has = exists().where(Series.study_pk == Study.pk, inner)
                 conditions.append(has)
             continue
-        condition = _condition(session, match.attribute.column, match)
+        condition = _condition(dialect, match.attribute.column, match)
         if condition is not None:
             conditions.append(condition)
     return conditions
@@ -140,14 +148,14 @@ def _order(query: AnySelect, level: Level) -> AnySelect:
 
 
 def search(
-    session: Session, query: QidoQuery, within: Within, scope: Scope, limit: int
+    connection: Connection, query: QidoQuery, within: Within, scope: Scope, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
     """Run a search; return the DICOM JSON results and whether more rows matched.
 
     Parameters
     ----------
-    session
-        A read session.
+    connection
+        A read connection (``Database.read_connection``).
     query
         The parsed query.
     within
@@ -157,10 +165,10 @@ def search(
     limit
         The page size (``query.limit`` already capped, or the server's maximum).
     """
-    dialect = session.get_bind().dialect.name
-    sql = _base(query.level, within, dialect).where(*_conditions(session, query))
+    dialect = connection.dialect.name
+    sql = _base(query.level, within, dialect).where(*_conditions(dialect, query))
     sql = restrict(_order(sql, query.level), scope).limit(limit + 1).offset(query.offset)
-    rows = list(session.connection().execute(sql))  # Core rows: no ORM bookkeeping
+    rows = list(connection.execute(sql))
     more = len(rows) > limit
     rows = rows[:limit]
     keywords = keywords_to_return(query, DEFAULT_RETURN[query.level])
