@@ -95,7 +95,9 @@ def _store(
     admission = guard.admission(assoc)
     try:
         # A C-STORE that is a sub-operation of our own C-MOVE gets the retrieve's origin.
-        move = active_moves.lookup(request.move_originator_ae, request.move_originator_id)
+        move = active_moves.lookup(
+            intake.db, request.move_originator_ae, request.move_originator_id
+        )
         origin = move.origin if move else _origin(assoc)
         result = receive(intake, request.dataset, origin, transfer_syntax)
         if move:
