@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,8 +55,8 @@ class Ledger(Protocol):
     def pending(self) -> list[str]:
         """Return the expected keys without a final outcome."""
 
-    def record_receive(self, key: str, result: ReceiveResult) -> None:
-        """Record what intake did with one arrived instance."""
+    def record_receives(self, results: Mapping[str, ReceiveResult]) -> None:
+        """Record what intake did with arrived instances (item key -> result), at once."""
 
     def record_missing(self, key: str, reason: str, detail: dict[str, Any]) -> None:
         """Record an expected instance that did not arrive."""
@@ -216,8 +216,7 @@ class Retriever:
             merged = arrived | {uid: res for uid, res in got.items() if uid in wanted}
             if counts.completed or counts.warning:
                 self._settle(wanted, merged)
-            for uid in merged.keys() - arrived.keys():
-                ledger.record_receive(uid, merged[uid])
+            ledger.record_receives({uid: merged[uid] for uid in merged.keys() - arrived.keys()})
             arrived = merged
             todo = [item for item in todo if item.sop_uid not in arrived]
             if not todo:
@@ -240,9 +239,11 @@ def retrieve_all(
     ledger.expect(item.sop_uid for item in expected)
     pending = set(ledger.pending())
     todo = [item for item in expected if item.sop_uid in pending]
-    for uid, pk in in_index(retriever.intake, (item.sop_uid for item in todo)).items():
-        ledger.record_receive(uid, ReceiveResult(Outcome.ALREADY_STORED, uid, pk))
-        pending.discard(uid)
+    stored = in_index(retriever.intake, (item.sop_uid for item in todo))
+    ledger.record_receives(
+        {uid: ReceiveResult(Outcome.ALREADY_STORED, uid, pk) for uid, pk in stored.items()}
+    )
+    pending -= stored.keys()
     series: dict[str, list[ExpectedInstance]] = {}
     for item in todo:
         if item.sop_uid in pending:
