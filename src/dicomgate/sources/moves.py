@@ -104,24 +104,27 @@ def _free_id(session: Session, ae_title: str) -> int:
     raise RuntimeError(f"{_MAX_ID} C-MOVE requests in flight or quarantined")
 
 
+def _claim_once(db: Database, ae_title: str, origin: Origin) -> tuple[int, int]:
+    with db.unit_of_work() as session:
+        _purge(session, ae_title)
+        row = MoveInFlight(
+            originator_ae=ae_title,
+            message_id=_free_id(session, ae_title),
+            origin=origin_to_json(origin),
+        )
+        session.add(row)
+        session.flush()
+        return int(row.pk), int(row.message_id)
+
+
 def claim(db: Database, ae_title: str, origin: Origin) -> tuple[int, int]:
     """Record a move in flight under a free message id; return ``(row pk, message id)``."""
-    for attempt in range(_CLAIM_ATTEMPTS):
+    for _ in range(_CLAIM_ATTEMPTS - 1):
         try:
-            with db.unit_of_work() as session:
-                _purge(session, ae_title)
-                row = MoveInFlight(
-                    originator_ae=ae_title,
-                    message_id=_free_id(session, ae_title),
-                    origin=origin_to_json(origin),
-                )
-                session.add(row)
-                session.flush()
-                return int(row.pk), int(row.message_id)
+            return _claim_once(db, ae_title, origin)
         except IntegrityError:  # another process claimed the same id at the same time
-            if attempt + 1 == _CLAIM_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _claim_once(db, ae_title, origin)
 
 
 def release(db: Database, pk: int) -> None:
