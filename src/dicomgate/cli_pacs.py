@@ -143,10 +143,8 @@ def run_retrieve(
     ledger = MemoryLedger()
     receiver = None
     if node.retrieve_method is RetrieveMethod.C_MOVE:
-        # One receiving process: the move's stores are attributed to it in this process.
-        one = service.settings.dicom_receiver.model_copy(update={"processes": 1})
-        settings = service.settings.model_copy(update={"dicom_receiver": one})
-        receiver = Receiver(settings, service.intake)
+        # Worker processes receive too: the index tells them whose move a store belongs to.
+        receiver = Receiver(service.settings, service.intake)
     try:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("retrieving", total=len(targets))

@@ -21,6 +21,7 @@ from dicomgate.sources.pacs.ledger import MemoryLedger
 from dicomgate.sources.pacs.retrieve import list_expected, retrieve_all
 from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Receiver
+from dicomgate.sources.scp_processes import ReceiverProcesses
 from tests.fake_clock import FakeClock
 from tests.integration.pacs_corpus import CorpusStudy, instance
 from tests.integration.pacs_peer import Peer, start_peer
@@ -72,6 +73,25 @@ def test_c_move_into_our_receiver(peer: Peer, intake: Intake, tmp_path: Path) ->
     with intake.db.reader() as session:
         sources = set(session.scalars(select(StagingSession.source_key)))
     assert sources == {"pacs:job:job-under-test"}  # attributed through Move Originator fields
+
+
+def test_c_move_stores_taken_by_a_receiver_worker_get_the_jobs_origin(
+    peer: Peer, intake: Intake, tmp_path: Path
+) -> None:
+    processes = ReceiverProcesses(processes=2)
+    settings = peer.settings(tmp_path).model_copy(update={"dicom_receiver": processes})
+    receiver = Receiver(settings, intake)
+    try:
+        assert len(receiver.workers) == 1  # a site with a C-MOVE node receives in workers too
+        receiver.server.shutdown()  # this process stops accepting: the worker takes them all
+        study = peer.studies[0]
+        ledger = _retrieve(PacsService(settings, intake), study)
+    finally:
+        receiver.stop()
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    with intake.db.reader() as session:
+        sources = set(session.scalars(select(StagingSession.source_key)))
+    assert sources == {"pacs:job:job-under-test"}
 
 
 def test_c_get_on_our_association(peer: Peer, intake: Intake, tmp_path: Path) -> None:

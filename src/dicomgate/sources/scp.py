@@ -30,7 +30,6 @@ from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.settings import DicomOperation
 from dicomgate.auth.tls import dicom_server_context
 from dicomgate.dicom.fast_store import StoreAssembler, StoreRequest
-from dicomgate.dicom.nodes import RetrieveMethod
 from dicomgate.dicom.reactor import EventDrivenDUL, EventDrivenRequestHandler, tune_connection
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import dimse_store_status
@@ -95,7 +94,9 @@ def _store(
     admission = guard.admission(assoc)
     try:
         # A C-STORE that is a sub-operation of our own C-MOVE gets the retrieve's origin.
-        move = active_moves.lookup(request.move_originator_ae, request.move_originator_id)
+        move = active_moves.lookup(
+            intake.db, request.move_originator_ae, request.move_originator_id
+        )
         origin = move.origin if move else _origin(assoc)
         result = receive(intake, request.dataset, origin, transfer_syntax)
         if move:
@@ -399,11 +400,9 @@ records their audit events (``guard.audit``).
 
 
 def _processes(settings: Settings, workers_can_serve: bool) -> int:
-    # A retrieve job attributes the stores of its C-MOVE through a registry in this process
-    # (sources.moves): a site that retrieves by C-MOVE receives in this process alone, and so
-    # does one whose extensions cannot be rebuilt in a worker.
-    moves = any(n.retrieve_method is RetrieveMethod.C_MOVE for n in settings.pacs.nodes)
-    return settings.dicom_receiver.count() if workers_can_serve and not moves else 1
+    # Extensions given as a list cannot be rebuilt in a worker: this process receives alone.
+    # (The stores of our C-MOVEs find their job in any process: see sources.moves.)
+    return settings.dicom_receiver.count() if workers_can_serve else 1
 
 
 class Receiver:

@@ -10,6 +10,7 @@ gets only a ``JobContext``; the service holds the settings and the shared polite
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,9 +76,9 @@ class JobLedger:
         """Return items without an outcome."""
         return self.ctx.pending()
 
-    def record_receive(self, key: str, result: ReceiveResult) -> None:
-        """Record an arrived instance."""
-        self.ctx.record_receive(key, result)
+    def record_receives(self, results: Mapping[str, ReceiveResult]) -> None:
+        """Record arrived instances in one transaction (one commit per series, not per item)."""
+        self.ctx.record_many([self.ctx.receive_record(k, r) for k, r in results.items()])
 
     def record_missing(self, key: str, reason: str, detail: dict[str, Any]) -> None:
         """Record an instance that did not arrive."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,9 +55,10 @@ class MemoryLedger:
         """Return expected keys without an outcome."""
         return [key for key in self.expected if key not in self.outcomes]
 
-    def record_receive(self, key: str, result: ReceiveResult) -> None:
-        """Record the intake outcome of one instance."""
-        self.outcomes[key] = (result.outcome.value, result.reason)
+    def record_receives(self, results: Mapping[str, ReceiveResult]) -> None:
+        """Record the intake outcome of arrived instances."""
+        for key, result in results.items():
+            self.outcomes[key] = (result.outcome.value, result.reason)
 
     def record_missing(self, key: str, reason: str, detail: dict[str, Any]) -> None:
         """Record an instance that did not arrive."""

@@ -1,13 +1,14 @@
-"""Index table of the PACS source: every C-MOVE / C-GET request with its sub-operation counts."""
+"""Index tables of the PACS source: retrieve requests with their counts, C-MOVEs in flight."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dicomgate.archive.models import PK, UID, Base, utcnow
+from dicomgate.archive.models import NEVER_REUSE_PKS, PK, UID, Base, utcnow
 
 
 class RetrieveRequest(Base):
@@ -27,3 +28,20 @@ class RetrieveRequest(Base):
     remaining: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MoveInFlight(Base):
+    """A C-MOVE we sent, so that any receiving process attributes its C-STOREs (``moves``).
+
+    ``(originator_ae, message_id)`` is what each C-STORE of the move carries. A row stays
+    after the move ended (``ended_at``) until its message id may be reused.
+    """
+
+    __tablename__ = "pacs_moves_in_flight"
+    __table_args__ = (UniqueConstraint("originator_ae", "message_id"), NEVER_REUSE_PKS)
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    originator_ae: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)

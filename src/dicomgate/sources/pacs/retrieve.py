@@ -9,8 +9,9 @@ The progress goes to a :class:`Ledger` (the job's items, or a plain one for the 
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,11 +27,13 @@ from dicomgate.errors import RemoteNodeError, WindowClosedError
 from dicomgate.intake.origin import Origin
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
 from dicomgate.sources.moves import MoveRegistry
+from dicomgate.sources.pacs.arrivals import arrived as found_in_index
 from dicomgate.sources.scp import store_status
 
 log = logging.getLogger(__name__)
 
 _RETRY_BY_UID_LIST = 500  # a retry asks for the missing instances by UID up to this many
+_SETTLE_POLLS = (0.05, 0.1, 0.2, 0.5)  # seconds between looks at the index, then 0.5 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,8 @@ class Ledger(Protocol):
     def pending(self) -> list[str]:
         """Return the expected keys without a final outcome."""
 
-    def record_receive(self, key: str, result: ReceiveResult) -> None:
-        """Record what intake did with one arrived instance."""
+    def record_receives(self, results: Mapping[str, ReceiveResult]) -> None:
+        """Record what intake did with arrived instances (item key -> result), at once."""
 
     def record_missing(self, key: str, reason: str, detail: dict[str, Any]) -> None:
         """Record an expected instance that did not arrive."""
@@ -139,7 +142,8 @@ class Retriever:
         self, level: QueryLevel, keys: dict[str, Any]
     ) -> tuple[RetrieveCounts, dict[str, ReceiveResult]]:
         destination = self.node.move_destination or self.client.local_ae
-        with self.moves.register(self.client.local_ae, self.origin) as (msg_id, move):
+        registered = self.moves.register(self.intake.db, self.client.local_ae, self.origin)
+        with registered as (msg_id, move):
             counts = self.client.move(level, keys, destination, msg_id)
             return counts, move.arrived()
 
@@ -177,17 +181,22 @@ class Retriever:
         return self._move(level, keys)
 
     def _settle(self, wanted: set[str], arrived: dict[str, ReceiveResult]) -> None:
-        """Fill ``arrived`` from the index for instances another receiver process stored."""
+        """Fill ``arrived`` from the index for instances another receiving process took.
+
+        Every store was answered, so committed, before the node's final response: the first
+        look normally finds them all. Polling, quickly at first, covers a node that answers
+        before its last stores are done.
+        """
         waited = 0.0
-        while True:
-            for uid, pk in in_index(self.intake, wanted - arrived.keys()).items():
-                arrived[uid] = ReceiveResult(Outcome.ALREADY_STORED, uid, pk)
+        for poll in itertools.count():
+            arrived.update(found_in_index(self.intake, self.origin, wanted - arrived.keys()))
             if wanted <= arrived.keys() or waited >= self.policy.settle_timeout:
                 return
             if self.node.retrieve_method is RetrieveMethod.C_GET:
                 return  # C-GET stores arrive on our own association, before its last response
-            self.clock.sleep(0.5)
-            waited += 0.5
+            delay = _SETTLE_POLLS[min(poll, len(_SETTLE_POLLS) - 1)]
+            self.clock.sleep(delay)
+            waited += delay
 
     def retrieve_series(self, instances: list[ExpectedInstance], ledger: Ledger) -> set[str]:
         """Retrieve one series' pending instances, with retries; return the missing UIDs."""
@@ -207,8 +216,7 @@ class Retriever:
             merged = arrived | {uid: res for uid, res in got.items() if uid in wanted}
             if counts.completed or counts.warning:
                 self._settle(wanted, merged)
-            for uid in merged.keys() - arrived.keys():
-                ledger.record_receive(uid, merged[uid])
+            ledger.record_receives({uid: merged[uid] for uid in merged.keys() - arrived.keys()})
             arrived = merged
             todo = [item for item in todo if item.sop_uid not in arrived]
             if not todo:
@@ -231,9 +239,11 @@ def retrieve_all(
     ledger.expect(item.sop_uid for item in expected)
     pending = set(ledger.pending())
     todo = [item for item in expected if item.sop_uid in pending]
-    for uid, pk in in_index(retriever.intake, (item.sop_uid for item in todo)).items():
-        ledger.record_receive(uid, ReceiveResult(Outcome.ALREADY_STORED, uid, pk))
-        pending.discard(uid)
+    stored = in_index(retriever.intake, (item.sop_uid for item in todo))
+    ledger.record_receives(
+        {uid: ReceiveResult(Outcome.ALREADY_STORED, uid, pk) for uid, pk in stored.items()}
+    )
+    pending -= stored.keys()
     series: dict[str, list[ExpectedInstance]] = {}
     for item in todo:
         if item.sop_uid in pending:
