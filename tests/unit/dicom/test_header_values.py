@@ -20,14 +20,20 @@ from tests.conftest import PYDICOM_FILES
 from dicomgate.archive.index import integer, text
 from dicomgate.dicom.header_values import value_text
 
-FILES = sorted(PYDICOM_FILES.glob("*.dcm")) + sorted(Path(f) for f in get_charset_files())
-
 
 def _header(path: Path) -> FileDataset | None:
     try:
         return dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError):
         return None  # pydicom's deliberately broken samples
+
+
+# pydicom's deliberately broken samples, which it cannot read at all, have nothing to compare.
+FILES = [
+    path
+    for path in sorted(PYDICOM_FILES.glob("*.dcm")) + sorted(Path(f) for f in get_charset_files())
+    if _header(path) is not None
+]
 
 
 def _reference(ds: Dataset, keyword: str) -> str | None:
@@ -41,8 +47,7 @@ def _reference(ds: Dataset, keyword: str) -> str | None:
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_every_top_level_value_agrees_with_pydicom(path: Path) -> None:
     fresh, reference = _header(path), _header(path)
-    if fresh is None or reference is None:
-        pytest.skip("pydicom cannot read this sample at all")
+    assert fresh is not None and reference is not None
     # Repeating groups (overlays, curves) have no single tag per keyword: not ours to read.
     keywords = [
         keyword_for_tag(tag) for tag in list(reference.keys()) if tag >> 24 not in (0x50, 0x60)
