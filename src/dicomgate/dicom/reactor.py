@@ -44,6 +44,8 @@ TICK = 0.05
 
 _SEND_DIRECTLY = ("Sta6", "Sta8")  # data transfer; release requested by the peer
 _P_DATA_TF = 0x04
+_LOCAL_ABORT = "Evt15"  # A-ABORT request primitive from the local user
+_CLOSING = ("Sta1", "Sta13")  # idle; awaiting the transport connection to close
 _PDU_TYPES = range(0x01, 0x08)
 # Handlers bound to these see pynetdicom's PDUs and messages, which the fast path never builds.
 _WATCHED_EVENTS = (
@@ -247,9 +249,21 @@ class EventDrivenDUL(DULServiceProvider):
                 sleep = True
                 continue
             with self._machine:
-                self.state_machine.do_action(event)
+                self._act(event)
             self.handed_up.set()
             sleep = False
+
+    def _act(self, event: str) -> None:
+        """Run the state machine's action for ``event``.
+
+        An A-ABORT asked for locally (Evt15, e.g. by a server shutting down) after the peer
+        already closed or aborted (Sta13, Sta1) is moot: pynetdicom raises InvalidEventError
+        for it and the reactor thread dies with a traceback; the association ends either way.
+        """
+        state = self.state_machine.current_state
+        if event == _LOCAL_ABORT and state in _CLOSING:
+            return
+        self.state_machine.do_action(event)
 
     def _abort_hard(self) -> None:
         """Send an A-ABORT bypassing the state machine, as pynetdicom does on an error."""
