@@ -25,6 +25,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import AE
@@ -282,9 +283,11 @@ class EventDrivenAssociation(Association):
     """An acceptor association whose reactor waits for its DUL instead of polling it."""
 
     dul: EventDrivenDUL
+    _after_response: list[Callable[[], None]]
 
     def use_event_driven_dul(self) -> None:
         """Replace the (not yet started) DUL by an event-driven one on the same socket."""
+        self._after_response = []
         old = self.dul
         dul = EventDrivenDUL(self)
         dul.socket = old.socket
@@ -293,6 +296,21 @@ class EventDrivenAssociation(Association):
         dul._idle_timer.timeout = old._idle_timer.timeout
         dul.artim_timer.timeout = old.artim_timer.timeout
         self.dul = dul
+
+    def after_response(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on this association's thread once the request being served is answered.
+
+        pynetdicom marks its reactor paused while a handler runs, so a thread a handler starts
+        may send on the association at once and overtake the handler's own response (a
+        storage commitment report whose command arrived before the N-ACTION response was
+        garbled for the peer). Such a thread is started from here instead.
+        """
+        self._after_response.append(action)
+
+    def _answered(self) -> None:
+        actions, self._after_response = self._after_response, []
+        for action in actions:
+            action()
 
     def _wait_for_dul(self) -> None:
         signal = self.dul.handed_up
@@ -311,6 +329,7 @@ class EventDrivenAssociation(Association):
             context_id, msg = self.dimse.get_msg(block=False)
             if msg:
                 self._serve_request(msg, context_id)  # type: ignore[arg-type]
+                self._answered()
             if self._stop_reacting():
                 return
 

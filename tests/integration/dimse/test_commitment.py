@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from typing import Any
 
 import pydicom
@@ -12,6 +13,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
+from dicomgate.access.dimse.commitment import Committer
 from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.sources.scp import Receiver
@@ -92,6 +94,48 @@ def test_report_on_the_same_association_lists_committed_and_failed(
     assert info.TransactionUID == transaction
     assert _uids(info, "ReferencedSOPSequence") == {stored[0]: None, stored[1]: None}
     assert _uids(info, "FailedSOPSequence") == {unknown: 0x0112, stored[2]: 0x0119}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_report_waits_for_a_slow_n_action_response(
+    intake: Intake, corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report once raced our N-ACTION response; its command PDU could land first."""
+    answer = Committer.on_action
+
+    def slow_answer(self: Committer, event: Any) -> tuple[Any, Any]:
+        result = answer(self, event)
+        time.sleep(0.5)  # the report is ready long before the response goes out
+        return result
+
+    monkeypatch.setattr(Committer, "on_action", slow_answer)
+    scp = serve(intake)
+    uid = corpus.instances[corpus.series[corpus.studies[1]][0]][0]
+    reports, on_report = _reports()
+    arrived: list[str] = []
+    ae = AE(ae_title="COMMITSCU")
+    ae.add_requested_context(StorageCommitmentPushModel)
+    try:
+        assoc = ae.associate(
+            "127.0.0.1",
+            scp.port,
+            ae_title=AE_TITLE,
+            evt_handlers=[
+                (evt.EVT_N_EVENT_REPORT, on_report),
+                (evt.EVT_DIMSE_RECV, lambda event: arrived.append(type(event.message).__name__)),
+            ],
+        )
+        status, _ = assoc.send_n_action(
+            _request([(CT, uid)]), 1, StorageCommitmentPushModel, INSTANCE
+        )
+        assert status.Status == 0x0000
+        event_type, info = reports.get(timeout=30)
+        assoc.release()
+    finally:
+        scp.stop()
+    assert arrived == ["N_ACTION_RSP", "N_EVENT_REPORT_RQ"]
+    assert event_type == 1
+    assert _uids(info, "ReferencedSOPSequence") == {uid: None}
 
 
 # pynetdicom's reactor thread of the released association may still see a late event and raise

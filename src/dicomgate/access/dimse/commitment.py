@@ -153,12 +153,11 @@ class Committer:
             log.warning("storage commitment refused with 0x%04X: %s", exc.status, exc)
             return exc.status, None
         calling = str(event.assoc.requestor.ae_title).strip()
-        # The reactor that runs this handler sends our N-ACTION response before it lets the
-        # thread use the association, so the report never overtakes the response.
         thread = threading.Thread(
             target=self.report, args=(event.assoc, calling, request), daemon=True
         )
-        thread.start()
+        # Started now, the report could reach the peer before our N-ACTION response.
+        event.assoc.after_response(thread.start)
         return 0x0000, None
 
     def report(self, assoc: Any, calling: str, request: Request) -> None:
