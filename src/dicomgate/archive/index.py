@@ -27,6 +27,7 @@ from dicomgate.archive.models import (
     utcnow,
 )
 from dicomgate.dicom.header_values import value_text
+from dicomgate.raw_sql import RawStatement
 
 
 def text(header: Dataset, keyword: str, limit: int = 64) -> str:
@@ -153,8 +154,7 @@ _TOUCH_STAGING = (
 def touch_staging_session(session: Session, staging_pk: int, count: int = 1) -> bool:
     """Count ``count`` more instances in a session; return False when it is no longer RECEIVING."""
     params = {"staging_pk": staging_pk, "now": utcnow(), "count": count}
-    result = session.connection().execute(_TOUCH_STAGING, params)
-    return bool(result.rowcount == 1)
+    return _RAW_TOUCH_STAGING.rowcount(session, params) == 1
 
 
 def staging_session_for(
@@ -207,12 +207,21 @@ def staging_session_for(
 
 _INSERT_CHANGE = insert(Change.__table__)  # type: ignore[arg-type]  # Core, not ORM: no flush
 _INSERT_INSTANCE = insert(Instance.__table__)  # type: ignore[arg-type]
+# The three statements intake runs for every instance it stores, on the driver's cursor.
+_RAW_TOUCH_STAGING = RawStatement(_TOUCH_STAGING)
+_RAW_INSERT_CHANGE = RawStatement(
+    _INSERT_CHANGE, ["change_type", "resource_type", "resource_pk", "created_at"]
+)
+_RAW_INSERT_INSTANCE = RawStatement(
+    _INSERT_INSTANCE.returning(Instance.__table__.c.pk),
+    [column.name for column in Instance.__table__.columns if column.name != "pk"],
+)
 
 
 def log_change(session: Session, change_type: str, resource_type: str, resource_pk: int) -> None:
     """Append one row to the change log."""
-    values = {"change_type": change_type, "resource_type": resource_type}
-    session.connection().execute(_INSERT_CHANGE, {**values, "resource_pk": resource_pk})
+    values = {"change_type": change_type, "resource_type": resource_type, "created_at": utcnow()}
+    _RAW_INSERT_CHANGE.rowcount(session, {**values, "resource_pk": resource_pk})
 
 
 def log_changes(
@@ -241,8 +250,7 @@ def instance_row(header: Dataset, values: dict[str, Any]) -> dict[str, Any]:
 
 def add_instance(session: Session, header: Dataset, values: dict[str, Any]) -> int:
     """Insert the instance row (unique SOP Instance UID) and return its pk."""
-    result = session.connection().execute(_INSERT_INSTANCE, instance_row(header, values))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return int(_RAW_INSERT_INSTANCE.returned(session, instance_row(header, values)))
 
 
 _INSERT_INSTANCES = _INSERT_INSTANCE.returning(

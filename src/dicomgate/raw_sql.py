@@ -1,0 +1,124 @@
+"""``RawStatement``: a Core statement compiled once per dialect, run on the driver's cursor.
+
+For the few statements of a hot path. Intake writes three rows for every instance it stores;
+SQLAlchemy's work around each execution (the compiled-cache lookup, an execution context,
+events, a result object) cost about as much CPU as SQLite's own. A ``RawStatement`` keeps
+what SQLAlchemy would produce (the dialect's SQL and the column types' bind processors, so a
+datetime is stored exactly as Core stores it) and hands it to the DBAPI cursor of the
+session's connection, inside the session's transaction. Driver errors come out as
+SQLAlchemy's (``sqlalchemy.exc.IntegrityError`` for a duplicate key, as with Core).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import UpdateBase
+
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    positional: bool
+    binds: tuple[tuple[str, bool, Any, _Processor], ...]  # name, given?, default, processor
+    dbapi_error: type[Exception]
+
+
+class RawStatement:
+    """An INSERT, UPDATE or DELETE run on the driver's cursor (see the module docstring).
+
+    Parameters
+    ----------
+    statement
+        The Core statement, with a ``bindparam`` for every value given at execution; a literal
+        in it (``status == "RECEIVING"``) is bound as Core binds it.
+    columns
+        For an INSERT, the columns given at execution (every one with a default included: the
+        defaults Core computes per execution are not computed here).
+    """
+
+    def __init__(self, statement: UpdateBase, columns: list[str] | None = None) -> None:
+        self.statement = statement
+        self.columns = columns
+        self._compiled: dict[tuple[str, str, str], _Compiled] = {}
+
+    def rowcount(self, session: Session, params: Mapping[str, Any]) -> int:
+        """Execute with ``params``; return how many rows the statement changed."""
+        cursor = self._execute(session, params)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def returned(self, session: Session, params: Mapping[str, Any]) -> Any:
+        """Execute a statement with ``RETURNING`` one column; return the single value."""
+        cursor = self._execute(session, params)
+        try:
+            # Every row fetched: SQLite keeps the statement running (and the commit refused)
+            # until its cursor is exhausted.
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return rows[0][0]
+
+    def _execute(self, session: Session, params: Mapping[str, Any]) -> Any:
+        connection = session.connection()
+        compiled = self._for(connection.dialect)
+        # A column given at execution must be in ``params`` (KeyError), never silently NULL.
+        values = [
+            (name, params[name] if given else params.get(name, default), processor)
+            for name, given, default, processor in compiled.binds
+        ]
+        args: Any
+        if compiled.positional:
+            args = [value if proc is None else proc(value) for _n, value, proc in values]
+        else:
+            args = {name: value if proc is None else proc(value) for name, value, proc in values}
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.sql, args)
+        except compiled.dbapi_error as exc:
+            cursor.close()
+            raise DBAPIError.instance(compiled.sql, args, exc, compiled.dbapi_error) from exc
+        return cursor
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        key = (dialect.name, str(dialect.driver), str(dialect.paramstyle))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = _compile(self.statement, self.columns, dialect)
+        return compiled
+
+
+def _compile(statement: UpdateBase, columns: list[str] | None, dialect: Dialect) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=columns)
+    computed = [*compiled.insert_prefetch, *compiled.update_prefetch]
+    if computed:
+        missing = ", ".join(column.name for column in computed)
+        raise ValueError(
+            f"give these columns at execution, their defaults are not computed: {missing}"
+        )
+    given = set(columns or ())
+    binds = tuple(
+        (name, name in given, bind.value, _processor(bind.type, dialect))
+        for name, bind in ((name, compiled.binds[name]) for name in _names(compiled))
+    )
+    dbapi = dialect.loaded_dbapi
+    return _Compiled(compiled.string, compiled.positiontup is not None, binds, dbapi.Error)
+
+
+def _names(compiled: Any) -> list[str]:
+    """Return the bind names in the order a positional paramstyle takes them."""
+    return list(compiled.positiontup or compiled.binds)
+
+
+def _processor(sql_type: Any, dialect: Dialect) -> _Processor:
+    processor: _Processor = sql_type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
