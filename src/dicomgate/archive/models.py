@@ -120,7 +120,8 @@ class Instance(Base):
     __tablename__ = "instances"
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
-    series_pk: Mapped[int] = mapped_column(ForeignKey("series.pk"), index=True)
+    # Indexed by ix_instances_series_pk_instance_number (migration 0005), series_pk first.
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.pk"))
     staging_pk: Mapped[int | None] = mapped_column(ForeignKey("staging_sessions.pk"), index=True)
     sop_class_uid: Mapped[str] = mapped_column(UID)
     instance_number: Mapped[int | None] = mapped_column(Integer)
