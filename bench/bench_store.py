@@ -236,6 +236,8 @@ def one_run(starter: Callable[[Path], Server], case: Case, base: Path) -> float:
 def build_cases(corpus: Path, args: argparse.Namespace) -> list[Case]:
     cases: list[Case] = []
     for kind, count in (("small", args.small), ("large", args.large)):
+        if count == 0:  # --large 0: only the small cases
+            continue
         for assocs in (1, PARTS):
             cases.append(Case(f"{kind} x{assocs}", corpus / kind, count, assocs))
     if args.nagle:
