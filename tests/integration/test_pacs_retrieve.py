@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.uid import generate_uid
+from pynetdicom.association import Association
 from sqlalchemy import select
 
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.models import Instance, StagingSession
+from dicomgate.dicom.fast_store import StoreAssembler, StoreRequest
 from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import WindowClosedError
 from dicomgate.intake.origin import Origin, OriginKind
@@ -100,6 +103,30 @@ def test_c_get_on_our_association(peer: Peer, intake: Intake, tmp_path: Path) ->
     assert ledger.counts() == {"stored": len(study.sop_uids)}
     assert _stored_uids(intake) == set(study.sop_uids)
     assert all(c.ok and c.method == "c-get" for _, c in ledger.requests)
+
+
+def test_c_get_stores_are_taken_from_the_pdus(
+    peer: Peer, intake: Intake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A C-GET's C-STOREs skip pynetdicom's decoding, as the receiver's do (fast_store)."""
+    taken: list[str] = []
+    slow: list[object] = []
+    handler_of = StoreAssembler.__init__
+
+    def counting(self: StoreAssembler, handler: Any, accepted: frozenset[int]) -> None:
+        def count(request: StoreRequest) -> tuple[int, str]:
+            taken.append(request.sop_instance_uid)
+            return handler(request)  # type: ignore[no-any-return]
+
+        handler_of(self, count, accepted)
+
+    monkeypatch.setattr(StoreAssembler, "__init__", counting)
+    monkeypatch.setattr(Association, "_c_store_scp", lambda *args: slow.append(args))
+    study = peer.studies[3]
+    ledger = _retrieve(peer.service(intake, tmp_path, retrieve_method="c-get"), study)
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    assert sorted(taken) == sorted(study.sop_uids)
+    assert slow == []
 
 
 @pytest.mark.usefixtures("receiver")

@@ -133,13 +133,17 @@ class EventDrivenDUL(DULServiceProvider):
         self._decode_for_pynetdicom(pdu)
 
     def _idle_between_messages(self) -> bool:
-        """Return True when pynetdicom holds no message, part of one, or an unhandled event."""
+        """Return True when pynetdicom holds no message, part of one, or an unhandled event.
+
+        A requestor's decoded messages are the answers its caller waits for (a C-GET's
+        pending responses, one after each of its C-STOREs): they never wait on a C-STORE.
+        """
         dimse = self.assoc.dimse
         return (
             self.state_machine.current_state == "Sta6"
             and dimse.message is None
             and self.event_queue.empty()
-            and dimse.msg_queue.empty()
+            and (self.assoc.is_requestor or dimse.msg_queue.empty())
         )
 
     def _read_pdu(self) -> bytes | None:
