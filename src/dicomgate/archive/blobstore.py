@@ -105,19 +105,35 @@ def _find_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _find_syncfs()
 
 
-def _sync_filesystems(folders: Iterable[Path], syncfs: Callable[[int], int]) -> None:
-    """Write everything cached of the file systems holding ``folders`` to disk (one call each)."""
-    synced: set[int] = set()
-    for folder in folders:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
+@contextlib.contextmanager
+def _file_systems(folders: Iterable[Path]) -> Iterator[list[int]]:
+    """Yield one open descriptor per file system holding ``folders``; close them after.
+
+    ``syncfs`` reports the write-back errors of its file system seen since its descriptor was
+    opened: open it before the blobs are written, so a failed background write-back of one of
+    them (before the sync) is reported too.
+    """
+    fds: dict[int, int] = {}
+    try:
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             device = os.fstat(fd).st_dev
-            if device not in synced and syncfs(fd) != 0:
-                error = ctypes.get_errno()
-                raise OSError(error, os.strerror(error))
-            synced.add(device)
-        finally:
+            if device in fds:
+                os.close(fd)
+            else:
+                fds[device] = fd
+        yield list(fds.values())
+    finally:
+        for fd in fds.values():
             os.close(fd)
+
+
+def _sync(fds: list[int], syncfs: Callable[[int], int]) -> None:
+    """Write everything cached of these file systems to disk; raise OSError when that failed."""
+    for fd in fds:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -256,18 +272,19 @@ class FilesystemBlobStore:
         crash leaves either temporary files (removed at start-up) or complete blobs that no
         index row names yet (set aside by reconciliation), as with fsyncs.
         """
+        finals = [self.path(key) for key in keys]
         folders: set[Path] = set()
-        temps = []
-        for key, data in zip(keys, blobs, strict=True):
-            final = self.path(key)
+        for final in finals:
             folders.update(self._make_parent(final.parent))
-            temps.append((final.with_name(key + TEMP_SUFFIX), final))
-            with open(temps[-1][0], "xb") as fh:
-                fh.write(data)
-        _sync_filesystems(folders, syncfs)
-        for tmp, final in temps:
-            os.rename(tmp, final)
-        _sync_filesystems(folders, syncfs)
+        temps = [final.with_name(final.name + TEMP_SUFFIX) for final in finals]
+        with _file_systems(folders) as fds:
+            for tmp, data in zip(temps, blobs, strict=True):
+                with open(tmp, "xb") as fh:
+                    fh.write(data)
+            _sync(fds, syncfs)
+            for tmp, final in zip(temps, finals, strict=True):
+                os.rename(tmp, final)
+            _sync(fds, syncfs)
 
     def _write_one(self, key: str, data: bytes) -> list[Path]:
         """Write and fsync one blob, rename it into place; return the folders left to fsync.

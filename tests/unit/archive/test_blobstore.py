@@ -1,6 +1,8 @@
+import contextlib
 import ctypes
 import errno
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,22 @@ def test_syncfs_is_used_only_where_it_reports_errors(
     fake = os.uname_result((*uname[:2], release, *uname[3:]))
     monkeypatch.setattr(blobstore.os, "uname", lambda: fake)
     assert blobstore._find_syncfs() is None
+
+
+def test_the_sync_descriptor_is_opened_before_any_blob_is_written(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # syncfs reports only the write-back errors seen since its descriptor was opened.
+    opened_with: list[list[Path]] = []
+    real = blobstore._file_systems
+
+    @contextlib.contextmanager
+    def spy(folders: Iterable[Path]) -> Iterator[list[int]]:
+        opened_with.append([p for p in store.root.rglob("*") if p.is_file()])
+        with real(folders) as fds:
+            yield fds
+
+    monkeypatch.setattr(blobstore, "_file_systems", spy)
+    monkeypatch.setattr(blobstore, "_SYNCFS", lambda fd: 0)
+    keys = store.create_many([b"a", b"b"])
+    assert opened_with == [[]] and [store.read(key) for key in keys] == [b"a", b"b"]
