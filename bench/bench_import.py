@@ -8,17 +8,20 @@ folder: (1) reads every file's header with pydicom (``stop_before_pixels``), the
 receive, per-item record, reconciliation); (3) the bare ``receive()`` loop that
 ``dicomgate import`` used before it was a job, to show what the job bookkeeping costs.
 Files are read once before timing so every case finds them in the page cache. Prints the
-medians and the ratios import/header-read (target >= 0.5) and import/bare-receive.
+medians, the ratios import/header-read (target >= 0.5) and import/bare-receive, and the CPU
+time per instance of the header read and of the job (its reader processes included).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pydicom
@@ -33,23 +36,30 @@ from dicomgate.intake.receive import receive  # noqa: E402
 from dicomgate.settings import load_settings  # noqa: E402
 
 
-def header_read(files: list[Path]) -> float:
-    t0 = time.perf_counter()
+def cpu_seconds() -> float:
+    """Return the CPU time of this process and of its reaped children (reader processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def header_read(files: list[Path]) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), cpu_seconds()
     for path in files:
         pydicom.dcmread(path, stop_before_pixels=True)
-    return len(files) / (time.perf_counter() - t0)
+    return len(files) / (time.perf_counter() - t0), (cpu_seconds() - c0) / len(files)
 
 
-def job_import(corpus: Path, data: Path, count: int) -> float:
+def job_import(corpus: Path, data: Path, count: int) -> tuple[float, float]:
     settings = load_settings(None, data_dir=data, log_level="WARNING")
     jobs = open_jobs(settings, open_intake(settings), queue=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     job_id = jobs.submit("import_files", {"paths": [str(corpus)]})
     job = jobs.run_inline(job_id)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     assert job.counts == {"stored": count}, job.counts
     jobs.db.dispose()
-    return count / elapsed
+    return count / elapsed, cpu / count
 
 
 def bare_receive(files: list[Path], data: Path) -> float:
@@ -80,16 +90,24 @@ def main() -> None:
         for path in files:
             path.read_bytes()  # warm the page cache for every case alike
         rates: dict[str, list[float]] = {"header": [], "job": [], "bare": []}
+        cpu: dict[str, list[float]] = {"header": [], "job": []}
         for run in range(args.runs):
-            rates["header"].append(header_read(files))
-            rates["job"].append(job_import(corpus, base / f"job{run}", args.count))
+            for name, measure in (
+                ("header", partial(header_read, files)),
+                ("job", partial(job_import, corpus, base / f"job{run}", args.count)),
+            ):
+                rate, per_instance = measure()
+                rates[name].append(rate)
+                cpu[name].append(per_instance * 1000)
             rates["bare"].append(bare_receive(files, base / f"bare{run}"))
             print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()))
         med = {k: statistics.median(v) for k, v in rates.items()}
+        cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
         print(f"{args.count} instances ({args.size}x{args.size}), median of {args.runs} runs:")
         print(f"  pydicom header read      {med['header']:8.0f} instances/s (reference)")
         print(f"  dicomgate import (job)   {med['job']:8.0f} instances/s")
         print(f"  bare receive() loop      {med['bare']:8.0f} instances/s")
+        print(f"  CPU per instance: header {cpu_med['header']:.3f} ms, job {cpu_med['job']:.3f} ms")
         print(f"  ratio import/header-read {med['job'] / med['header']:.3f} (target >= 0.5)")
         print(f"  ratio import/bare        {med['job'] / med['bare']:.3f}")
     finally:

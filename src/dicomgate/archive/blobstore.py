@@ -6,21 +6,23 @@ a blob under its final name in a two-level fan-out directory and
 fsyncs the file and the directory, so a key that ``create`` returned survives a crash; a file
 written and fsynced under ``temp`` first is renamed into place by ``adopt``.
 ``create_many`` does the same for a batch with one flush: every blob is written to a temporary
-name beside its final one, fsynced and renamed, all at once on threads (concurrent fsyncs
-share the file system's journal commits), then every folder touched is fsynced at once; no
-key is returned before all of that is done.
+name beside its final one; on Linux one ``syncfs`` writes them all, they are renamed, and a
+second ``syncfs`` writes the renames (elsewhere each is fsynced and renamed on a thread of its
+own, then every folder touched is fsynced); no key is returned before all of that is done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from dicomgate.errors import NotFoundError, StorageError, StorageFullError
 
@@ -83,6 +85,55 @@ class KeyMaker:
             self._left -= 1
             folder = self._folder
         return folder + os.urandom(14).hex()
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """Return libc's ``syncfs`` where it reports write errors (Linux 5.8 on), else None."""
+    if sys.platform != "linux":
+        return None
+    try:
+        release = tuple(int(part) for part in os.uname().release.split(".")[:2])
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (ValueError, OSError, AttributeError):
+        return None
+    if release < (5, 8):  # before 5.8, syncfs returned 0 even when writing back had failed
+        return None
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    return cast("Callable[[int], int]", syncfs)
+
+
+_SYNCFS = _find_syncfs()
+
+
+@contextlib.contextmanager
+def _file_systems(folders: Iterable[Path]) -> Iterator[list[int]]:
+    """Yield one open descriptor per file system holding ``folders``; close them after.
+
+    ``syncfs`` reports the write-back errors of its file system seen since its descriptor was
+    opened: open it before the blobs are written, so a failed background write-back of one of
+    them (before the sync) is reported too.
+    """
+    fds: dict[int, int] = {}
+    try:
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            device = os.fstat(fd).st_dev
+            if device in fds:
+                os.close(fd)
+            else:
+                fds[device] = fd
+        yield list(fds.values())
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _sync(fds: list[int], syncfs: Callable[[int], int]) -> None:
+    """Write everything cached of these file systems to disk; raise OSError when that failed."""
+    for fd in fds:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -184,17 +235,15 @@ class FilesystemBlobStore:
     def create_many(self, blobs: Sequence[bytes]) -> list[str]:
         """Store every blob durably with one flush for the batch; return their keys in order.
 
-        Nothing is returned before every file and every directory entry is fsynced. When any
+        Nothing is returned before every file and every directory entry is on disk. When any
         blob cannot be stored, none is kept (the caller may store them one by one).
         """
         keys = [self._new_key() for _ in blobs]
-        folders: set[Path] = set()
         try:
-            # Each blob on its own thread: write, fsync, rename (its fsyncs, the mkdirs of a
-            # fresh store's fan-out folders and the renames overlap); then every folder.
-            jobs = zip(keys, blobs, strict=True)
-            _all_at_once(lambda job: folders.update(self._write_one(*job)), jobs)
-            _all_at_once(_fsync_dir, folders)
+            if _SYNCFS is not None and keys:
+                self._write_synced(keys, blobs, _SYNCFS)
+            else:
+                self._write_fsynced(keys, blobs)
         except OSError as exc:
             for key in keys:
                 final = self.path(key)
@@ -203,6 +252,39 @@ class FilesystemBlobStore:
                         path.unlink()
             raise _storage_error(exc, "store a blob") from exc
         return keys
+
+    def _write_fsynced(self, keys: list[str], blobs: Sequence[bytes]) -> None:
+        """Write, fsync and rename each blob on its own thread, then fsync every folder."""
+        folders: set[Path] = set()
+        # The fsyncs, the mkdirs of a fresh store's fan-out folders and the renames overlap.
+        jobs = zip(keys, blobs, strict=True)
+        _all_at_once(lambda job: folders.update(self._write_one(*job)), jobs)
+        _all_at_once(_fsync_dir, folders)
+
+    def _write_synced(
+        self, keys: list[str], blobs: Sequence[bytes], syncfs: Callable[[int], int]
+    ) -> None:
+        """Write every blob under its temporary name, sync, rename them all, sync again.
+
+        Each fsync of a small file cost a journal commit and a disk cache flush, about 0.3 ms
+        of CPU per blob even when 16 of them overlapped; one ``syncfs`` writes the whole batch
+        with one. The first sync puts every blob's bytes on disk before any is renamed, so a
+        crash leaves either temporary files (removed at start-up) or complete blobs that no
+        index row names yet (set aside by reconciliation), as with fsyncs.
+        """
+        finals = [self.path(key) for key in keys]
+        folders: set[Path] = set()
+        for final in finals:
+            folders.update(self._make_parent(final.parent))
+        temps = [final.with_name(final.name + TEMP_SUFFIX) for final in finals]
+        with _file_systems(folders) as fds:
+            for tmp, data in zip(temps, blobs, strict=True):
+                with open(tmp, "xb") as fh:
+                    fh.write(data)
+            _sync(fds, syncfs)
+            for tmp, final in zip(temps, finals, strict=True):
+                os.rename(tmp, final)
+            _sync(fds, syncfs)
 
     def _write_one(self, key: str, data: bytes) -> list[Path]:
         """Write and fsync one blob, rename it into place; return the folders left to fsync.

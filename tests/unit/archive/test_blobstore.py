@@ -1,7 +1,13 @@
+import contextlib
+import ctypes
+import errno
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
+from dicomgate.archive import blobstore
 from dicomgate.archive.blobstore import FilesystemBlobStore, KeyMaker
 from dicomgate.errors import NotFoundError, StorageError
 
@@ -80,3 +86,70 @@ def test_consecutive_keys_share_a_folder_until_it_has_had_its_share() -> None:
 def test_a_batch_lands_in_one_folder(store: FilesystemBlobStore) -> None:
     keys = store.create_many([b"a", b"b", b"c", b"d"])
     assert len({store.path(key).parent for key in keys}) == 1
+
+
+def test_create_many_without_syncfs_fsyncs_each_blob(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blobstore, "_SYNCFS", None)  # not Linux, or a kernel before 5.8
+    blobs = [bytes([n]) * (n + 1) for n in range(20)]
+    keys = store.create_many(blobs)
+    assert [store.read(key) for key in keys] == blobs
+    assert store.temp_files() == [] and sorted(store.iter_keys()) == sorted(keys)
+
+
+def test_create_many_syncs_each_file_system_once_before_and_after_renaming(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+
+    def syncfs(fd: int) -> int:
+        seen.append(sorted(p.name for p in store.root.rglob("*") if p.is_file()))
+        return 0
+
+    monkeypatch.setattr(blobstore, "_SYNCFS", syncfs)
+    keys = store.create_many([b"a", b"b", b"c"])
+    assert seen == [sorted(f"{key}.tmp" for key in keys), sorted(keys)]
+
+
+def test_a_failed_sync_keeps_nothing(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def syncfs(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)  # write-back failed: the bytes may not be on disk
+        return -1
+
+    monkeypatch.setattr(blobstore, "_SYNCFS", syncfs)
+    with pytest.raises(StorageError, match="Input/output error"):
+        store.create_many([b"a", b"b"])
+    assert list(store.iter_keys()) == [] and store.temp_files() == []
+
+
+@pytest.mark.parametrize(("platform", "release"), [("linux", "5.4.0-150"), ("darwin", "23.1.0")])
+def test_syncfs_is_used_only_where_it_reports_errors(
+    monkeypatch: pytest.MonkeyPatch, platform: str, release: str
+) -> None:
+    monkeypatch.setattr(blobstore.sys, "platform", platform)
+    uname = os.uname()
+    fake = os.uname_result((*uname[:2], release, *uname[3:]))
+    monkeypatch.setattr(blobstore.os, "uname", lambda: fake)
+    assert blobstore._find_syncfs() is None
+
+
+def test_the_sync_descriptor_is_opened_before_any_blob_is_written(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # syncfs reports only the write-back errors seen since its descriptor was opened.
+    opened_with: list[list[Path]] = []
+    real = blobstore._file_systems
+
+    @contextlib.contextmanager
+    def spy(folders: Iterable[Path]) -> Iterator[list[int]]:
+        opened_with.append([p for p in store.root.rglob("*") if p.is_file()])
+        with real(folders) as fds:
+            yield fds
+
+    monkeypatch.setattr(blobstore, "_file_systems", spy)
+    monkeypatch.setattr(blobstore, "_SYNCFS", lambda fd: 0)
+    keys = store.create_many([b"a", b"b"])
+    assert opened_with == [[]] and [store.read(key) for key in keys] == [b"a", b"b"]
