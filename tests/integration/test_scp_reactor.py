@@ -63,6 +63,35 @@ def test_plain_listener_serves_with_event_driven_reactors(receiver: Receiver) ->
     assert assoc.is_released
 
 
+def test_after_response_actions_run_and_a_failing_one_does_not_end_the_association(
+    receiver: Receiver,
+) -> None:
+    ran: list[int] = []
+
+    def fail() -> None:
+        raise RuntimeError("an action that fails")
+
+    def on_echo(event: Any) -> int:
+        event.assoc.after_response(fail)
+        event.assoc.after_response(lambda: ran.append(len(ran)))
+        return 0x0000
+
+    assoc = _scu().associate("127.0.0.1", receiver.port, ae_title="DGTEST")
+    try:
+        [served] = receiver.ae.active_associations
+        served.unbind(evt.EVT_C_ECHO, served.get_handlers(evt.EVT_C_ECHO)[0])
+        served.bind(evt.EVT_C_ECHO, on_echo)
+        assert assoc.send_c_echo().Status == 0x0000
+        assert assoc.send_c_echo().Status == 0x0000
+        deadline = time.monotonic() + 5
+        while len(ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assoc.release()
+    assert ran == [0, 1]
+    assert assoc.is_released
+
+
 def test_idle_association_is_aborted_at_the_network_timeout(receiver: Receiver) -> None:
     aborted: list[Any] = []
     handlers: list[Any] = [(evt.EVT_ABORTED, aborted.append)]

@@ -314,7 +314,10 @@ class EventDrivenAssociation(Association):
     def _answered(self) -> None:
         actions, self._after_response = self._after_response, []
         for action in actions:
-            action()
+            try:
+                action()
+            except Exception:  # the association goes on; what failed is the action's
+                log.exception("association %s: an after-response action failed", self.name)
 
     def _wait_for_dul(self) -> None:
         signal = self.dul.handed_up
