@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -39,7 +41,11 @@ def _sqlite_on_begin(conn: Any) -> None:
     # Readers begin a deferred transaction so they never wait for the write lock. Sent on the
     # driver's connection: through exec_driver_sql it cost as much as an intake statement.
     readonly = conn.get_execution_options().get("dicomgate_readonly", False)
-    conn.connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+    statement = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+    try:
+        conn.connection.driver_connection.execute(statement)
+    except sqlite3.Error as exc:  # as SQLAlchemy's own execution would raise it
+        raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
 
 def make_engine(url: str) -> Engine:

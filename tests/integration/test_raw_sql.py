@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from dicomgate.archive.models import Change, StagingSession
 from dicomgate.db import Database
@@ -95,3 +96,15 @@ def test_a_column_default_left_out_is_refused_at_compile(database: Database) -> 
     partial = RawStatement(insert(Change.__table__), _CHANGE_COLUMNS[:3])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="created_at"), database.unit_of_work() as session:
         partial.rowcount(session, _change(1))
+
+
+def test_a_begin_the_driver_refuses_is_sqlalchemys_error(tmp_path: Path) -> None:
+    """``BEGIN IMMEDIATE`` goes to SQLite's driver directly; its errors stay SQLAlchemy's."""
+    db = Database(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    try:
+        with db.engine.connect() as conn:
+            conn.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
+            with pytest.raises(OperationalError, match="within a transaction"):
+                conn.begin()
+    finally:
+        db.dispose()
