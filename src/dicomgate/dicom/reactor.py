@@ -36,7 +36,8 @@ from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler
 
-from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, p_data_pdu
+from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, StoreRequest, p_data_pdu
+from dicomgate.dicom.store_response import command_pdata
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,7 @@ class EventDrivenDUL(DULServiceProvider):
                 if self.socket is not None:
                     self.socket.send(p_data_pdu(context_id, command_set))
                 return
-        pdata = P_DATA()
-        pdata.presentation_data_value_list.append((context_id, b"\x03" + command_set))
-        self.send_pdu(pdata)
+        self.send_pdu(command_pdata(context_id, command_set))
 
     def kill_dul(self) -> None:
         """Stop the reactor (woken so it stops now)."""
@@ -373,6 +372,34 @@ class EventDrivenAssociation(Association):
         else:
             self.abort()
         self.kill()
+
+
+def take_stores_of(
+    assoc: Association,
+    store: Callable[[StoreRequest, str], tuple[int, str]],
+    *,
+    scp_role_only: bool = False,
+) -> bool:
+    """Let ``assoc``'s DUL take its C-STOREs itself (``dicom.fast_store``); True when it does.
+
+    ``store`` gets each request with its context's transfer syntax and returns the response
+    status and comment. With ``scp_role_only`` (a requestor's C-GET) only the contexts where
+    the peer granted us the SCP role take stores. A TLS association (pynetdicom's own DUL)
+    keeps pynetdicom's path.
+    """
+    dul = assoc.dul
+    if not isinstance(dul, EventDrivenDUL):
+        return False
+    syntaxes = {
+        int(cx.context_id): str(cx.transfer_syntax[0])
+        for cx in assoc.accepted_contexts
+        if cx.context_id is not None and (cx.as_scp or not scp_role_only)
+    }
+
+    def handler(request: StoreRequest) -> tuple[int, str]:
+        return store(request, syntaxes[request.context_id])
+
+    return dul.take_stores(StoreAssembler(handler, frozenset(syntaxes)))
 
 
 def _trigger(assoc: Association, name: str) -> None:

@@ -28,11 +28,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from dicomgate.dicom.fast_store import StoreAssembler, StoreRequest
 from dicomgate.dicom.nodes import RemoteNode
 from dicomgate.dicom.politeness import Politeness
 from dicomgate.dicom.query import QueryLevel, build_identifier, result_dict, result_keywords
-from dicomgate.dicom.reactor import EventDrivenDUL, RequestorAE
+from dicomgate.dicom.reactor import RequestorAE, take_stores_of
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 
@@ -276,33 +275,13 @@ class RemoteNodeClient:
         counts = RetrieveCounts("c-get", level.value)
         identifier = build_identifier(level, keys)
         with self._association(ae, roles, [(evt.EVT_C_STORE, store)]) as assoc:
-            _take_stores(assoc, on_store)
+            # C-STOREs taken from the PDUs, as the receiver's (pynetdicom's path cost more).
+            take_stores_of(
+                assoc, lambda request, ts: (on_store(request.dataset, ts), ""), scp_role_only=True
+            )
             for status, answer in assoc.send_c_get(identifier, model):
                 if "Status" not in status:
                     counts.error = "association aborted or timed out"
                     break
                 _update(counts, status, answer)
         return counts
-
-
-def _take_stores(assoc: Association, on_store: StoreHandler) -> None:
-    """Let the association's DUL take the C-GET's C-STOREs itself (``dicom.fast_store``).
-
-    As the receiver does: pynetdicom's decoding of every PDU, message and primitive cost more
-    than the store. Only the contexts where the peer granted us the SCP role take stores; a
-    TLS association (pynetdicom's own DUL) keeps pynetdicom's path and the ``EVT_C_STORE``
-    handler.
-    """
-    dul = assoc.dul
-    if not isinstance(dul, EventDrivenDUL):
-        return
-    syntaxes = {
-        int(cx.context_id): str(cx.transfer_syntax[0])
-        for cx in assoc.accepted_contexts
-        if cx.as_scp and cx.context_id is not None
-    }
-
-    def store(request: StoreRequest) -> tuple[int, str]:
-        return on_store(request.dataset, syntaxes[request.context_id]), ""
-
-    dul.take_stores(StoreAssembler(store, frozenset(syntaxes)))

@@ -53,9 +53,14 @@ class QuickStoreResponses(DIMSEServiceProvider):
         if encoded is None or not fits:
             super().send_msg(primitive, context_id)
             return
-        pdata = P_DATA()
-        pdata.presentation_data_value_list.append((context_id, _LAST_COMMAND_FRAGMENT + encoded))
-        self.dul.send_pdu(pdata)
+        self.dul.send_pdu(command_pdata(context_id, encoded))
+
+
+def command_pdata(context_id: int, command_set: bytes) -> P_DATA:
+    """Return a P-DATA primitive holding ``command_set`` as one last command fragment."""
+    pdata = P_DATA()
+    pdata.presentation_data_value_list.append((context_id, _LAST_COMMAND_FRAGMENT + command_set))
+    return pdata
 
 
 def answer_stores_quickly(assoc: Any) -> None:

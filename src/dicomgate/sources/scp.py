@@ -29,8 +29,8 @@ from dicomgate.auth.audit import AuditTrail
 from dicomgate.auth.dicom_guard import AssociationGuard
 from dicomgate.auth.settings import DicomOperation
 from dicomgate.auth.tls import dicom_server_context
-from dicomgate.dicom.fast_store import StoreAssembler, StoreRequest
-from dicomgate.dicom.reactor import EventDrivenDUL, EventDrivenRequestHandler, tune_connection
+from dicomgate.dicom.fast_store import StoreRequest
+from dicomgate.dicom.reactor import EventDrivenRequestHandler, take_stores_of, tune_connection
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import dimse_store_status
 from dicomgate.intake.origin import Origin, OriginKind
@@ -134,14 +134,13 @@ def _take_stores(event: Any, intake: Intake, guard: AssociationGuard) -> None:
     """
     assoc = event.assoc
     bound = assoc.get_handlers(evt.EVT_C_STORE)  # (handler, args) of an intervention event
-    if not isinstance(assoc.dul, EventDrivenDUL) or not bound or bound[0] is not _on_store:
+    if not bound or bound[0] is not _on_store:
         return
-    syntaxes = {int(cx.context_id): str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
 
-    def store(request: StoreRequest) -> tuple[int, str]:
-        return _store(assoc, request, syntaxes[request.context_id], intake, guard)
+    def store(request: StoreRequest, transfer_syntax: str) -> tuple[int, str]:
+        return _store(assoc, request, transfer_syntax, intake, guard)
 
-    assoc.dul.take_stores(StoreAssembler(store, frozenset(syntaxes)))
+    take_stores_of(assoc, store)
 
 
 def _on_echo(event: Any, guard: AssociationGuard) -> int:
