@@ -103,9 +103,12 @@ def open_jobs(settings: Settings, intake: Intake, queue: bool = True) -> Jobs:
         files,
         folder_job,
         handlers,
+        import_processes,
     )
 
     bind_share(build_review(settings, intake))  # the share_session job kind, for this site
+    sources = settings.sources
+    import_processes.configure(sources.import_processes, sources.import_processes_from)
 
     if not queue:
         return Jobs(intake, settings.jobs)

@@ -1,94 +1,133 @@
 """Receive the files of an import in batches: read and parse ahead, store and record per batch.
 
-Files are read and parsed (once: header and hash, by ``intake.receive.prepare``) on a few
-threads, one batch ahead of the one being stored, so parsing overlaps the waits of the
-previous batch's flush and commits. Each batch then goes through ``intake.batch.receive_batch``
-(one blob flush, one index transaction) and its items are recorded in one more transaction
-right after; only then are they handed to ``after`` (a watched folder moves its files then).
-A crash between the two commits leaves the batch's items pending: the resumed run finds them
-stored and records them as stored by this job (``JobContext.record_receive``).
+Each batch is read and parsed (once: header and hash, by ``intake.receive.prepare``), then
+received with one blob flush and one index transaction (``sources.batch_settle``), and its
+items are recorded in one more transaction right after; only then are they handed to
+``after`` (a watched folder moves its files then). A small import does that on the job's
+thread, with a few threads reading and parsing the next batch while one is stored. A large
+one (``sources.import_processes``) has a pool of processes read, parse and store a few batches
+at once; the job's thread records their answers in batch order.
 
-An instance whose storing failed is not recorded (it stays pending for a retry); its
-batch-mates are recorded all the same, then the first such error is raised.
+A crash between the two commits leaves the batch's items pending: the resumed run finds them
+stored and records them as stored by this job (``JobContext.record_receive``). An instance
+whose storing failed is not recorded (it stays pending for a retry); its batch-mates are
+recorded all the same, then the first such error is raised.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from dicomgate.errors import RetriableError, StorageError
-from dicomgate.intake.batch import Received, receive_batch
-from dicomgate.intake.receive import Prepared, ReceiveResult
-from dicomgate.jobs import ItemOutcome, JobContext
+from dicomgate.intake.origin import Origin
+from dicomgate.intake.spec import IntakeSpec
+from dicomgate.jobs import JobContext
 from dicomgate.jobs.store import ItemRecord
-from dicomgate.sources.dicomdir import Listed, disagreements
+from dicomgate.sources import import_processes
+from dicomgate.sources.batch_settle import Load, Planned, Received, Recorded, Settled, settle
+
+__all__ = ["Load", "Planned", "Recorded", "run_batches"]
 
 BATCH_ITEMS = 200  # instances per batch: one blob flush and two commits for all of them
 FIRST_BATCH = 8  # the first batch of an import; each next one is twice as large
 BATCH_BYTES = 64 * 1024 * 1024  # and at most this much file data (two batches are in memory)
-Recorded = tuple[ItemOutcome, str]  # the outcome and reason recorded for an item
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """One expected item of an import.
-
-    Parameters
-    ----------
-    key
-        Its name in the job (a path relative to the import root, an archive item name).
-    path
-        The file to receive, or None when the outcome is decided already.
-    outcome
-        The outcome decided without reading (rejected, skipped, missing), or None.
-    reason
-        Why, for a decided outcome.
-    listed
-        The DICOMDIR record of the file, to compare its header with.
-    """
-
-    key: str
-    path: Path | None = None
-    outcome: ItemOutcome | None = None
-    reason: str = ""
-    listed: Listed | None = None
-
-
-Load = Callable[[Planned], "Prepared | Recorded"]  # read and prepare one item (worker thread)
+After = Callable[[Planned, Recorded], None]
+Pairs = list[tuple[Planned, Origin]]
 
 
 def run_batches(
     ctx: JobContext,
     items: list[Planned],
     load: Load,
-    after: Callable[[Planned, Recorded], None] | None = None,
+    origin: Callable[[Planned], Origin],
+    after: After | None = None,
     workers: int = 1,
 ) -> Iterator[Recorded]:
     """Receive and record every item in batches; yield each recorded outcome.
+
+    Parameters
+    ----------
+    ctx
+        The running job.
+    items
+        The pending items.
+    load
+        Reads and prepares one item: a module-level function (import processes are handed it).
+    origin
+        The origin of an item's instance (called on the job's thread).
+    after
+        Called once an item's outcome is committed.
+    workers
+        Threads reading and parsing ahead, when the batches are stored on the job's thread.
 
     Stops between batches once the job is cancelled (the rest stays pending).
 
     Raises
     ------
     RetriableError
-        When the archive could not store an instance (after the others were recorded).
+        When the archive could not store an instance (after the others were recorded), or
+        an import process died.
     """
-    batches = list(_batches(items))
+    batches = [[(item, origin(item)) for item in batch] for batch in _batches(items)]
+    spec = IntakeSpec.of(ctx.intake)
+    pool = import_processes.pool_for(len(items)) if spec.shareable else None
+    if pool is None:
+        yield from _in_threads(ctx, batches, load, after, workers)
+    else:
+        yield from _in_processes(ctx, batches, load, after, (pool, spec))
+
+
+def _in_threads(
+    ctx: JobContext, batches: list[Pairs], load: Load, after: After | None, workers: int
+) -> Iterator[Recorded]:
+    """Store each batch on this thread while ``workers`` threads read the next one."""
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix=f"read-{ctx.job_id[:8]}") as pool:
-        ahead: list[Future[Prepared | Recorded]] = []
+        ahead: list[Future[Any]] = []
         for number, batch in enumerate(batches):
-            loading = ahead or [pool.submit(load, item) for item in batch]
+            loading = ahead or [pool.submit(load, *pair) for pair in batch]
             if ctx.cancelled():
                 break
             if number + 1 < len(batches):  # read the next batch while this one is stored
-                ahead = [pool.submit(load, item) for item in batches[number + 1]]
-            loaded = [future.result() for future in loading]
-            yield from _store(ctx, batch, loaded, after)
+                ahead = [pool.submit(load, *pair) for pair in batches[number + 1]]
+            planned = [item for item, _ in batch]
+            answers = settle(ctx.intake, planned, [future.result() for future in loading])
+            yield from _record(ctx, planned, answers, after)
+
+
+def _in_processes(
+    ctx: JobContext,
+    batches: list[Pairs],
+    load: Load,
+    after: After | None,
+    where: tuple[ProcessPoolExecutor, IntakeSpec],
+) -> Iterator[Recorded]:
+    """Have the import processes settle a few batches at once; record them in order."""
+    pool, spec = where
+    in_flight = import_processes.process_count() + 1  # one queued, so no process waits
+    futures: list[Future[list[Settled]]] = []
+    try:
+        for number, batch in enumerate(batches):
+            while len(futures) < in_flight and len(futures) + number < len(batches):
+                futures.append(
+                    import_processes.submit(pool, spec, load, batches[number + len(futures)])
+                )
+            answers = futures.pop(0).result()
+            yield from _record(ctx, [item for item, _ in batch], answers, after)
+            if ctx.cancelled():
+                break
+    except BrokenProcessPool as exc:
+        import_processes.discard(pool)
+        raise RetriableError("an import process died; its batches stay pending") from exc
+    finally:
+        for future in futures:
+            future.cancel()  # batches not started stay pending; the running ones finish
+        for future in futures:
+            if not future.cancelled():
+                future.exception()  # wait: nothing of this job runs on once it returned
 
 
 def _batches(items: list[Planned]) -> Iterator[list[Planned]]:
@@ -100,7 +139,7 @@ def _batches(items: list[Planned]) -> Iterator[list[Planned]]:
     batch: list[Planned] = []
     size, limit = 0, FIRST_BATCH
     for item in items:
-        length = _size(item.path) if item.outcome is None else 0
+        length = _size(item) if item.outcome is None else 0
         if batch and (len(batch) >= limit or size + length > BATCH_BYTES):
             yield batch
             batch, size, limit = [], 0, min(2 * limit, BATCH_ITEMS)
@@ -110,33 +149,26 @@ def _batches(items: list[Planned]) -> Iterator[list[Planned]]:
         yield batch
 
 
-def _size(path: Path | None) -> int:
+def _size(item: Planned) -> int:
     try:
-        return os.lstat(path).st_size if path is not None else 0
+        return os.lstat(item.path).st_size if item.path is not None else 0
     except OSError:
         return 0  # found out when it is read
 
 
-def _store(
-    ctx: JobContext,
-    batch: list[Planned],
-    loaded: list[Prepared | Recorded],
-    after: Callable[[Planned, Recorded], None] | None,
+def _record(
+    ctx: JobContext, batch: Sequence[Planned], answers: Sequence[Settled], after: After | None
 ) -> list[Recorded]:
-    """Receive the prepared instances of one batch, record every item, then call ``after``."""
-    prepared = [load for load in loaded if isinstance(load, Prepared)]
-    received = iter(receive_batch(ctx.intake, prepared))
+    """Record every item of a settled batch, then call ``after``; raise its first error."""
     records: list[tuple[Planned, ItemRecord]] = []
     failure: Exception | None = None
-    for item, load in zip(batch, loaded, strict=True):
-        if not isinstance(load, Prepared):
-            records.append((item, ItemRecord(item.key, *load)))
-            continue
-        result = next(received)
-        if isinstance(result, Exception):
-            failure = failure or result  # not recorded: the item stays pending for a retry
-            continue
-        records.append((item, _record_of(ctx, item, load, result)))
+    for item, answer in zip(batch, answers, strict=True):
+        if isinstance(answer, Exception):
+            failure = failure or answer  # not recorded: the item stays pending for a retry
+        elif isinstance(answer, Received):
+            records.append((item, _record_of(ctx, item, answer)))
+        else:
+            records.append((item, ItemRecord(item.key, *answer)))
     ctx.record_many([rec for _, rec in records])
     for item, rec in records:
         if "disagrees" in rec.detail:
@@ -149,21 +181,19 @@ def _store(
     return [(rec.outcome, rec.reason) for _, rec in records]
 
 
-def _record_of(ctx: JobContext, item: Planned, load: Prepared, result: ReceiveResult) -> ItemRecord:
+def _record_of(ctx: JobContext, item: Planned, answer: Received) -> ItemRecord:
+    result = answer.result
     rec = ctx.receive_record(item.key, result)
-    if item.listed is None or load.parsed is None:
+    if item.listed is None or not answer.disagrees:
         return rec
-    differ = disagreements(item.listed, load.parsed.header)
-    if not differ:
-        return rec
+    differ = list(answer.disagrees)
     reason = "the DICOMDIR record disagrees with the file header on " + ", ".join(differ)
     detail: dict[str, Any] = {"intake": result.outcome.value, "disagrees": differ}
     detail["record"] = item.listed.expected
     return ItemRecord(item.key, rec.outcome, result.reason or reason, detail)
 
 
-def _raise(failure: Received) -> None:
+def _raise(failure: Exception) -> None:
     if isinstance(failure, StorageError):
         raise RetriableError(f"the archive could not store an instance: {failure}") from failure
-    if isinstance(failure, Exception):
-        raise failure
+    raise failure

@@ -71,7 +71,12 @@ class WatchFolder(BaseModel):
 
 
 class SourcesConfig(BaseModel):
-    """Options of the watched folders, the HTTP upload and the archive reader."""
+    """Options of the watched folders, the HTTP upload and the archive reader.
+
+    ``import_workers`` threads read ahead of a small import; an import of at least
+    ``import_processes_from`` pending files is read, parsed and stored by
+    ``import_processes`` processes (0: one per core; 1: none, the job's own thread).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -83,3 +88,5 @@ class SourcesConfig(BaseModel):
     archive: ArchiveLimits = Field(default_factory=ArchiveLimits)
     media_roots: list[Path] = Field(default_factory=list)
     import_workers: int = Field(default=4, ge=1, le=32)
+    import_processes: int = Field(default=0, ge=0, le=64)
+    import_processes_from: int = Field(default=400, ge=1)

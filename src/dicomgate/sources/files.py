@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dicomgate.deid.identity import confirmed_identity
 from dicomgate.errors import PermanentError
-from dicomgate.intake.origin import OriginKind
+from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Prepared, prepare
 from dicomgate.jobs import ItemOutcome, JobContext, register
 from dicomgate.sources.batches import Planned, Recorded, run_batches
@@ -131,31 +131,33 @@ def _import_pending(ctx: JobContext, params: ImportParams) -> None:
     raised for the engine's retry policy, after the rest of its batch was recorded.
     """
     items = [Planned(key, Path(key)) for key in ctx.pending()]
-    load = partial(_load, ctx, params)
+    origin = partial(_origin, ctx, params)
     after = _remove_imported if params.cleanup else None
-    for _recorded in run_batches(ctx, items, load, after, READERS):
+    for _recorded in run_batches(ctx, items, load_entry, origin, after, READERS):
         pass
 
 
-def _load(ctx: JobContext, params: ImportParams, item: Planned) -> Prepared | Recorded:
-    """Read and prepare one entry (on a reader thread), or return why it is not read."""
-    key = item.key
+def _origin(ctx: JobContext, params: ImportParams, item: Planned) -> Origin:
+    return ctx.origin(
+        params.origin,
+        import_path=item.key,
+        project=params.project,
+        subject_label=params.subject,
+        session_label=params.session,
+        confirmed_identity=params.identity,
+    )
+
+
+def load_entry(item: Planned, origin: Origin) -> Prepared | Recorded:
+    """Read and prepare one entry (on a reader thread or an import process), or say why not."""
     try:
-        data = read_regular(key)
+        data = read_regular(item.key)
     except NotRegularFileError as exc:
         return ItemOutcome.SKIPPED, str(exc)
     except FileNotFoundError:
         return ItemOutcome.MISSING, "the file disappeared before it was read"
     except OSError as exc:
         return ItemOutcome.FAILED, f"cannot read: {exc.strerror}"
-    origin = ctx.origin(
-        params.origin,
-        import_path=key,
-        project=params.project,
-        subject_label=params.subject,
-        session_label=params.session,
-        confirmed_identity=params.identity,
-    )
     return prepare(data, origin)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from functools import partial
 from pathlib import Path
 
 from dicomgate.errors import PermanentError, RetriableError, StorageError
@@ -101,7 +100,7 @@ def outcome_of(result: ReceiveResult) -> ItemOutcome:
     return _BY_INTAKE[result.outcome]
 
 
-def load_planned(item: Planned, origin: Callable[[Planned], Origin]) -> Prepared | Recorded:
+def load_planned(item: Planned, origin: Origin) -> Prepared | Recorded:
     """Read and prepare one planned file, or return the outcome it gets without intake."""
     if item.outcome is not None or item.path is None:
         return item.outcome or ItemOutcome.MISSING, item.reason
@@ -111,7 +110,7 @@ def load_planned(item: Planned, origin: Callable[[Planned], Origin]) -> Prepared
         return ItemOutcome.MISSING, "the file vanished before it was read"
     except OSError as exc:
         return ItemOutcome.FAILED, f"cannot be read: {exc.strerror or exc}"
-    return prepare(data, origin(item))
+    return prepare(data, origin)
 
 
 def receive_bytes(ctx: JobContext, key: str, data: bytes, origin: Origin) -> Recorded:
@@ -144,7 +143,8 @@ def run_files(
     after
         Called once an item's outcome is committed (watched folders move the file then).
     workers
-        Threads reading and parsing files ahead of the batch being stored.
+        Threads reading and parsing files ahead of the batch being stored (a large import
+        is read, parsed and stored by the import processes instead).
 
     Returns
     -------
@@ -154,8 +154,8 @@ def run_files(
     ctx.expect(item.key for item in plan)
     pending = set(ctx.pending())
     todo = [item for item in plan if item.key in pending]
-    load = partial(load_planned, origin=origin)
-    counts = Counter(outcome for outcome, _ in run_batches(ctx, todo, load, after, workers))
+    received = run_batches(ctx, todo, load_planned, origin, after, workers)
+    counts = Counter(outcome for outcome, _ in received)
     if ctx.cancelled():
         ctx.log("cancelled; the remaining items stay pending")
     ctx.log(f"{counts.total()} items processed, {len(plan) - len(todo)} were done already")

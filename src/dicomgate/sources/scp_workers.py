@@ -10,7 +10,6 @@ once a second), so a killed server never leaves a listener behind.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -18,31 +17,16 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
-from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.auth.audit import AuditTrail
-from dicomgate.db import Database
+from dicomgate.child_process import die_with_parent
 from dicomgate.intake.receive import Intake
-from dicomgate.settings import DuplicatePolicy, Settings
+from dicomgate.intake.spec import IntakeSpec
+from dicomgate.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class _IntakeSpec:
-    """What a worker needs to open the same intake stores (picklable)."""
-
-    database_url: str
-    blobs: Path
-    set_aside: Path
-    duplicate_policy: DuplicatePolicy
-    audit_url: str | None = None
 
 
 def start_workers(
@@ -58,13 +42,7 @@ def start_workers(
     ``counts`` is the shared array of associations in progress per process; ``audit_url``
     the audit store each worker opens to record its own DICOM events (``None``: none).
     """
-    spec = _IntakeSpec(
-        intake.db.url,
-        intake.blobs.root,
-        intake.set_aside.root,
-        intake.duplicate_policy,
-        audit_url,
-    )
+    spec = IntakeSpec.of(intake)
     context = multiprocessing.get_context("spawn")
     workers: list[BaseProcess] = []
     readiness = []
@@ -72,7 +50,16 @@ def start_workers(
         ready = context.Event()
         worker: BaseProcess = context.Process(
             target=_worker_main,
-            args=(settings, spec, listener, (counts, slot), os.getpid(), ready, extensions),
+            args=(
+                settings,
+                spec,
+                audit_url,
+                listener,
+                (counts, slot),
+                os.getpid(),
+                ready,
+                extensions,
+            ),
             name=f"dicomgate-receiver-{slot}",
             daemon=True,
         )
@@ -101,35 +88,17 @@ def stop_workers(workers: list[BaseProcess], timeout: float = 10.0) -> None:
             worker.join()
 
 
-def _die_with_parent(parent: int) -> threading.Event:
-    with_parent = threading.Event()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the watch below still ends the worker
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while not with_parent.wait(1.0):
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    return with_parent
-
-
 def _worker_main(
     settings: Settings,
-    spec: _IntakeSpec,
+    spec: IntakeSpec,
+    audit_url: str | None,
     listener: socket.socket,
     load: tuple[Any, int],
     parent: int,
     ready: Any,
     extensions: Callable[..., Sequence[Any]] | None,
 ) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -137,11 +106,9 @@ def _worker_main(
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_args: stop.set())
-    db = Database(spec.database_url)
-    blobs, set_aside = FilesystemBlobStore(spec.blobs), FilesystemBlobStore(spec.set_aside)
-    intake = Intake(db, blobs, set_aside, spec.duplicate_policy)
+    intake = spec.open()
     # Its own connection to the audit store: records of its associations are its to write.
-    audit = AuditTrail(spec.audit_url, create=False) if spec.audit_url else None
+    audit = AuditTrail(audit_url, create=False) if audit_url else None
     receiver = Receiver(
         settings, intake, extensions or (), audit, listener=listener, load=Load(*load)
     )
@@ -150,6 +117,6 @@ def _worker_main(
     while not stop.wait(1.0):
         pass
     receiver.stop()
-    db.dispose()
+    intake.db.dispose()
     if audit is not None:
         audit.dispose()

@@ -31,31 +31,56 @@ from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import Jobs
 from dicomgate.jobs.config import JobsConfig
-from dicomgate.sources import folder_job
-url, data, job_id = sys.argv[1:]
+from dicomgate.sources import folder_job, import_processes
+url, data, job_id, processes = sys.argv[1:]
+import_processes.configure(int(processes), 10)
 intake = Intake(Database(url), FilesystemBlobStore(Path(data) / "blobs"),
                 FilesystemBlobStore(Path(data) / "set-aside"))
 Jobs(intake, JobsConfig(lease_seconds=0.5)).run_inline(job_id)
 """
 
 
-def _interrupted_run(intake: Intake, job_id: str, data: Path) -> int:
-    """Run the job in a child process and SIGKILL it after some items; return items done."""
+def _interrupted_run(intake: Intake, job_id: str, data: Path, processes: int) -> int:
+    """Run the job in a child process and SIGKILL it after some items; return items done.
+
+    With ``processes`` > 1 the child's import processes store the batches; they must end
+    with the child.
+    """
     jobs = inline_jobs(intake)
-    args = [sys.executable, "-c", RUN_ONE_JOB, intake.db.url, str(data), job_id]
+    args = [sys.executable, "-c", RUN_ONE_JOB, intake.db.url, str(data), job_id, str(processes)]
     child = subprocess.Popen(args)
     try:
         deadline = time.monotonic() + 120
         while jobs.get(job_id).done < 8 and time.monotonic() < deadline:
             assert child.poll() is None, "the child ended before it was interrupted"
             time.sleep(0.01)
+        workers = _children(child.pid)
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
+    assert len(workers) == (processes if processes > 1 else 0)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "an import process outlived the killed job"
+        time.sleep(0.05)
     job = jobs.get(job_id)
     assert job.status is JobStatus.RUNNING and job.done < COUNT
     _reported_is_durable(intake, job_id)
     return job.done
+
+
+def _children(parent: int) -> set[int]:
+    """Return the spawned import processes of ``parent``."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = stat.read_text().rsplit(")", 1)[1].split()[1]
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if ppid == str(parent) and b"spawn_main" in cmdline:
+            pids.add(int(stat.parent.name))
+    return pids
 
 
 def _reported_is_durable(intake: Intake, job_id: str) -> None:
@@ -76,7 +101,10 @@ def _reported_is_durable(intake: Intake, job_id: str) -> None:
         assert hashlib.sha256(intake.blobs.read(key)[128:]).hexdigest() == digest
 
 
-def test_killed_import_resumes_without_duplicates_or_loss(intake: Intake, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2], ids=["in-process", "import-processes"])
+def test_killed_import_resumes_without_duplicates_or_loss(
+    intake: Intake, tmp_path: Path, processes: int
+) -> None:
     with intake.db.unit_of_work() as session:
         ensure_project(session, "P1")
     folder = WatchFolder(path=tmp_path / "inbox", project="P1", after_import=AfterImport.MOVE)
@@ -87,7 +115,7 @@ def test_killed_import_resumes_without_duplicates_or_loss(intake: Intake, tmp_pa
     watcher.poll()
     now[0] += 1.0
     [job_id] = watcher.poll()
-    done_before = _interrupted_run(intake, job_id, tmp_path)
+    done_before = _interrupted_run(intake, job_id, tmp_path, processes)
     time.sleep(0.6)  # the dead worker's lease runs out; this is no assertion on speed
     job = jobs.run_inline(job_id)
     assert job.status is JobStatus.SUCCEEDED, job.message

@@ -1,0 +1,98 @@
+"""What becomes of one batch of an import: read, prepare and receive it, nothing recorded yet.
+
+``settle`` is the part of a batch that needs no job: it runs on the job's own thread, or in
+an import process (``sources.import_processes``) with that process's intake. Its answer per
+item is small and picklable: the outcome decided without intake, what intake did (with the
+DICOMDIR fields the header disagrees on), or the error that kept the instance from being
+stored. The job then records the answers (``sources.batches``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicomgate.intake.batch import receive_batch
+from dicomgate.intake.origin import Origin
+from dicomgate.intake.receive import Intake, Prepared, ReceiveResult
+from dicomgate.jobs import ItemOutcome
+from dicomgate.sources.dicomdir import Listed, disagreements
+
+Recorded = tuple[ItemOutcome, str]  # the outcome and reason recorded for an item
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One expected item of an import.
+
+    Parameters
+    ----------
+    key
+        Its name in the job (a path relative to the import root, an archive item name).
+    path
+        The file to receive, or None when the outcome is decided already.
+    outcome
+        The outcome decided without reading (rejected, skipped, missing), or None.
+    reason
+        Why, for a decided outcome.
+    listed
+        The DICOMDIR record of the file, to compare its header with.
+    """
+
+    key: str
+    path: Path | None = None
+    outcome: ItemOutcome | None = None
+    reason: str = ""
+    listed: Listed | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What intake did with the instance of one item.
+
+    Parameters
+    ----------
+    result
+        Intake's result.
+    disagrees
+        The DICOMDIR record's fields the file's header disagrees with (none without a record).
+    """
+
+    result: ReceiveResult
+    disagrees: tuple[str, ...] = ()
+
+
+Settled = Recorded | Received | Exception  # one item's answer; an Exception was not stored
+# Read and prepare one item (on any thread or process): a module-level function, so that an
+# import process can be handed it.
+Load = Callable[[Planned, Origin], "Prepared | Recorded"]
+
+
+def settle(
+    intake: Intake, batch: Sequence[Planned], loaded: Sequence[Prepared | Recorded]
+) -> list[Settled]:
+    """Receive the prepared instances of ``batch`` (``loaded`` in the same order) in one go."""
+    prepared = [load for load in loaded if isinstance(load, Prepared)]
+    received = iter(receive_batch(intake, prepared))
+    answers: list[Settled] = []
+    for item, load in zip(batch, loaded, strict=True):
+        if not isinstance(load, Prepared):
+            answers.append(load)
+            continue
+        result = next(received)
+        if isinstance(result, Exception):
+            answers.append(result)
+        elif item.listed is None or load.parsed is None:
+            answers.append(Received(result))
+        else:
+            differ = disagreements(item.listed, load.parsed.header)
+            answers.append(Received(result, tuple(differ)))
+    return answers
+
+
+def load_and_settle(
+    intake: Intake, load: Load, batch: Sequence[tuple[Planned, Origin]]
+) -> list[Settled]:
+    """Read, prepare and receive a batch on this thread (what an import process does)."""
+    return settle(intake, [item for item, _ in batch], [load(*pair) for pair in batch])

@@ -1,0 +1,120 @@
+"""Large imports read, parsed and stored by the import processes: same outcomes, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dicomgate.intake.receive import Intake
+from dicomgate.intake.spec import IntakeSpec
+from dicomgate.jobs import JobStatus
+from dicomgate.settings import DuplicatePolicy
+from dicomgate.sources import files as _files  # noqa: F401  (registers import_files)
+from dicomgate.sources import import_processes
+from tests.integration.sources.helpers import inline_jobs, instance_count, stored_uids, write_study
+
+
+@pytest.fixture()
+def two_processes() -> Iterator[None]:
+    """Two import processes for any import of 10 files or more; the default again after."""
+    import_processes.configure(2, 10)
+    yield
+    import_processes.configure(0, 400)
+    import_processes.shutdown()
+
+
+def _pool_pids() -> set[int]:
+    """Return the process ids of the spawned children of this process (the pool workers)."""
+    me, pids = str(os.getpid()), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[1] == me and b"spawn_main" in cmdline:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def test_a_large_import_is_stored_by_the_import_processes(
+    intake: Intake, tmp_path: Path, two_processes: None
+) -> None:
+    folder = tmp_path / "drop"
+    uids = write_study(folder, 40)
+    (folder / "notes.txt").write_text("not DICOM\n")
+    whole = (folder / "IM00000").read_bytes()
+    (folder / "cut").write_bytes(whole[:-100])
+    jobs = inline_jobs(intake)
+    job = jobs.run_inline(jobs.submit("import_files", {"paths": [str(folder)]}))
+    assert job.status is JobStatus.COMPLETED_WITH_ERRORS
+    assert job.counts == {"stored": 40, "rejected": 2}
+    reasons = {Path(i.key).name: i.reason for i in jobs.items(job.id).items}
+    assert reasons["notes.txt"].startswith("malformed:") and "incomplete" in reasons["cut"]
+    assert stored_uids(intake) == set(uids) and instance_count(intake) == 40
+    # The series was written by the pool's processes, so this process never learnt its row.
+    assert intake.known.series == {} and len(_pool_pids()) == 2
+    again = jobs.run_inline(jobs.submit("import_files", {"paths": [str(folder / "IM00001")]}))
+    assert again.counts == {"already_stored": 1}
+
+
+def test_a_small_import_stays_on_the_jobs_thread(
+    intake: Intake, tmp_path: Path, two_processes: None
+) -> None:
+    write_study(tmp_path / "drop", 9)
+    jobs = inline_jobs(intake)
+    job = jobs.run_inline(jobs.submit("import_files", {"paths": [str(tmp_path / "drop")]}))
+    assert job.counts == {"stored": 9}
+    assert len(intake.known.series) == 1 and _pool_pids() == set()
+
+
+def test_a_killed_import_process_leaves_its_items_pending_for_the_retry(
+    intake: Intake, tmp_path: Path, two_processes: None
+) -> None:
+    uids = write_study(tmp_path / "drop", 500)
+    jobs = inline_jobs(intake)
+    job_id = jobs.submit("import_files", {"paths": [str(tmp_path / "drop")]})
+    killed: list[int] = []
+
+    def kill_the_pool_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while jobs.get(job_id, counts=False).done < 8 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        for pid in _pool_pids():
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_pool_once_started)
+    killer.start()
+    job = jobs.run_inline(job_id)
+    killer.join()
+    assert killed
+    assert job.status is JobStatus.SUCCEEDED, job.message
+    assert job.counts == {"stored": 500}  # those stored before the kill are recorded stored
+    assert stored_uids(intake) == set(uids) and instance_count(intake) == 500
+    log = [line.message for line in jobs.log_lines(job_id)]
+    assert any("an import process died" in line for line in log), log
+    assert len([line for line in log if line.startswith("run started")]) == 2
+
+
+def test_a_new_process_count_replaces_the_pool(two_processes: None) -> None:
+    first = import_processes.start(wait=True)
+    assert import_processes.pool_for(10) is first and import_processes.pool_for(9) is None
+    import_processes.configure(1, 10)
+    assert import_processes.pool_for(10_000) is None  # one process: the job's own
+    assert _pool_pids() == set()
+
+
+def test_an_in_memory_index_is_not_shared_with_other_processes(tmp_path: Path) -> None:
+    def spec(url: str) -> IntakeSpec:
+        return IntakeSpec(url, tmp_path / "b", tmp_path / "s", DuplicatePolicy.KEEP_FIRST)
+
+    assert not spec("sqlite://").shareable and not spec("sqlite:///:memory:").shareable
+    assert spec(f"sqlite:///{tmp_path / 'index.sqlite3'}").shareable
+    assert spec("postgresql+psycopg://u@localhost/db").shareable
