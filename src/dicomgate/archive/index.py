@@ -26,7 +26,7 @@ from dicomgate.archive.models import (
     Study,
     utcnow,
 )
-from dicomgate.dicom.header_values import value_text
+from dicomgate.dicom.header_values import us_value, value_text
 from dicomgate.raw_sql import RawStatement
 
 
@@ -42,7 +42,7 @@ def text(header: Dataset, keyword: str, limit: int = 64) -> str:
 def integer(header: Dataset, keyword: str) -> int | None:
     """Return an integer attribute, or None when absent or not a number."""
     try:
-        value = header.get(keyword) if keyword in _BINARY else value_text(header, keyword)
+        value = us_value(header, keyword) if keyword in _BINARY else value_text(header, keyword)
         return None if value in (None, "") else int(value)
     except (TypeError, ValueError, OverflowError):
         return None

@@ -69,6 +69,24 @@ def value_text(header: Dataset, keyword: str) -> str | None:
     return None if value is None else str(value)
 
 
+def us_value(header: Dataset, keyword: str) -> Any:
+    """Return ``header.get(keyword)`` for a US attribute, unpacking a single raw value itself.
+
+    A raw value of exactly two bytes is one unsigned short in the dataset's byte order; any
+    other (absent, several values, already converted, a VR other than US) goes through pydicom.
+    """
+    element = cast(dict[int, Any], header._dict).get(_tag(keyword))
+    if (
+        isinstance(element, RawDataElement)
+        and element.value is not None
+        and len(element.value) == 2
+        and (element.VR or _dictionary_vr(element.tag)) == "US"
+        and header.original_encoding[1] is not None
+    ):
+        return int.from_bytes(element.value, "little" if header.original_encoding[1] else "big")
+    return header.get(keyword)
+
+
 def uid_value(header: Dataset, keyword: str) -> str:
     """Return a UID attribute that ``intake.receive.check_uids`` found present and valid."""
     return value_text(header, keyword) or ""

@@ -184,10 +184,11 @@ def _staging_rows(
     session: Session, items: list[Prepared], known: KnownRows
 ) -> dict[tuple[str, str], int]:
     """Open or touch each staging session of the batch once, counting all its instances."""
-    counts = Counter((i.origin.source_key, str(_header(i).StudyInstanceUID)) for i in items)
+    keys = [(i.origin.source_key, uid_value(_header(i), "StudyInstanceUID")) for i in items]
+    counts = Counter(keys)
     first: dict[tuple[str, str], Prepared] = {}
-    for item in items:
-        first.setdefault((item.origin.source_key, str(_header(item).StudyInstanceUID)), item)
+    for key, item in zip(keys, items, strict=True):
+        first.setdefault(key, item)
     return {
         key: staging_pk_for(session, _header(item), item.origin, known, counts[key])
         for key, item in first.items()

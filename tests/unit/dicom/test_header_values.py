@@ -18,7 +18,7 @@ from pydicom.filewriter import write_dataset
 from tests.conftest import PYDICOM_FILES
 
 from dicomgate.archive.index import integer, text
-from dicomgate.dicom.header_values import value_text
+from dicomgate.dicom.header_values import us_value, value_text
 
 
 def _header(path: Path) -> FileDataset | None:
@@ -81,3 +81,26 @@ def test_absent_empty_and_numbers_read_raw(implicit: bool) -> None:
     assert integer(raw, "InstanceNumber") == 12
     assert integer(raw, "SeriesNumber") is None
     assert value_text(raw, "Rows") == "8256" and integer(raw, "Rows") == 8256
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_us_values_agree_with_pydicom(path: Path) -> None:
+    fresh, reference = _header(path), _header(path)
+    assert fresh is not None and reference is not None
+    for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
+        assert us_value(fresh, keyword) == reference.get(keyword), keyword
+
+
+@pytest.mark.parametrize("little", [True, False], ids=["little-endian", "big-endian"])
+def test_a_raw_us_is_read_in_the_datasets_byte_order(little: bool) -> None:
+    ds = Dataset()
+    ds.Rows, ds.Columns = 513, 2
+    ds.AcquisitionMatrix = [0, 256, 256, 0]  # several US values: through pydicom
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = little, False
+    write_dataset(buffer, ds)
+    raw = read_dataset(BytesIO(buffer.getvalue()), False, little)
+    assert us_value(raw, "Rows") == 513 and us_value(raw, "Columns") == 2
+    assert us_value(raw, "AcquisitionMatrix") == [0, 256, 256, 0]
+    assert us_value(raw, "BitsStored") is None
+    assert integer(raw, "Rows") == 513
