@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 from starlette.exceptions import StarletteDeprecationWarning
 
-from dicomgate.access import install_error_handlers
+from dicomgate.access.api import install_error_handlers
 from dicomgate.access.projects_api import create_projects_api
 from dicomgate.archive.models import StagingSession
 from dicomgate.archive.projects import ensure_quarantine, sync_project

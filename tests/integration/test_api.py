@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import StarletteDeprecationWarning
 
-from dicomgate.access import api_queries, create_api, install_error_handlers
+from dicomgate.access import api_queries
+from dicomgate.access.api import create_api, install_error_handlers
 from dicomgate.archive.models import Instance, StagingSession
 from dicomgate.auth.audit import AuditTrail
 from dicomgate.auth.http import open_dependency

@@ -1,5 +1,6 @@
-"""Read-only HTTP access to the archive index and the stored instances."""
+"""Read-only HTTP access to the archive index and the stored instances.
 
-from dicomgate.access.api import create_api, install_error_handlers
-
-__all__ = ["create_api", "install_error_handlers"]
+Nothing is imported here: the settings import ``access.dicomweb.config``, and every process
+that reads its settings (the CLI, receiver and import workers) would otherwise load FastAPI.
+The API is ``dicomgate.access.api``.
+"""

@@ -47,9 +47,12 @@ def _plain_text(element: Any) -> str | None:
     if not isinstance(element, RawDataElement) or element.value is None:
         return None
     vr = element.VR or _dictionary_vr(element.tag)
-    if vr not in _TEXT_VRS or not _PLAIN.fullmatch(element.value):
+    raw = element.value
+    if vr == "UI" and raw.endswith(b"\0"):
+        raw = raw[:-1]  # the NUL that pads a UID of odd length (pydicom strips it too)
+    if vr not in _TEXT_VRS or not _PLAIN.fullmatch(raw):
         return None
-    text: str = element.value.decode("ascii").rstrip("\0 ")
+    text: str = raw.decode("ascii").rstrip("\0 ")
     return text
 
 

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from starlette.exceptions import StarletteDeprecationWarning
 
-from dicomgate.access import install_error_handlers
+from dicomgate.access.api import install_error_handlers
 from dicomgate.archive.session_models import PrearchiveAction
 from dicomgate.auth.guard import local_caller, open_gate
 from dicomgate.deid.pseudonyms import Identity

@@ -14,7 +14,7 @@ import yaml
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import StarletteDeprecationWarning
 
-from dicomgate.access import install_error_handlers
+from dicomgate.access.api import install_error_handlers
 from dicomgate.access.deid_api import create_deid_api
 from dicomgate.auth.guard import local_caller, open_gate
 from dicomgate.auth.roles import Caller, Role

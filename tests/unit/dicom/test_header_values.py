@@ -10,6 +10,7 @@ import pytest
 from pydicom import Dataset, dcmread
 from pydicom.data import get_charset_files
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
@@ -81,6 +82,18 @@ def test_absent_empty_and_numbers_read_raw(implicit: bool) -> None:
     assert integer(raw, "InstanceNumber") == 12
     assert integer(raw, "SeriesNumber") is None
     assert value_text(raw, "Rows") == "8256" and integer(raw, "Rows") == 8256
+
+
+def test_a_nul_padded_uid_is_read_raw() -> None:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # odd length: written with a NUL pad
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    write_dataset(buffer, ds)
+    assert buffer.getvalue().endswith(b".2\0")
+    raw = read_dataset(BytesIO(buffer.getvalue()), False, True)
+    assert value_text(raw, "SOPClassUID") == "1.2.840.10008.5.1.4.1.1.2"
+    assert isinstance(raw._dict[0x00080016], RawDataElement)  # pydicom never converted it
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
