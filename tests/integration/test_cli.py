@@ -48,3 +48,13 @@ def test_import_reports_each_outcome(tmp_path: Path) -> None:
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert _run("db", "upgrade", cwd=tmp_path).returncode == 0
     assert _run("db", "upgrade", cwd=tmp_path).returncode == 0
+
+
+def test_the_entry_point_loads_the_command_line_only_when_called() -> None:
+    # A spawned worker process runs the console script's imports again before its task.
+    probe = "import sys, dicomgate.entry; assert 'dicomgate.cli' not in sys.modules"
+    subprocess.run([sys.executable, "-c", probe], check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dicomgate", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "research DICOM intake" in result.stdout

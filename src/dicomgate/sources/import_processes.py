@@ -7,10 +7,11 @@ reads, prepares and receives a whole batch with its own intake (engine, blob sto
 commit) over the same data folder and index, and answers with small per-item results. The
 job's thread records those answers and moves files, in batch order (``sources.batches``).
 
-The pool is started at the first large import (or by :func:`start`) and kept for the next
-ones; each process opens the intake of a data folder once. A worker ends with the process
-that started it. When a worker dies, the batches it had are unknown: their items stay
-pending (what was stored is found stored on the retry) and the next import starts a new pool.
+The pool is started at the first large import (or by :func:`start`, or in the background by
+:func:`prestart` when a watched folder sees a folder dropped) and kept for the next ones;
+each process opens the intake of a data folder once. A worker ends with the process that
+started it. When a worker dies, the batches it had are unknown: their items stay pending
+(what was stored is found stored on the retry) and the next import starts a new pool.
 """
 
 from __future__ import annotations
@@ -84,6 +85,20 @@ def start(wait: bool = False) -> ProcessPoolExecutor:
     if wait:
         _wait_for_every_process(pool)
     return pool
+
+
+def prestart() -> None:
+    """Start the pool's processes in the background, unless imports stay in-process.
+
+    For a source that sees a large import coming before it starts: its processes import
+    what they need (about half a second each) while, for instance, a dropped folder is still
+    being written.
+    """
+    if process_count() < 2:
+        return
+    pool = start()
+    for _ in range(process_count()):
+        pool.submit(_pid_after, 0.0)  # each submit with no idle process spawns one
 
 
 def _wait_for_every_process(pool: ProcessPoolExecutor, timeout: float = 120.0) -> None:

@@ -129,6 +129,9 @@ class FolderWatcher:
         Monotonic seconds (tests may pass their own).
     workers
         Threads each import job receives with.
+    noticed
+        Called when a folder is dropped, before it is stable (the service starts the import
+        processes then, while the drop is still being written).
     """
 
     def __init__(
@@ -138,8 +141,10 @@ class FolderWatcher:
         submit: Submit,
         clock: Callable[[], float] = time.monotonic,
         workers: int = 1,
+        noticed: Callable[[], None] | None = None,
     ) -> None:
         self.folders = folders
+        self.noticed = noticed
         self.workers = workers
         self.stable_for = stable_for
         self.submit = submit
@@ -176,6 +181,8 @@ class FolderWatcher:
     def _stable(self, path: Path) -> bool:
         now, current = self.clock(), fingerprint(path)
         seen = self._seen.get(path)
+        if seen is None and self.noticed is not None and path.is_dir() and not path.is_symlink():
+            self.noticed()
         if seen is None or seen.fingerprint != current:
             self._seen[path] = _Seen(current, now)
             return False
@@ -243,6 +250,7 @@ def start_watcher(
     """Start the thread polling the configured import folders (None when there are none)."""
     if not config.watch:
         return None
+    from dicomgate.sources import import_processes
     from dicomgate.sources.folder_job import KIND
 
     check_projects(config.watch, jobs.db)
@@ -252,6 +260,7 @@ def start_watcher(
         config.stable_for,
         lambda p: jobs.submit(KIND, p),
         workers=config.import_workers,
+        noticed=import_processes.prestart,
     )
 
     def loop() -> None:

@@ -111,6 +111,17 @@ def test_a_new_process_count_replaces_the_pool(two_processes: None) -> None:
     assert _pool_pids() == set()
 
 
+def test_prestart_brings_the_processes_up_in_the_background(two_processes: None) -> None:
+    import_processes.prestart()
+    deadline = time.monotonic() + 60
+    while len(_pool_pids()) < 2:
+        assert time.monotonic() < deadline, "the import processes did not start"
+        time.sleep(0.05)
+    import_processes.configure(1, 10)
+    import_processes.prestart()  # one process: the job's own, nothing to start
+    assert _pool_pids() == set()
+
+
 def test_an_in_memory_index_is_not_shared_with_other_processes(tmp_path: Path) -> None:
     def spec(url: str) -> IntakeSpec:
         return IntakeSpec(url, tmp_path / "b", tmp_path / "s", DuplicatePolicy.KEEP_FIRST)

@@ -148,3 +148,26 @@ def test_retry_after_errors_settles_from_the_rejected_folder(
     [item] = jobs.items(job_id, outcome="rejected").items
     assert item.reason.startswith("not DICOM") and item.detail == {"in": "rejected folder"}
     assert instance_count(intake) == 2
+
+
+def test_a_dropped_folder_is_noticed_once_before_it_is_stable(
+    intake: Intake, tmp_path: Path
+) -> None:
+    jobs = inline_jobs(intake)
+    with jobs.db.unit_of_work() as session:
+        ensure_project(session, "P1")
+    folder = WatchFolder(path=tmp_path / "inbox", project="P1")
+    clock, noticed = Clock(), []
+    watcher = FolderWatcher(
+        [folder], STABLE, lambda p: jobs.submit(KIND, p), clock, noticed=lambda: noticed.append(1)
+    )
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", tmp_path / "inbox" / "loose.dcm")
+    assert watcher.poll() == [] and noticed == []  # a loose file starts no import processes
+    write_study(tmp_path / "inbox" / "session", 3)
+    assert watcher.poll() == [] and noticed == [1]  # seen, not stable yet: noticed at once
+    write_study(tmp_path / "inbox" / "session" / "more", 2)
+    assert watcher.poll() == [] and noticed == [1]  # still growing: not noticed again
+    clock.now += STABLE
+    claimed = watcher.poll()
+    assert len(claimed) == 2 and noticed == [1]
+    assert {jobs.run_inline(job).status for job in claimed} == {JobStatus.SUCCEEDED}

@@ -1,0 +1,16 @@
+"""The ``dicomgate`` command's entry point: imports the CLI only when called.
+
+The generated console script imports its entry point at the top, and a process started with
+multiprocessing's "spawn" runs that script again (as ``__mp_main__``) before its task. With
+``dicomgate.cli:app`` as the entry point every import process or receiver worker loaded the
+whole CLI first (about 1.2 s of imports); this module costs nothing.
+"""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    """Run the ``dicomgate`` command line."""
+    from dicomgate.cli import app
+
+    app()
