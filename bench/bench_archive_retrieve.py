@@ -71,7 +71,7 @@ def start_dicomgate(base: Path, sink_port: int) -> Server:
     }
     path = work / "config.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
-    cmd = [str(PYTHON), "-m", "dicomgate.cli", "serve", "--config", str(path)]
+    cmd = [str(PYTHON), "-m", "dicomgate", "serve", "--config", str(path)]
     log = (work / "server.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{http}/api/health", proc)

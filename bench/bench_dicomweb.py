@@ -118,7 +118,7 @@ def start_dicomgate(work: Path) -> Target:
         "log_level: WARNING\nstable_after: 3600\nauth:\n  enabled: false\n",
         encoding="utf-8",
     )
-    cmd = [str(PYTHON), "-m", "dicomgate.cli", "serve", "--config", str(config)]
+    cmd = [str(PYTHON), "-m", "dicomgate", "serve", "--config", str(config)]
     log = (work / "server.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{http}/api/health", proc)

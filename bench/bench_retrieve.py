@@ -134,7 +134,7 @@ def start_dicomgate(base: Path, port: int, method: str) -> tuple[subprocess.Pope
     }  # fmt: skip
     path = base / "config.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
-    cmd = [str(PYTHON), "-m", "dicomgate.cli", "serve", "--config", str(path)]
+    cmd = [str(PYTHON), "-m", "dicomgate", "serve", "--config", str(path)]
     with (base / "server.log").open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=base, stdout=log, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{http}/api"

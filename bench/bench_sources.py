@@ -65,7 +65,7 @@ def _config(work: Path, extra: str = "") -> Path:
 def run_cli_import(corpus: Path, work: Path) -> tuple[float, float]:
     """Return (job seconds, wall seconds) of ``dicomgate import corpus``."""
     config = _config(work)
-    cmd = [str(PYTHON), "-m", "dicomgate.cli", "import", str(corpus), "--config", str(config)]
+    cmd = [str(PYTHON), "-m", "dicomgate", "import", str(corpus), "--config", str(config)]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -92,7 +92,7 @@ def run_watched(corpus: Path, work: Path, count: int) -> tuple[float, float]:
     )
     config = _config(work, extra)
     port = int(config.read_text().split("http_port: ")[1].split()[0])
-    cmd = [str(PYTHON), "-m", "dicomgate.cli", "serve", "--config", str(config)]
+    cmd = [str(PYTHON), "-m", "dicomgate", "serve", "--config", str(config)]
     log = (work / "server.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -51,7 +51,7 @@ class ServeProcess:
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the process and wait until ``/api/health`` answers."""
-        cmd = [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(self.config)]
+        cmd = [sys.executable, "-m", "dicomgate", "serve", "--config", str(self.config)]
         if self.log is None:
             self.proc = subprocess.Popen(cmd, env=self.env)
         else:

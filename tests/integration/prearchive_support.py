@@ -149,7 +149,7 @@ def dicomgate(tmp: Path, *args: str, config: bool = True) -> subprocess.Complete
     if "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", *args, *extra],
+        [sys.executable, "-m", "dicomgate", *args, *extra],
         cwd=tmp,
         capture_output=True,
         text=True,

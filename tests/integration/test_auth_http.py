@@ -30,7 +30,7 @@ def _env() -> dict[str, str]:
 
 def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", *args, "--config", str(config)],
+        [sys.executable, "-m", "dicomgate", *args, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -78,7 +78,7 @@ class Server:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "dicomgate", "serve", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_env(),
@@ -248,7 +248,7 @@ def test_serve_refuses_an_open_non_loopback_listener(tmp_path: Path) -> None:
     config.write_text(f"data_dir: {tmp_path}\nhttp_host: 0.0.0.0\nauth: {{enabled: false}}\n")
     env = {k: v for k, v in _env().items() if k != "DICOMGATE_AUTH__ENABLED"}
     done = subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "dicomgate", "serve", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,7 +12,7 @@ from tests.conftest import PYDICOM_FILES
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", *args],
+        [sys.executable, "-m", "dicomgate", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

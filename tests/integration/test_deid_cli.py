@@ -19,7 +19,7 @@ def _run(*args: str, cwd: Path, secret: bool = True) -> subprocess.CompletedProc
     if secret:
         env["DICOMGATE_DEID_SECRET"] = SECRET
     return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", "deid", *args],
+        [sys.executable, "-m", "dicomgate", "deid", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

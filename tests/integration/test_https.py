@@ -36,7 +36,7 @@ def test_serve_speaks_https_with_the_configured_certificate(tmp_path: Path) -> N
     config = _config(tmp_path, port, *pki.server)
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "dicomgate", "serve", "--config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=_env(),
@@ -71,7 +71,7 @@ def test_serve_refuses_an_unloadable_https_certificate(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     config = _config(tmp_path, _free_port(), pki.server[0], pki.client[1])  # key of another cert
     done = subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "dicomgate", "serve", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -81,7 +81,7 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
 
 def _dicomgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", *args],
+        [sys.executable, "-m", "dicomgate", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

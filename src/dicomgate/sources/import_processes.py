@@ -39,6 +39,7 @@ _config = {"processes": 0, "from_items": 400}
 _pools: list[ProcessPoolExecutor] = []
 _intakes: dict[IntakeSpec, Intake] = {}  # in a worker: the intake of each data folder
 _INTAKES_KEPT = 4
+WARM_FROM = 24  # a running pool takes imports of more than the first batch or two
 
 
 def configure(processes: int, from_items: int) -> None:
@@ -58,10 +59,18 @@ def process_count() -> int:
 
 
 def pool_for(items: int) -> ProcessPoolExecutor | None:
-    """Return the pool for an import of ``items`` pending files, or None to stay in-process."""
-    if process_count() < 2 or items < _config["from_items"]:
+    """Return the pool for an import of ``items`` pending files, or None to stay in-process.
+
+    The pool is started for ``from_items`` files or more (starting it costs about a second
+    of CPU); once running it takes any import of WARM_FROM files or more.
+    """
+    if process_count() < 2:
         return None
-    return start()
+    if items >= _config["from_items"]:
+        return start()
+    with _lock:
+        running = _pools[0] if _pools else None
+    return running if items >= WARM_FROM else None
 
 
 def start(wait: bool = False) -> ProcessPoolExecutor:

@@ -179,7 +179,7 @@ def test_resolve_from_the_cli(make_site: MakeSite, tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump(settings))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "dicomgate.cli", "prearchive", "resolve-identity"]
+        command = [sys.executable, "-m", "dicomgate", "prearchive", "resolve-identity"]
         return subprocess.run(
             [*command, *args, "-c", str(config)],
             capture_output=True,

@@ -126,7 +126,7 @@ def test_mapping_cli(make_site: MakeSite, tmp_path: Path) -> None:
     (tmp_path / "map.csv").write_text("original,pseudonym\nPIDQ778899,LUNG-017\n")
 
     def run(project: str, path: Path) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "dicomgate.cli", "deid", "mapping", project, str(path)]
+        command = [sys.executable, "-m", "dicomgate", "deid", "mapping", project, str(path)]
         return subprocess.run(
             [*command, "-c", str(config)],
             capture_output=True,

@@ -183,7 +183,7 @@ def test_reidentify_cli_needs_an_allowed_actor(make_site: MakeSite, tmp_path: Pa
     def run(actor: str) -> subprocess.CompletedProcess[str]:
         args = ["deid", "reidentify", "RESEARCH", "SUBJ-0001", "--actor", actor]
         return subprocess.run(
-            [sys.executable, "-m", "dicomgate.cli", *args, "--purpose", "audit", "-c", str(config)],
+            [sys.executable, "-m", "dicomgate", *args, "--purpose", "audit", "-c", str(config)],
             capture_output=True,
             text=True,
             timeout=120,

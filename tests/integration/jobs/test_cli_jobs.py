@@ -26,7 +26,7 @@ KILL_AT = 10
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", *args],
+        [sys.executable, "-m", "dicomgate", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -67,7 +67,7 @@ def test_killed_cli_import_resumes_with_jobs_run(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\njobs:\n  lease_seconds: 1\n")
     uids = set(corpus(tmp_path / "in", COUNT))
-    cmd = [sys.executable, "-m", "dicomgate.cli", "import", str(tmp_path / "in"), "-c", str(config)]
+    cmd = [sys.executable, "-m", "dicomgate", "import", str(tmp_path / "in"), "-c", str(config)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = tmp_path / "data" / "index.sqlite3"
     deadline = time.monotonic() + 120

@@ -103,6 +103,19 @@ def test_a_killed_import_process_leaves_its_items_pending_for_the_retry(
     assert len([line for line in log if line.startswith("run started")]) == 2
 
 
+def test_a_running_pool_takes_smaller_imports(
+    intake: Intake, tmp_path: Path, two_processes: None
+) -> None:
+    import_processes.configure(2, 1000)
+    assert import_processes.pool_for(import_processes.WARM_FROM) is None  # not started for it
+    import_processes.start(wait=True)
+    uids = write_study(tmp_path / "drop", import_processes.WARM_FROM)
+    jobs = inline_jobs(intake)
+    job = jobs.run_inline(jobs.submit("import_files", {"paths": [str(tmp_path / "drop")]}))
+    assert job.counts == {"stored": len(uids)} and stored_uids(intake) == set(uids)
+    assert intake.known.series == {}  # stored by the running pool's processes
+
+
 def test_a_new_process_count_replaces_the_pool(two_processes: None) -> None:
     first = import_processes.start(wait=True)
     assert import_processes.pool_for(10) is first and import_processes.pool_for(9) is None

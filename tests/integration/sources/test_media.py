@@ -93,7 +93,7 @@ def test_file_ids_escaping_the_media_are_refused(intake: Intake, damaged: Path) 
 
 def _cli(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dicomgate.cli", *args],
+        [sys.executable, "-m", "dicomgate", *args],
         capture_output=True,
         text=True,
         timeout=300,
