@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,7 @@ def run_watched(corpus: Path, work: Path, count: int) -> tuple[float, float]:
         wait_http(f"{base}/api/health", proc)
         drop = work / "staging" / "corpus"
         shutil.copytree(corpus, drop)
+        os.sync()  # the copy's dirty pages are not the import's to write (its syncfs would)
         start = time.perf_counter()
         drop.rename(watch / "corpus")
         job = _wait_watched(base, proc)
