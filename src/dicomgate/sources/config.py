@@ -89,4 +89,4 @@ class SourcesConfig(BaseModel):
     media_roots: list[Path] = Field(default_factory=list)
     import_workers: int = Field(default=4, ge=1, le=32)
     import_processes: int = Field(default=0, ge=0, le=64)
-    import_processes_from: int = Field(default=400, ge=1)
+    import_processes_from: int = Field(default=1000, ge=1)

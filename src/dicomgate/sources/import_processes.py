@@ -35,7 +35,7 @@ from dicomgate.sources.batch_settle import Load, Planned, Settled, load_and_sett
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_config = {"processes": 0, "from_items": 400}
+_config = {"processes": 0, "from_items": 1000}
 _pools: list[ProcessPoolExecutor] = []
 _intakes: dict[IntakeSpec, Intake] = {}  # in a worker: the intake of each data folder
 _INTAKES_KEPT = 4

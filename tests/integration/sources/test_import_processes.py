@@ -25,7 +25,7 @@ def two_processes() -> Iterator[None]:
     """Two import processes for any import of 10 files or more; the default again after."""
     import_processes.configure(2, 10)
     yield
-    import_processes.configure(0, 400)
+    import_processes.configure(0, 1000)
     import_processes.shutdown()
 
 
