@@ -16,7 +16,9 @@ recorded all the same, then the first such error is raised.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -105,29 +107,41 @@ def _in_processes(
     after: After | None,
     where: tuple[ProcessPoolExecutor, IntakeSpec],
 ) -> Iterator[Recorded]:
-    """Have the import processes settle a few batches at once; record them in order."""
+    """Have the import processes settle a few batches at once; record them in order.
+
+    Once the job is cancelled no batch is handed out any more; those a process has already
+    taken are stored all the same, so they are waited for and recorded too.
+    """
     pool, spec = where
     in_flight = import_processes.process_count() + 1  # one queued, so no process waits
-    futures: list[Future[list[Settled]]] = []
+    queue = iter(batches)
+    futures: deque[tuple[list[Planned], Future[list[Settled]]]] = deque()
     try:
-        for number, batch in enumerate(batches):
-            while len(futures) < in_flight and len(futures) + number < len(batches):
-                futures.append(
-                    import_processes.submit(pool, spec, load, batches[number + len(futures)])
-                )
-            answers = futures.pop(0).result()
-            yield from _record(ctx, [item for item, _ in batch], answers, after)
+        while True:
             if ctx.cancelled():
-                break
+                _cancel_queued(futures)  # not handed to a process yet: they stay pending
+            else:
+                for batch in itertools.islice(queue, in_flight - len(futures)):
+                    future = import_processes.submit(pool, spec, load, batch)
+                    futures.append(([item for item, _ in batch], future))
+            if not futures:
+                return
+            planned, future = futures.popleft()
+            yield from _record(ctx, planned, future.result(), after)
     except BrokenProcessPool as exc:
         import_processes.discard(pool)
         raise RetriableError("an import process died; its batches stay pending") from exc
     finally:
-        for future in futures:
-            future.cancel()  # batches not started stay pending; the running ones finish
-        for future in futures:
-            if not future.cancelled():
-                future.exception()  # wait: nothing of this job runs on once it returned
+        _cancel_queued(futures)
+        for _planned, future in futures:
+            future.exception()  # nothing of this job runs on once it returned
+
+
+def _cancel_queued(futures: deque[tuple[list[Planned], Future[list[Settled]]]]) -> None:
+    """Cancel the batches no process has taken yet; keep (in order) those it has."""
+    taken = [(planned, future) for planned, future in futures if not future.cancel()]
+    futures.clear()
+    futures.extend(taken)
 
 
 def _batches(items: list[Planned]) -> Iterator[list[Planned]]:

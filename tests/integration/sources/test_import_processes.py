@@ -13,7 +13,7 @@ import pytest
 
 from dicomgate.intake.receive import Intake
 from dicomgate.intake.spec import IntakeSpec
-from dicomgate.jobs import JobStatus
+from dicomgate.jobs import JobContext, JobStatus
 from dicomgate.settings import DuplicatePolicy
 from dicomgate.sources import files as _files  # noqa: F401  (registers import_files)
 from dicomgate.sources import import_processes
@@ -101,6 +101,31 @@ def test_a_killed_import_process_leaves_its_items_pending_for_the_retry(
     log = [line.message for line in jobs.log_lines(job_id)]
     assert any("an import process died" in line for line in log), log
     assert len([line for line in log if line.startswith("run started")]) == 2
+
+
+def test_a_cancelled_import_records_every_batch_a_process_took(
+    intake: Intake, tmp_path: Path, two_processes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JobContext, "cancel_poll_seconds", 0.0)
+    write_study(tmp_path / "drop", 600)
+    jobs = inline_jobs(intake)
+    job_id = jobs.submit("import_files", {"paths": [str(tmp_path / "drop")]})
+
+    def cancel_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while jobs.get(job_id, counts=False).done < 8 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        jobs.cancel(job_id)
+
+    canceller = threading.Thread(target=cancel_once_started)
+    canceller.start()
+    job = jobs.run_inline(job_id)
+    canceller.join()
+    assert job.status is JobStatus.CANCELLED
+    stored = job.counts.get("stored", 0)
+    assert 8 <= stored < 600 and job.counts.get("pending") == 600 - stored
+    # Whatever a process stored was recorded: nothing is in the index but unrecorded.
+    assert instance_count(intake) == stored
 
 
 def test_a_running_pool_takes_smaller_imports(
