@@ -7,11 +7,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
 
-from dicomgate.intake.receive import Intake
+from dicomgate.intake.origin import Origin, OriginKind
+from dicomgate.intake.receive import Intake, Outcome
 from dicomgate.intake.spec import IntakeSpec
 from dicomgate.jobs import JobContext, JobStatus
 from dicomgate.settings import DuplicatePolicy
@@ -126,6 +128,27 @@ def test_a_cancelled_import_records_every_batch_a_process_took(
     assert 8 <= stored < 600 and job.counts.get("pending") == 600 - stored
     # Whatever a process stored was recorded: nothing is in the index but unrecorded.
     assert instance_count(intake) == stored
+
+
+def test_one_instance_received_by_a_worker_and_a_dead_pool_discarded(
+    intake: Intake, tmp_path: Path, two_processes: None
+) -> None:
+    pool, spec = import_processes.start(wait=True), IntakeSpec.of(intake)
+    [uid] = write_study(tmp_path / "one", 1)
+    origin = Origin(OriginKind.PACS, job_id="j1")
+    data = (tmp_path / "one" / "IM00000").read_bytes()
+    stored = import_processes.receive_one(pool, spec, data, origin, None)
+    assert stored.outcome is Outcome.STORED and stored.sop_instance_uid == uid
+    refused = import_processes.receive_one(pool, spec, b"not DICOM", origin, None)
+    assert refused.outcome is Outcome.REJECTED and refused.reason.startswith("malformed")
+    assert instance_count(intake) == 1 and intake.known.series == {}
+    for pid in _pool_pids():
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):
+        for _ in range(100):  # the pool notices the deaths within a few calls
+            import_processes.receive_one(pool, spec, data, origin, None)
+            time.sleep(0.05)
+    assert import_processes.start() is not pool  # discarded: the next use starts a new one
 
 
 def test_a_running_pool_takes_smaller_imports(
