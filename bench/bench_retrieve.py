@@ -165,8 +165,9 @@ def dicomgate(method: str) -> Callable[[Path, int, str, int], float]:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
-        assert state["status"] == "SUCCEEDED", state
-        assert state["counts"] == {"stored": count}, state["counts"]
+        if state["status"] != "SUCCEEDED" or state["counts"] != {"stored": count}:
+            log = (base / "server.log").read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"the retrieve ended {state['status']} {state['counts']}:\n{log}")
         return elapsed
 
     return retrieve

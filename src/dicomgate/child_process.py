@@ -10,18 +10,24 @@ import threading
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent: int) -> threading.Event:
+def die_with_parent(parent: int, started_by_lasting_thread: bool = True) -> threading.Event:
     """End this process when ``parent`` ends: ``PR_SET_PDEATHSIG`` on Linux, and a watch.
 
     The watch thread checks the parent once a second (the only way elsewhere, and a guard
     for a parent that died before ``prctl`` took effect). Returns the watch's event.
+
+    Linux sends the death signal when the *thread* that started this process ends, not its
+    process: a child started from a short-lived thread (a pool that spawns its processes on
+    the thread of whichever call needs one) passes ``started_by_lasting_thread=False`` and is
+    ended by the watch alone.
     """
     with_parent = threading.Event()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the watch below still ends the worker
-        pass
+    if started_by_lasting_thread:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # not Linux: the watch below still ends the worker
+            pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 

@@ -153,7 +153,9 @@ def submit(
 
 
 def _init_worker(parent: int) -> None:
-    die_with_parent(parent)
+    # The pool spawns a process on the thread of the call that needs one (a C-GET
+    # association's, a job's), which may end long before the pool: no death signal.
+    die_with_parent(parent, started_by_lasting_thread=False)
 
 
 def receive_one(

@@ -151,6 +151,26 @@ def test_one_instance_received_by_a_worker_and_a_dead_pool_discarded(
     assert import_processes.start() is not pool  # discarded: the next use starts a new one
 
 
+def test_the_pool_outlives_the_thread_that_spawned_its_processes(
+    intake: Intake, tmp_path: Path, two_processes: None
+) -> None:
+    # A C-GET association's thread spawns them at its first store, then ends with its series.
+    spawner = threading.Thread(target=import_processes.start, kwargs={"wait": True})
+    spawner.start()
+    spawner.join()
+    time.sleep(0.5)  # a death signal tied to the thread would have arrived by now
+    pids = _pool_pids()
+    assert len(pids) == 2
+    [uid] = write_study(tmp_path / "one", 1)
+    data = (tmp_path / "one" / "IM00000").read_bytes()
+    origin = Origin(OriginKind.PACS, job_id="j1")
+    result = import_processes.receive_one(
+        import_processes.start(), IntakeSpec.of(intake), data, origin, None
+    )
+    assert result.outcome is Outcome.STORED and result.sop_instance_uid == uid
+    assert _pool_pids() == pids
+
+
 def test_a_running_pool_takes_smaller_imports(
     intake: Intake, tmp_path: Path, two_processes: None
 ) -> None:
