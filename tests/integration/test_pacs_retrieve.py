@@ -19,7 +19,6 @@ from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import WindowClosedError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake
-from dicomgate.sources import import_processes
 from dicomgate.sources.pacs.batch import Target, retrieve_targets
 from dicomgate.sources.pacs.ledger import MemoryLedger
 from dicomgate.sources.pacs.retrieve import list_expected, retrieve_all
@@ -104,23 +103,6 @@ def test_c_get_on_our_association(peer: Peer, intake: Intake, tmp_path: Path) ->
     assert ledger.counts() == {"stored": len(study.sop_uids)}
     assert _stored_uids(intake) == set(study.sop_uids)
     assert all(c.ok and c.method == "c-get" for _, c in ledger.requests)
-
-
-def test_c_get_stores_go_through_the_import_processes(
-    peer: Peer, intake: Intake, tmp_path: Path
-) -> None:
-    import_processes.configure(2, 1)
-    try:
-        study = peer.studies[1]
-        ledger = _retrieve(peer.service(intake, tmp_path, retrieve_method="c-get"), study)
-    finally:
-        import_processes.configure(0, 1000)
-    assert ledger.counts() == {"stored": len(study.sop_uids)}
-    assert _stored_uids(intake) == set(study.sop_uids)
-    assert intake.known.series == {}  # stored by the pool's processes, not by this one
-    with intake.db.reader() as session:
-        sources = set(session.scalars(select(StagingSession.source_key)))
-    assert sources == {"pacs:job:job-under-test"}  # with the job's origin
 
 
 def test_c_get_stores_are_taken_from_the_pdus(

@@ -24,12 +24,11 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from dicomgate.child_process import die_with_parent
 from dicomgate.errors import StorageError
 from dicomgate.intake.origin import Origin
-from dicomgate.intake.receive import Intake, ReceiveResult, receive
+from dicomgate.intake.receive import Intake
 from dicomgate.intake.spec import IntakeSpec
 from dicomgate.sources.batch_settle import Load, Planned, Settled, load_and_settle
 
@@ -158,45 +157,9 @@ def _init_worker(parent: int) -> None:
     die_with_parent(parent, started_by_lasting_thread=False)
 
 
-def receive_one(
-    pool: ProcessPoolExecutor, spec: IntakeSpec, data: bytes, origin: Origin, syntax: str | None
-) -> ReceiveResult:
-    """Have a worker take one instance in (``intake.receive.receive``); return its result.
-
-    For a source whose instances arrive one by one on several associations at once (C-GET):
-    each waits for its own instance while the workers receive side by side.
-
-    Raises
-    ------
-    Exception
-        What ``receive`` raised in the worker (a storage error keeps its class), or
-        ``BrokenProcessPool`` when the worker died (the pool is then discarded).
-    """
-    try:
-        return pool.submit(_receive_in_worker, spec, data, origin, syntax).result()
-    except BrokenProcessPool:
-        discard(pool)
-        raise
-
-
-def _receive_in_worker(
-    spec: IntakeSpec, data: bytes, origin: Origin, syntax: str | None
-) -> ReceiveResult:
-    try:
-        return receive(_intake_of(spec), data, origin, syntax)
-    except Exception as exc:
-        raise _portable_error(exc) from None
-
-
 def _settle_in_worker(
     spec: IntakeSpec, load: Load, batch: list[tuple[Planned, Origin]]
 ) -> list[Settled]:
-    intake = _intake_of(spec)
-    return [_portable(answer) for answer in load_and_settle(intake, load, batch)]
-
-
-def _intake_of(spec: IntakeSpec) -> Intake:
-    """Return this worker's intake of ``spec``, opened at its first task."""
     intake = _intakes.get(spec)
     if intake is None:
         while len(_intakes) >= _INTAKES_KEPT:  # another data folder each time: tests, benchmarks
@@ -206,15 +169,13 @@ def _intake_of(spec: IntakeSpec) -> Intake:
         # left in the collected generations, every full collection walked them again (about
         # a fifth of the time a worker spent reading and parsing files).
         gc.freeze()
-    return intake
+    return [_portable(answer) for answer in load_and_settle(intake, load, batch)]
 
 
 def _portable(answer: Settled) -> Settled:
-    return _portable_error(answer) if isinstance(answer, Exception) else answer
-
-
-def _portable_error(error: Exception) -> Exception:
     """Return an error the job's process can unpickle, keeping the storage errors' class."""
-    if isinstance(error, StorageError):
-        return type(error)(str(error))
-    return RuntimeError(f"{type(error).__name__}: {error}")
+    if not isinstance(answer, Exception):
+        return answer
+    if isinstance(answer, StorageError):
+        return type(answer)(str(answer))
+    return RuntimeError(f"{type(answer).__name__}: {answer}")

@@ -7,18 +7,18 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
 
 from dicomgate.intake.origin import Origin, OriginKind
-from dicomgate.intake.receive import Intake, Outcome
+from dicomgate.intake.receive import Intake
 from dicomgate.intake.spec import IntakeSpec
 from dicomgate.jobs import JobContext, JobStatus
 from dicomgate.settings import DuplicatePolicy
-from dicomgate.sources import files as _files  # noqa: F401  (registers import_files)
 from dicomgate.sources import import_processes
+from dicomgate.sources.batch_settle import Planned, Received
+from dicomgate.sources.files import load_entry  # and registers import_files
 from tests.integration.sources.helpers import inline_jobs, instance_count, stored_uids, write_study
 
 
@@ -130,31 +130,10 @@ def test_a_cancelled_import_records_every_batch_a_process_took(
     assert instance_count(intake) == stored
 
 
-def test_one_instance_received_by_a_worker_and_a_dead_pool_discarded(
-    intake: Intake, tmp_path: Path, two_processes: None
-) -> None:
-    pool, spec = import_processes.start(wait=True), IntakeSpec.of(intake)
-    [uid] = write_study(tmp_path / "one", 1)
-    origin = Origin(OriginKind.PACS, job_id="j1")
-    data = (tmp_path / "one" / "IM00000").read_bytes()
-    stored = import_processes.receive_one(pool, spec, data, origin, None)
-    assert stored.outcome is Outcome.STORED and stored.sop_instance_uid == uid
-    refused = import_processes.receive_one(pool, spec, b"not DICOM", origin, None)
-    assert refused.outcome is Outcome.REJECTED and refused.reason.startswith("malformed")
-    assert instance_count(intake) == 1 and intake.known.series == {}
-    for pid in _pool_pids():
-        os.kill(pid, signal.SIGKILL)
-    with pytest.raises(BrokenProcessPool):
-        for _ in range(100):  # the pool notices the deaths within a few calls
-            import_processes.receive_one(pool, spec, data, origin, None)
-            time.sleep(0.05)
-    assert import_processes.start() is not pool  # discarded: the next use starts a new one
-
-
 def test_the_pool_outlives_the_thread_that_spawned_its_processes(
     intake: Intake, tmp_path: Path, two_processes: None
 ) -> None:
-    # A C-GET association's thread spawns them at its first store, then ends with its series.
+    # The pool spawns a process on the thread of the call that needs one, which may end.
     spawner = threading.Thread(target=import_processes.start, kwargs={"wait": True})
     spawner.start()
     spawner.join()
@@ -162,12 +141,12 @@ def test_the_pool_outlives_the_thread_that_spawned_its_processes(
     pids = _pool_pids()
     assert len(pids) == 2
     [uid] = write_study(tmp_path / "one", 1)
-    data = (tmp_path / "one" / "IM00000").read_bytes()
-    origin = Origin(OriginKind.PACS, job_id="j1")
-    result = import_processes.receive_one(
-        import_processes.start(), IntakeSpec.of(intake), data, origin, None
-    )
-    assert result.outcome is Outcome.STORED and result.sop_instance_uid == uid
+    path = tmp_path / "one" / "IM00000"
+    item = Planned(str(path), path)  # import_files' items are keyed by their path
+    pairs = [(item, Origin(OriginKind.IMPORT, job_id="j1"))]
+    pool, spec = import_processes.start(), IntakeSpec.of(intake)
+    [answer] = import_processes.submit(pool, spec, load_entry, pairs).result()
+    assert isinstance(answer, Received) and answer.result.sop_instance_uid == uid
     assert _pool_pids() == pids
 
 

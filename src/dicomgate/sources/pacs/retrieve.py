@@ -12,14 +12,8 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
-from dataclasses import dataclass, field, replace
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -32,8 +26,6 @@ from dicomgate.dicom.remote import RemoteNodeClient, RetrieveCounts
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 from dicomgate.intake.origin import Origin
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
-from dicomgate.intake.spec import IntakeSpec
-from dicomgate.sources import import_processes
 from dicomgate.sources.moves import MoveRegistry
 from dicomgate.sources.pacs.arrivals import arrived as found_in_index
 from dicomgate.sources.scp import store_status
@@ -140,7 +132,6 @@ class Retriever:
     moves: MoveRegistry
     clock: Clock
     policy: RetrievePolicy = field(default_factory=RetrievePolicy)
-    processes: tuple[ProcessPoolExecutor, IntakeSpec] | None = None  # C-GET stores go there
 
     @property
     def node(self) -> RemoteNode:
@@ -163,7 +154,7 @@ class Retriever:
 
         def on_store(data: bytes, transfer_syntax: str) -> int:
             try:
-                result = self._receive(data, transfer_syntax)
+                result = receive(self.intake, data, self.origin, transfer_syntax)
             except Exception:
                 log.exception("C-GET store failed (node %s)", self.node.name)
                 return 0xA700
@@ -173,24 +164,6 @@ class Retriever:
 
         counts = self.client.get(level, keys, sop_classes, on_store)
         return counts, arrived
-
-    def _receive(self, data: bytes, transfer_syntax: str) -> ReceiveResult:
-        if self.processes is None:
-            return receive(self.intake, data, self.origin, transfer_syntax)
-        return import_processes.receive_one(*self.processes, data, self.origin, transfer_syntax)
-
-    def with_processes(self, count: int) -> Retriever:
-        """Return this retriever, storing through the import processes when ``count`` warrants.
-
-        Only C-GET's stores arrive in this process (C-MOVE's go to the receiver, which has
-        processes of its own); with several associations at once, their stores then run on
-        several cores instead of sharing this process.
-        """
-        if self.node.retrieve_method is not RetrieveMethod.C_GET:
-            return self
-        spec = IntakeSpec.of(self.intake)
-        pool = import_processes.pool_for(count) if spec.shareable else None
-        return self if pool is None else replace(self, processes=(pool, spec))
 
     def request(
         self, instances: list[ExpectedInstance], whole_series: bool
@@ -275,7 +248,6 @@ def retrieve_all(
     for item in todo:
         if item.sop_uid in pending:
             series.setdefault(item.series_uid, []).append(item)
-    retriever = retriever.with_processes(len(pending))
     _retrieve_series_concurrently(retriever, series, ledger, progress)
 
 
