@@ -152,8 +152,8 @@ def submit(
 
 
 def _init_worker(parent: int) -> None:
-    # The pool spawns a process on the thread of the call that needs one (a C-GET
-    # association's, a job's), which may end long before the pool: no death signal.
+    # The pool spawns a process on the thread of the call that needs one (a job's, a
+    # watcher's), which may end long before the pool: no death signal.
     die_with_parent(parent, started_by_lasting_thread=False)
 
 
