@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -132,6 +133,9 @@ def import_(
     settings = _settings(config)
     confirmed = _identity(identity, identity_file)
     jobs = open_jobs(settings, open_intake(settings), queue=False)
+    # Everything loaded so far lives as long as this command: out of every collection, which
+    # walked it again and again while the import parsed headers.
+    gc.freeze()
     workers = settings.sources.import_workers
     job_id = submit_import(jobs, paths, study, series, workers, identity=confirmed)
     job = run_with_progress(jobs, job_id)
