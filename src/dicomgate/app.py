@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -187,6 +188,10 @@ class Service:
         self.jobs.start()
         self._watcher = start_watcher(self.settings.sources, self.jobs, self._stop)
         self._start_metadata()
+        # The modules, engines and settings live as long as the service: out of every
+        # collection from now on (as in ``dicomgate import``, where the collector walking
+        # them again cost a fifth of an in-process import's parse).
+        gc.freeze()
         log.info(
             "DICOM receiver %s listening on port %s", self.settings.ae_title, self.receiver.port
         )
