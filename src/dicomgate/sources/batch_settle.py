@@ -48,7 +48,7 @@ class Planned:
 
 
 @dataclass(frozen=True, slots=True)
-class Received:
+class ReceivedItem:
     """What intake did with the instance of one item.
 
     Parameters
@@ -63,7 +63,7 @@ class Received:
     disagrees: tuple[str, ...] = ()
 
 
-Settled = Recorded | Received | Exception  # one item's answer; an Exception was not stored
+Settled = Recorded | ReceivedItem | Exception  # one item's answer; an Exception was not stored
 # Read and prepare one item (on any thread or process): a module-level function, so that an
 # import process can be handed it.
 Load = Callable[[Planned, Origin], "Prepared | Recorded"]
@@ -84,10 +84,10 @@ def settle(
         if isinstance(result, Exception):
             answers.append(result)
         elif item.listed is None or load.parsed is None:
-            answers.append(Received(result))
+            answers.append(ReceivedItem(result))
         else:
             differ = disagreements(item.listed, load.parsed.header)
-            answers.append(Received(result, tuple(differ)))
+            answers.append(ReceivedItem(result, tuple(differ)))
     return answers
 
 

@@ -30,7 +30,7 @@ from dicomgate.intake.spec import IntakeSpec
 from dicomgate.jobs import JobContext
 from dicomgate.jobs.store import ItemRecord
 from dicomgate.sources import import_processes
-from dicomgate.sources.batch_settle import Load, Planned, Received, Recorded, Settled, settle
+from dicomgate.sources.batch_settle import Load, Planned, ReceivedItem, Recorded, Settled, settle
 
 __all__ = ["Load", "Planned", "Recorded", "run_batches"]
 
@@ -179,7 +179,7 @@ def _record(
     for item, answer in zip(batch, answers, strict=True):
         if isinstance(answer, Exception):
             failure = failure or answer  # not recorded: the item stays pending for a retry
-        elif isinstance(answer, Received):
+        elif isinstance(answer, ReceivedItem):
             records.append((item, _record_of(ctx, item, answer)))
         else:
             records.append((item, ItemRecord(item.key, *answer)))
@@ -195,7 +195,7 @@ def _record(
     return [(rec.outcome, rec.reason) for _, rec in records]
 
 
-def _record_of(ctx: JobContext, item: Planned, answer: Received) -> ItemRecord:
+def _record_of(ctx: JobContext, item: Planned, answer: ReceivedItem) -> ItemRecord:
     result = answer.result
     rec = ctx.receive_record(item.key, result)
     if item.listed is None or not answer.disagrees:

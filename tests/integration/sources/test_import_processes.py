@@ -17,7 +17,7 @@ from dicomgate.intake.spec import IntakeSpec
 from dicomgate.jobs import JobContext, JobStatus
 from dicomgate.settings import DuplicatePolicy
 from dicomgate.sources import import_processes
-from dicomgate.sources.batch_settle import Planned, Received
+from dicomgate.sources.batch_settle import Planned, ReceivedItem
 from dicomgate.sources.files import load_entry  # and registers import_files
 from tests.integration.sources.helpers import inline_jobs, instance_count, stored_uids, write_study
 
@@ -146,7 +146,7 @@ def test_the_pool_outlives_the_thread_that_spawned_its_processes(
     pairs = [(item, Origin(OriginKind.IMPORT, job_id="j1"))]
     pool, spec = import_processes.start(), IntakeSpec.of(intake)
     [answer] = import_processes.submit(pool, spec, load_entry, pairs).result()
-    assert isinstance(answer, Received) and answer.result.sop_instance_uid == uid
+    assert isinstance(answer, ReceivedItem) and answer.result.sop_instance_uid == uid
     assert _pool_pids() == pids
 
 
