@@ -17,7 +17,6 @@ started it. When a worker dies, the batches it had are unknown: their items stay
 from __future__ import annotations
 
 import gc
-import logging
 import multiprocessing
 import os
 import threading
@@ -31,8 +30,6 @@ from dicomgate.intake.origin import Origin
 from dicomgate.intake.receive import Intake
 from dicomgate.intake.spec import IntakeSpec
 from dicomgate.sources.batch_settle import Load, Planned, Settled, load_and_settle
-
-log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _config = {"processes": 0, "from_items": 1000}
