@@ -31,6 +31,7 @@ from dicomgate.access.dimse.config import QueryRetrieveSettings
 from dicomgate.auth.settings import AuthSettings
 from dicomgate.deid.config import DeidSettings, ProjectDeid
 from dicomgate.dicom.nodes import PacsSettings
+from dicomgate.duplicate_policy import DuplicatePolicy
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig
 from dicomgate.prearchive.config import PrearchiveSettings
@@ -38,14 +39,6 @@ from dicomgate.sources.config import SourcesConfig
 from dicomgate.sources.scp_processes import ReceiverProcesses
 
 _PROJECT_ID = r"^[A-Za-z0-9_-]+$"
-
-
-class DuplicatePolicy(enum.StrEnum):
-    """What to do when an instance arrives again with different content under the same UID."""
-
-    KEEP_FIRST = "keep_first"
-    REPLACE = "replace"
-    REJECT = "reject"
 
 
 class ArchivePolicy(enum.StrEnum):

@@ -24,10 +24,10 @@ from dicomgate.db import Database
 from dicomgate.dicom.header_values import uid_value, value_text
 from dicomgate.dicom.part10 import NotDicomError, Part10, parse_any, parse_dataset
 from dicomgate.dicom.uids import is_valid_uid
+from dicomgate.duplicate_policy import DuplicatePolicy
 from dicomgate.group_commit import GroupCommit
 from dicomgate.intake.known_rows import KnownRows
 from dicomgate.intake.origin import Origin
-from dicomgate.settings import DuplicatePolicy
 
 _REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from dicomgate.archive.blobstore import FilesystemBlobStore
 from dicomgate.db import Database
+from dicomgate.duplicate_policy import DuplicatePolicy
 from dicomgate.intake.receive import Intake
-from dicomgate.settings import DuplicatePolicy
 
 
 @dataclass(frozen=True, slots=True)

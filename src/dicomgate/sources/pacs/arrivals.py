@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 
 from dicomgate.archive.models import Instance, SetAside, StagingSession
+from dicomgate.duplicate_policy import DuplicatePolicy
 from dicomgate.intake.origin import Origin
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult
-from dicomgate.settings import DuplicatePolicy
 from dicomgate.sources.moves import origin_to_json
 
 _CHUNK = 500
