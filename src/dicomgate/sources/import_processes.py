@@ -97,7 +97,7 @@ def prestart() -> None:
     """Start the pool's processes in the background, unless imports stay in-process.
 
     For a source that sees a large import coming before it starts: its processes import
-    what they need (about half a second each) while, for instance, a dropped folder is still
+    what they need (about 0.4 s of CPU each) while, for instance, a dropped folder is still
     being written.
     """
     if process_count() < 2:
