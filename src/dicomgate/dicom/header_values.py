@@ -42,6 +42,11 @@ def _dictionary_vr(tag: int) -> str:
         return ""
 
 
+def _element(header: Dataset, keyword: str) -> Any:
+    """Return the element of ``keyword`` as the header holds it (raw until pydicom converts it)."""
+    return cast(dict[int, Any], header._dict).get(_tag(keyword))
+
+
 def _plain_text(element: Any) -> str | None:
     """Return a raw element's value when it is one plain ASCII text value, else None."""
     if not isinstance(element, RawDataElement) or element.value is None:
@@ -62,7 +67,7 @@ def value_text(header: Dataset, keyword: str) -> str | None:
     An empty value is returned as ''. May raise what pydicom raises for a value it cannot
     convert (on the slow path only).
     """
-    element = cast(dict[int, Any], header._dict).get(_tag(keyword))
+    element = _element(header, keyword)
     if element is None:
         return None
     plain = _plain_text(element)
@@ -78,7 +83,7 @@ def us_value(header: Dataset, keyword: str) -> Any:
     A raw value of exactly two bytes is one unsigned short in the dataset's byte order; any
     other (absent, several values, already converted, a VR other than US) goes through pydicom.
     """
-    element = cast(dict[int, Any], header._dict).get(_tag(keyword))
+    element = _element(header, keyword)
     if (
         isinstance(element, RawDataElement)
         and element.value is not None
