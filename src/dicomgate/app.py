@@ -84,7 +84,8 @@ def open_auth(settings: Settings, intake: Intake) -> Authenticator:
     url = settings.auth.audit_database_url
     if url is None:
         url = f"sqlite:///{(settings.data_dir / 'audit.sqlite3').resolve()}"
-    return Authenticator(settings.auth, intake.db, AuditTrail(url))
+    trail = AuditTrail(url, reads_wait_for_disk=settings.auth.audit_reads_wait_for_disk)
+    return Authenticator(settings.auth, intake.db, trail)
 
 
 def _first_admin(settings: Settings, auth: Authenticator) -> None:

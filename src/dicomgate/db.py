@@ -26,15 +26,21 @@ from sqlalchemy.orm import Session, sessionmaker
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") -> None:
     # Take transaction control from the driver so BEGIN IMMEDIATE is ours to emit.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_on_connect_commits_to_os(dbapi_conn: Any, record: Any) -> None:
+    # WAL with synchronous=NORMAL: a commit is in the operating system's hands, not yet on
+    # disk; the database stays consistent, and the next FULL commit or checkpoint syncs it.
+    _sqlite_on_connect(dbapi_conn, record, synchronous="NORMAL")
 
 
 def _sqlite_on_begin(conn: Any) -> None:
@@ -48,20 +54,29 @@ def _sqlite_on_begin(conn: Any) -> None:
         raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, wait_for_disk: bool = True) -> Engine:
     """Create an engine for ``url`` with the durability settings dicomgate relies on.
 
     Parameters
     ----------
     url
         A SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``.
+    wait_for_disk
+        When False, a commit returns once the database server or SQLite handed it to the
+        operating system, before it is on disk (SQLite ``synchronous=NORMAL``, PostgreSQL
+        ``synchronous_commit=off``): a crash of dicomgate loses nothing committed, a crash of
+        the machine can lose the last commits, and the database stays consistent.
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
-        event.listen(engine, "connect", _sqlite_on_connect)
+        on_connect = _sqlite_on_connect if wait_for_disk else _sqlite_on_connect_commits_to_os
+        event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    options = {} if wait_for_disk else {"options": "-c synchronous_commit=off"}
+    return create_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=options
+    )
 
 
 class _WriteLock:
@@ -112,11 +127,13 @@ class Database:
     ----------
     url
         The database URL.
+    wait_for_disk
+        False for commits that return before they are on disk (see ``make_engine``).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, wait_for_disk: bool = True) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, wait_for_disk)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock: _WriteLock | contextlib.nullcontext[None] = (
             _WriteLock(_sqlite_lock_path(self.engine))

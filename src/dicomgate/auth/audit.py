@@ -7,6 +7,13 @@ and names the first record that was changed, removed or inserted. Triggers refus
 DELETE, so rewriting history needs the database file itself, which the chain then exposes.
 
 Records hold internal ids, UIDs, user names and addresses, never PHI.
+
+Every record is committed before ``record()`` returns. Records of reads (``READ_ACTIONS``:
+a search, a retrieve) may be committed without waiting for the disk (``auth.
+audit_reads_wait_for_disk``, off by default): a viewer sends one per search, and the disk's
+flush was most of a search's time. A crash of dicomgate loses none of them; a crash of the
+machine can lose the last ones, never a record of a change, a login or a refusal, whose
+commit also puts every read record before it on disk.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dicomgate.db import Database
 from dicomgate.group_commit import GroupCommit
 
 GENESIS = "0" * 64
+READ_ACTIONS = frozenset({"query", "retrieve", "pacs_query"})  # see the module's docstring
 
 
 class AuditEvent(enum.Enum):
@@ -152,11 +160,16 @@ class AuditTrail:
         Create the table and its append-only guards when missing. Receiver worker processes
         pass ``False``: the process that started them did it, and PostgreSQL DDL run by
         several processes at once can fail.
+    reads_wait_for_disk
+        When False, records of ``READ_ACTIONS`` are committed on a connection of their own
+        that does not wait for the disk (see the module's docstring).
     """
 
-    def __init__(self, url: str, create: bool = True) -> None:
+    def __init__(self, url: str, create: bool = True, reads_wait_for_disk: bool = True) -> None:
         self.db = Database(url)
         self._writer = GroupCommit(self.db)
+        self._reads_db = self.db if reads_wait_for_disk else Database(url, wait_for_disk=False)
+        self._reads = GroupCommit(self._reads_db) if not reads_wait_for_disk else self._writer
         if not create:
             return
         _Base.metadata.create_all(self.db.engine)
@@ -176,10 +189,11 @@ class AuditTrail:
         objects: dict[str, Any] | None = None,
         detail: str = "",
     ) -> int:
-        """Append one record; return its sequence number once the record is durable.
+        """Append one record; return its sequence number once the record is committed.
 
         Records of concurrent callers (a viewer's parallel searches) share one transaction
-        and one commit (``GroupCommit``); each caller returns only after that commit.
+        and one commit (``GroupCommit``); each caller returns only after that commit, which
+        is on disk unless the record is a read's and reads do not wait for the disk.
         """
         values: dict[str, Any] = {
             "event_code": event.code,
@@ -190,7 +204,8 @@ class AuditTrail:
             "objects": json.dumps(objects or {}, sort_keys=True),
             "detail": detail,
         }
-        return self._writer.run(partial(self._append, values))
+        writer = self._reads if values["action"] in READ_ACTIONS else self._writer
+        return writer.run(partial(self._append, values))
 
     def _append(self, values: dict[str, Any], session: Session) -> int:
         # Core statements, not the ORM: a record is appended for every query a viewer
@@ -237,6 +252,8 @@ class AuditTrail:
     def dispose(self) -> None:
         """Close the store's connections."""
         self.db.dispose()
+        if self._reads_db is not self.db:
+            self._reads_db.dispose()
 
 
 def _all(session: Session) -> Iterator[AuditRow]:

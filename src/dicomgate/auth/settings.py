@@ -128,6 +128,7 @@ class AuthSettings(BaseModel):
     cookie_secure: bool = True
     oidc: OidcSettings | None = None
     audit_database_url: str | None = None
+    audit_reads_wait_for_disk: bool = False
     dicom_peers: list[DicomPeerSettings] = Field(default_factory=list)
     dicom_open: bool | None = None
     dicom_user_identity: UserIdentityPolicy = UserIdentityPolicy.OPTIONAL

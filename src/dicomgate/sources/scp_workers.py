@@ -108,7 +108,8 @@ def _worker_main(
     signal.signal(signal.SIGTERM, lambda *_args: stop.set())
     intake = spec.open()
     # Its own connection to the audit store: records of its associations are its to write.
-    audit = AuditTrail(audit_url, create=False) if audit_url else None
+    waits = settings.auth.audit_reads_wait_for_disk
+    audit = AuditTrail(audit_url, create=False, reads_wait_for_disk=waits) if audit_url else None
     receiver = Receiver(
         settings, intake, extensions or (), audit, listener=listener, load=Load(*load)
     )

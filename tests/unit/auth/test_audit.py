@@ -126,3 +126,80 @@ def test_chain_on_postgres(postgres_url: str) -> None:
     with pytest.raises(DatabaseError), trail.db.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM audit_records")
     trail.dispose()
+
+
+def _synchronous(trail_db: object) -> int:
+    from dicomgate.db import Database
+
+    assert isinstance(trail_db, Database)
+    with trail_db.writer.unit_of_work() as session:
+        return int(session.connection().exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+
+def test_reads_may_commit_without_waiting_for_the_disk_and_keep_one_chain(
+    tmp_path: Path,
+) -> None:
+    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}", reads_wait_for_disk=False)
+    assert _synchronous(trail.db) == 2  # FULL: changes, logins and refusals wait for the disk
+    assert _synchronous(trail._reads_db) == 1  # NORMAL: committed, not yet flushed
+    seqs: list[int] = []
+    start = threading.Barrier(6)
+
+    def client(n: int) -> None:
+        start.wait()
+        for i in range(20):
+            action = ("query", "retrieve", "import")[(n + i) % 3]
+            event = AuditEvent.IMPORT if action == "import" else AuditEvent.QUERY
+            seqs.append(trail.record(event, action, actor=f"client{n}", detail=str(i)))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seqs) == list(range(1, 121))  # reads and changes interleaved in one chain
+    assert trail.verify() == []
+    assert trail._reads.groups > 0 and trail._writer.groups > 0  # both writers were used
+    trail.dispose()
+
+
+def test_reads_wait_for_the_disk_when_asked(tmp_path: Path) -> None:
+    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}", reads_wait_for_disk=True)
+    trail.record(AuditEvent.QUERY, "query", actor="viewer")
+    assert trail._reads is trail._writer and _synchronous(trail.db) == 2
+    trail.dispose()
+
+
+def test_read_records_survive_a_crash_of_the_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    AuditTrail(url).dispose()  # the table and its guards
+    script = (
+        "import os, sys\n"
+        "from dicomgate.auth.audit import AuditEvent, AuditTrail\n"
+        "trail = AuditTrail(sys.argv[1], create=False, reads_wait_for_disk=False)\n"
+        "for n in range(30):\n"
+        "    trail.record(AuditEvent.QUERY, 'query', actor='viewer', detail=str(n))\n"
+        "os._exit(0)  # no clean-up, no checkpoint: as if the process had been killed\n"
+    )
+    subprocess.run([sys.executable, "-c", script, url], check=True, timeout=120)
+    trail = AuditTrail(url, create=False)
+    assert [r.detail for r in trail.records()] == [str(n) for n in range(30)]
+    assert trail.verify() == []
+    trail.dispose()
+
+
+@pytest.mark.postgres
+def test_reads_on_postgres_commit_asynchronously(postgres_url: str) -> None:
+    trail = AuditTrail(postgres_url, reads_wait_for_disk=False)
+    with trail._reads_db.writer.unit_of_work() as session:
+        setting = session.connection().exec_driver_sql("SHOW synchronous_commit").scalar_one()
+    assert setting == "off"
+    with trail.db.writer.unit_of_work() as session:
+        assert session.connection().exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"
+    first = trail.record(AuditEvent.QUERY, "query", actor="viewer")
+    second = trail.record(AuditEvent.IMPORT, "import", actor="scanner")
+    assert second == first + 1 and trail.verify() == []
+    trail.dispose()
