@@ -131,6 +131,7 @@ def import_(
     from dicomgate.cli_media import submit_import
 
     settings = _settings(config)
+    warm_import_processes(settings, paths)
     confirmed = _identity(identity, identity_file)
     jobs = open_jobs(settings, open_intake(settings), queue=False)
     # Everything loaded so far lives as long as this command: out of every collection, which
@@ -154,6 +155,22 @@ def import_(
         err.print(f"[red]import failed:[/] {job.message}", highlight=False)
     if problems or job.status is not JobStatus.SUCCEEDED:
         raise typer.Exit(1)
+
+
+def warm_import_processes(settings: Settings, paths: list[Path]) -> None:
+    """Start the import processes now when this import is large enough to hand them batches.
+
+    Each process imports pydicom and SQLAlchemy (about half a second) while this command
+    opens the index and lists the files, instead of after, so the job's first batches find
+    them ready.
+    """
+    from dicomgate.sources import import_processes
+    from dicomgate.sources.scan import holds_at_least
+
+    sources = settings.sources
+    import_processes.configure(sources.import_processes, sources.import_processes_from)
+    if holds_at_least(paths, sources.import_processes_from):
+        import_processes.prestart()
 
 
 def _identity_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, str]]:

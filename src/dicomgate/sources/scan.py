@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +137,29 @@ def walk(root: Path, skip: frozenset[str] = frozenset()) -> list[Found]:
             else:
                 found.append(classify(Path(entry.path), key))
     return sorted(found, key=lambda f: f.key)
+
+
+def holds_at_least(paths: Sequence[Path], count: int) -> bool:
+    """Return True when ``paths`` hold ``count`` files or more, never following a link.
+
+    Folders are walked until ``count`` entries that are not folders were seen, so a large
+    import is recognised after listing that many names, before it is walked whole.
+    """
+    seen = 0
+    stack = list(paths)
+    while stack and seen < count:
+        path = stack.pop()
+        try:
+            is_folder = stat.S_ISDIR(os.lstat(path).st_mode)
+            entries = list(os.scandir(path)) if is_folder else []
+        except OSError:
+            continue  # missing or unreadable: the import reports it
+        if not is_folder:
+            seen += 1
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            else:
+                seen += 1
+    return seen >= count

@@ -189,3 +189,25 @@ def test_an_in_memory_index_is_not_shared_with_other_processes(tmp_path: Path) -
     assert not spec("sqlite://").shareable and not spec("sqlite:///:memory:").shareable
     assert spec(f"sqlite:///{tmp_path / 'index.sqlite3'}").shareable
     assert spec("postgresql+psycopg://u@localhost/db").shareable
+
+
+def test_the_import_command_warms_the_processes_for_a_large_import_only(
+    tmp_path: Path, two_processes: None
+) -> None:
+    from dicomgate.cli import warm_import_processes
+    from dicomgate.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        sources={"import_processes": 2, "import_processes_from": 30},  # type: ignore[arg-type]
+    )
+    write_study(tmp_path / "small", 29)
+    warm_import_processes(settings, [tmp_path / "small"])
+    assert import_processes.pool_for(import_processes.WARM_FROM) is None  # nothing started
+    write_study(tmp_path / "large", 30)
+    warm_import_processes(settings, [tmp_path / "large"])
+    assert import_processes.pool_for(import_processes.WARM_FROM) is not None
+    deadline = time.monotonic() + 60
+    while len(_pool_pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # started in the background, while the command goes on
+    assert len(_pool_pids()) == 2

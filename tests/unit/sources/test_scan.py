@@ -60,3 +60,24 @@ def test_walk_skips_named_subtrees(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
     keys = [f.key for f in walk(tmp_path, frozenset({"done", "rejected"}))]
     assert keys == ["in/c"]
+
+
+def test_holds_at_least_counts_files_at_any_depth_without_following_links(
+    tmp_path: Path,
+) -> None:
+    from dicomgate.sources.scan import holds_at_least
+
+    for n in range(3):
+        (tmp_path / "a" / "b").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "a" / "b" / f"f{n}").write_bytes(b"x")
+    (tmp_path / "loose").write_bytes(b"x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for n in range(10):
+        (elsewhere / f"g{n}").write_bytes(b"x")
+    (tmp_path / "a" / "link").symlink_to(elsewhere, target_is_directory=True)
+    # 3 files + the link itself (counted as an entry, never walked) + the loose file.
+    assert holds_at_least([tmp_path / "a", tmp_path / "loose"], 5)
+    assert not holds_at_least([tmp_path / "a", tmp_path / "loose"], 6)
+    assert not holds_at_least([tmp_path / "missing"], 1)
+    assert holds_at_least([], 0) and not holds_at_least([], 1)
