@@ -5,8 +5,9 @@ Usage: .venv/bin/python bench/bench_dicomweb.py [--studies N] [--per-study M] [-
 
 Both servers receive the same corpus by C-STORE (dcmtk storescu): N small studies of M
 instances (64x64) with distinct Patient IDs and study dates spread over 2015-2024, plus one
-"big" study of K 512x512 16-bit instances. Then, with raw HTTP (httpx, one keep-alive
-connection), it measures QIDO-RS latencies (by PatientID, by a one-year StudyDate range, all
+"big" study of K 512x512 16-bit instances. Then, with raw HTTP (one keep-alive connection:
+the searches with a minimal socket client, ``raw_http.py``, the rest with httpx), it measures
+QIDO-RS latencies (by PatientID, by a one-year StudyDate range, all
 studies), the big study's metadata, WADO-RS retrieve of the big study (MB/s), and STOW-RS of
 fresh small instances (instances/s, one connection; batches of 1 and of 20 per request).
 The searches run with both servers up, in --rounds rounds that alternate between them.
@@ -17,6 +18,7 @@ Quick by default (--studies 50); --studies 500 --per-study 20 is the issue's cor
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sqlite3
@@ -36,6 +38,7 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from bench_store import PYTHON, ROOT, free_port, make_instance, wait_http
+from raw_http import RawClient
 
 sys.path.insert(0, str(ROOT))
 from tests.orthanc import start_orthanc
@@ -234,12 +237,12 @@ def stow_rate(client: httpx.Client, url: str, parts: list[bytes], batch: int) ->
     return len(parts) / (time.perf_counter() - start)
 
 
-def search_round(client: httpx.Client, pids: list[str], repeat: int) -> dict[str, list[float]]:
+def search_round(client: RawClient, pids: list[str], repeat: int) -> dict[str, list[float]]:
     """Return the milliseconds of ``repeat`` requests of each QIDO search."""
 
     def ms(params: dict[str, str] | None = None) -> float:
         start = time.perf_counter()
-        client.get("/studies", params=params).raise_for_status()
+        client.get("/studies", params=params)
         return (time.perf_counter() - start) * 1000
 
     return {
@@ -258,7 +261,7 @@ def measure_searches(
     shared machine hit both alike instead of one system's whole measurement.
     """
     times: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
-    clients = {t.name: httpx.Client(base_url=t.dicomweb, timeout=600) for t in targets}
+    clients = {t.name: RawClient(t.dicomweb) for t in targets}
     try:
         for client in clients.values():  # warm up both alike: code paths and page cache
             search_round(client, corpus.patient_ids[:5], 5)
@@ -267,7 +270,7 @@ def measure_searches(
                 round_times = search_round(clients[target.name], corpus.patient_ids, args.repeat)
                 for key, values in round_times.items():
                     times[target.name].setdefault(key, []).extend(values)
-        count = len(clients[targets[0].name].get("/studies").json())
+        count = len(json.loads(clients[targets[0].name].get("/studies")))
         print(f"    all-studies search returns {count} studies")
     finally:
         for client in clients.values():

@@ -204,8 +204,9 @@ def main() -> int:
             for name, system in systems.items():
                 base = tmp / f"run{index}-{name.split()[0]}-{len(times[name])}-{name[-5:]}"
                 base.mkdir()
+                # Kept until the end: deleting a run's files slows the next run's file
+                # creations on ext4 without a journal (see bench_store.stop).
                 times[name].append(system(base, port, study, args.count))
-                shutil.rmtree(base, ignore_errors=True)
                 print(
                     f"  run {index + 1} {name}: {args.count / times[name][-1]:.1f} inst/s",
                     flush=True,
