@@ -186,3 +186,27 @@ def test_search_under_a_bad_uid_is_400(gate: Gate) -> None:
 def test_unacceptable_media_type_is_406(gate: Gate) -> None:
     response = gate.http.get("/studies", headers={"Accept": "application/dicom+xml"})
     assert response.status_code == 406
+
+
+def test_one_statement_per_query_shape_answers_every_value(
+    filled: tuple[Gate, dict[str, str]],
+) -> None:
+    from dicomgate.access.dicomweb import qido
+
+    gate, u = filled
+    qido._STATEMENTS.clear()
+    assert _studies(gate, PatientID="PAT-001") == {u["a"]}
+    assert _studies(gate, PatientID="PAT-002") == {u["b"]}  # same shape, the other value
+    assert _studies(gate, StudyInstanceUID=u["a"]) == {u["a"]}
+    three = f"{u['a']},{u['b']},{u['c']}"
+    assert _studies(gate, StudyInstanceUID=three) == {u["a"], u["b"], u["c"]}
+    assert _studies(gate, StudyDate="20200102-") == {u["b"]}
+    before = _studies(gate, StudyDate="-20200102")  # with MR_small's study of 2004
+    assert u["a"] in before and u["b"] not in before
+    assert _studies(gate, StudyDate="20200101-20200101") == {u["a"]}
+    assert _studies(gate, PatientName="doe^*") == {u["a"]}
+    assert _studies(gate, PatientName="roe^*") == {u["b"]}
+    assert len(_search(gate, "/studies", limit=1)) == 1
+    assert len(_search(gate, "/studies", limit=3)) == 3  # limit and offset are parameters too
+    # PatientID; UID lists of any length; three kinds of range; a PN wildcard; no key.
+    assert len(qido._STATEMENTS) == 7
