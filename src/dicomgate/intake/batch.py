@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from pydicom import Dataset
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
@@ -103,16 +103,20 @@ def _duplicate(intake: Intake, item: Prepared, known: _Stored) -> ReceiveResult:
     return duplicate(intake, item.parsed, item.origin, item.digest, known)
 
 
+# Built once: a statement built per call cost more in SQLAlchemy's cache key than the lookup.
+_STORED = select(Instance.sop_instance_uid, Instance.pk, Instance.sha256, Instance.blob_key).where(
+    Instance.sop_instance_uid.in_(bindparam("uids", expanding=True))
+)
+
+
 def _stored_already(intake: Intake, items: Sequence[Prepared]) -> dict[str, _Stored]:
     """Return the instances of ``items`` that the index holds: SOP Instance UID -> row."""
     uids = sorted({uid for uid in map(_uid, items) if uid is not None})
     found: dict[str, _Stored] = {}
-    columns = (Instance.sop_instance_uid, Instance.pk, Instance.sha256, Instance.blob_key)
-    with intake.db.reader() as session:
+    with intake.db.read_connection() as connection:
         for start in range(0, len(uids), _QUERY_CHUNK):
             chunk = uids[start : start + _QUERY_CHUNK]
-            query = select(*columns).where(Instance.sop_instance_uid.in_(chunk))
-            for uid, pk, digest, key in session.execute(query):
+            for uid, pk, digest, key in connection.execute(_STORED, {"uids": chunk}):
                 found[str(uid)] = (int(pk), str(digest), str(key))
     return found
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from dicomgate.archive.models import Instance, Series, StagingSession, Study
 from dicomgate.auth.audit import AuditEvent, AuditTrail
@@ -148,21 +148,24 @@ def receive_parts(
 Landing = tuple[int | None, str, str, str, str]
 
 
+# Built once: built per request, its cache key cost more than running it.
+_LANDING = (
+    select(Instance.pk, StagingSession.pk, StagingSession.status, StagingSession.project_id,
+           Study.project_id, Study.study_uid, Series.series_uid)
+    .join(Series, Instance.series_pk == Series.pk)
+    .join(Study, Series.study_pk == Study.pk)
+    .outerjoin(StagingSession, Instance.staging_pk == StagingSession.pk)
+    .where(Instance.pk.in_(bindparam("pks", expanding=True)))
+)  # fmt: skip
+
+
 def _landing(intake: Intake, results: list[PartResult]) -> dict[int, Landing]:
     """Return instance pk -> (staging pk, status, project, study, series) of stored parts."""
     pks = [r.result.instance_pk for r in results if r.failure is None and r.result.instance_pk]
     if not pks:
         return {}
-    query = (
-        select(Instance.pk, StagingSession.pk, StagingSession.status, StagingSession.project_id,
-               Study.project_id, Study.study_uid, Series.series_uid)
-        .join(Series, Instance.series_pk == Series.pk)
-        .join(Study, Series.study_pk == Study.pk)
-        .outerjoin(StagingSession, Instance.staging_pk == StagingSession.pk)
-        .where(Instance.pk.in_(pks))
-    )  # fmt: skip
-    with intake.db.reader() as session:
-        rows = session.execute(query).all()
+    with intake.db.read_connection() as connection:
+        rows = connection.execute(_LANDING, {"pks": pks}).all()
     return {int(pk): (staging, status or "ARCHIVED", staged or archived or "", study, series)
             for pk, staging, status, staged, archived, study, series in rows}  # fmt: skip
 
