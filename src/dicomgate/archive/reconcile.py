@@ -3,11 +3,18 @@
 Temporary files are removed (never acknowledged), blobs without an index row are moved to the
 set-aside area with a record (a crash between fsync and commit), and index rows whose blob is
 missing are reported.
+
+Files younger than ``settle_seconds`` are left alone: another process writing to the same data
+folder (a ``dicomgate import`` run beside the service) may have written a blob and be about to
+commit the row naming it; setting it aside would leave that row without its blob. The next
+start-up looks at them again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -17,6 +24,7 @@ from dicomgate.archive.models import Instance, SetAside
 from dicomgate.db import Database
 
 log = logging.getLogger(__name__)
+SETTLE_SECONDS = 600.0
 
 
 @dataclass
@@ -26,23 +34,47 @@ class ReconcileReport:
     temp_removed: int = 0
     orphans_set_aside: list[str] = field(default_factory=list)
     missing_blobs: list[int] = field(default_factory=list)
+    recent_left: int = 0  # temporary files and unindexed blobs too young to judge
 
 
 def reconcile(
-    db: Database, blobs: FilesystemBlobStore, aside: FilesystemBlobStore
+    db: Database,
+    blobs: FilesystemBlobStore,
+    aside: FilesystemBlobStore,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> ReconcileReport:
-    """Bring blobs and index back in line; return what was found."""
+    """Bring blobs and index back in line; return what was found.
+
+    Parameters
+    ----------
+    db, blobs, aside
+        The index, the blob store and the set-aside area.
+    settle_seconds
+        Files modified more recently than this are left for the next start-up.
+    """
     report = ReconcileReport()
+    cutoff = time.time() - settle_seconds
     for tmp in blobs.temp_files():
-        tmp.unlink(missing_ok=True)
-        report.temp_removed += 1
+        if _settled(tmp, cutoff):
+            tmp.unlink(missing_ok=True)
+            report.temp_removed += 1
+        else:
+            report.recent_left += 1
+    # The index is read before the blobs are listed: a blob indexed in between looks
+    # unindexed here, and is young, so it is left alone.
     with db.reader() as session:
         indexed = {
             str(k): int(pk) for pk, k in session.execute(select(Instance.pk, Instance.blob_key))
         }
     for key in blobs.iter_keys():
-        if key not in indexed:
+        if key in indexed:
+            continue
+        if _settled(blobs.path(key), cutoff):
             report.orphans_set_aside.append(_set_aside(db, blobs, aside, key))
+        else:
+            report.recent_left += 1
+    if report.recent_left:
+        log.info("%d unindexed files are recent and left for the next start-up", report.recent_left)
     present = set(blobs.iter_keys())
     report.missing_blobs = sorted(pk for key, pk in indexed.items() if key not in present)
     if report.missing_blobs:
@@ -52,6 +84,14 @@ def reconcile(
             report.missing_blobs[:20],
         )
     return report
+
+
+def _settled(path: os.PathLike[str], cutoff: float) -> bool:
+    """Return True when ``path`` was last modified before ``cutoff`` (False when it is gone)."""
+    try:
+        return os.stat(path).st_mtime < cutoff
+    except FileNotFoundError:
+        return False
 
 
 def _set_aside(
