@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -22,8 +23,16 @@ from dicomgate.errors import ConflictError, InvalidInputError, NotFoundError
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _MIN_PASSWORD = 12
 _hasher = PasswordHasher()
-# Verifying against this keeps the time of "no such user" equal to "wrong password".
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Return a hash to verify against when the user does not exist.
+
+    It keeps the time of "no such user" equal to "wrong password". Made on first use: hashing
+    takes about 0.1 s, which every command and process importing this module paid.
+    """
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +120,7 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     """Return the user when the password matches, else None (constant-time either way)."""
     user = session.scalars(select(User).where(User.name == name)).first()
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     return user
