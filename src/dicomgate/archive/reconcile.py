@@ -54,12 +54,7 @@ def reconcile(
     """
     report = ReconcileReport()
     cutoff = time.time() - settle_seconds
-    for tmp in blobs.temp_files():
-        if _settled(tmp, cutoff):
-            tmp.unlink(missing_ok=True)
-            report.temp_removed += 1
-        else:
-            report.recent_left += 1
+    _remove_old_temps(blobs, cutoff, report)
     # The index is read before the blobs are listed: a blob indexed in between looks
     # unindexed here, and is young, so it is left alone.
     with db.reader() as session:
@@ -74,7 +69,7 @@ def reconcile(
         else:
             report.recent_left += 1
     if report.recent_left:
-        log.info("%d unindexed files are recent and left for the next start-up", report.recent_left)
+        log.info("%d recent unindexed files left for the next start-up", report.recent_left)
     present = set(blobs.iter_keys())
     report.missing_blobs = sorted(pk for key, pk in indexed.items() if key not in present)
     if report.missing_blobs:
@@ -84,6 +79,15 @@ def reconcile(
             report.missing_blobs[:20],
         )
     return report
+
+
+def _remove_old_temps(blobs: FilesystemBlobStore, cutoff: float, report: ReconcileReport) -> None:
+    for tmp in blobs.temp_files():
+        if _settled(tmp, cutoff):
+            tmp.unlink(missing_ok=True)
+            report.temp_removed += 1
+        else:
+            report.recent_left += 1
 
 
 def _settled(path: os.PathLike[str], cutoff: float) -> bool:

@@ -9,8 +9,8 @@ DELETE, so rewriting history needs the database file itself, which the chain the
 Records hold internal ids, UIDs, user names and addresses, never PHI.
 
 Every record is committed before ``record()`` returns. Records of reads (``READ_ACTIONS``:
-a search, a retrieve) may be committed without waiting for the disk (``auth.
-audit_reads_wait_for_disk``, off by default): a viewer sends one per search, and the disk's
+a search, a retrieve) are committed without waiting for the disk unless the setting
+``auth.audit_reads_wait_for_disk`` asks for it: a viewer sends one per search, and the disk's
 flush was most of a search's time. A crash of dicomgate loses none of them; a crash of the
 machine can lose the last ones, never a record of a change, a login or a refusal, whose
 commit also puts every read record before it on disk.
