@@ -193,10 +193,15 @@ def test_read_records_survive_a_crash_of_the_process(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_reads_on_postgres_commit_asynchronously(postgres_url: str) -> None:
-    trail = AuditTrail(postgres_url, reads_wait_for_disk=False)
+    # Options given with the URL still apply to the reads' connection.
+    separator = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{separator}options=-c%20statement_timeout%3D123456"
+    trail = AuditTrail(url, reads_wait_for_disk=False)
     with trail._reads_db.writer.unit_of_work() as session:
-        setting = session.connection().exec_driver_sql("SHOW synchronous_commit").scalar_one()
-    assert setting == "off"
+        connection = session.connection()
+        setting = connection.exec_driver_sql("SHOW synchronous_commit").scalar_one()
+        timeout = connection.exec_driver_sql("SHOW statement_timeout").scalar_one()
+    assert setting == "off" and timeout == "123456ms"
     with trail.db.writer.unit_of_work() as session:
         assert session.connection().exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"
     first = trail.record(AuditEvent.QUERY, "query", actor="viewer")
