@@ -168,8 +168,9 @@ class AuditTrail:
     def __init__(self, url: str, create: bool = True, reads_wait_for_disk: bool = True) -> None:
         self.db = Database(url)
         self._writer = GroupCommit(self.db)
-        self._reads_db = self.db if reads_wait_for_disk else Database(url, wait_for_disk=False)
-        self._reads = GroupCommit(self._reads_db) if not reads_wait_for_disk else self._writer
+        self._reads = self._writer
+        if not reads_wait_for_disk:
+            self._reads = GroupCommit(Database(url, wait_for_disk=False))
         if not create:
             return
         _Base.metadata.create_all(self.db.engine)
@@ -252,8 +253,8 @@ class AuditTrail:
     def dispose(self) -> None:
         """Close the store's connections."""
         self.db.dispose()
-        if self._reads_db is not self.db:
-            self._reads_db.dispose()
+        if self._reads is not self._writer:
+            self._reads.db.dispose()
 
 
 def _all(session: Session) -> Iterator[AuditRow]:

@@ -141,7 +141,7 @@ def test_reads_may_commit_without_waiting_for_the_disk_and_keep_one_chain(
 ) -> None:
     trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}", reads_wait_for_disk=False)
     assert _synchronous(trail.db) == 2  # FULL: changes, logins and refusals wait for the disk
-    assert _synchronous(trail._reads_db) == 1  # NORMAL: committed, not yet flushed
+    assert _synchronous(trail._reads.db) == 1  # NORMAL: committed, not yet flushed
     seqs: list[int] = []
     start = threading.Barrier(6)
 
@@ -197,7 +197,7 @@ def test_reads_on_postgres_commit_asynchronously(postgres_url: str) -> None:
     separator = "&" if "?" in postgres_url else "?"
     url = f"{postgres_url}{separator}options=-c%20statement_timeout%3D123456"
     trail = AuditTrail(url, reads_wait_for_disk=False)
-    with trail._reads_db.writer.unit_of_work() as session:
+    with trail._reads.db.writer.unit_of_work() as session:
         connection = session.connection()
         setting = connection.exec_driver_sql("SHOW synchronous_commit").scalar_one()
         timeout = connection.exec_driver_sql("SHOW statement_timeout").scalar_one()
