@@ -9,6 +9,9 @@ written and fsynced under ``temp`` first is renamed into place by ``adopt``.
 under its final name and one ``syncfs`` writes them all with their directory entries
 (elsewhere each is written to a temporary name, fsynced and renamed on a thread of its own,
 then every folder touched is fsynced); no key is returned before all of that is done.
+A blob of a batch may also be a file its source gives up (``TakenFile``: a watched folder's
+file that is removed once imported): it is linked in instead of copied, when it is still the
+file that was read, only the store's, and on the store's file system.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import contextlib
 import ctypes
 import errno
 import os
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, cast
 
@@ -30,6 +35,90 @@ T = TypeVar("T")
 TEMP_DIR = ".tmp"
 TEMP_SUFFIX = ".tmp"  # of a blob being written beside its final name (no syncfs)
 _FLUSHERS = 16  # fsyncs in flight at once for a batch; they wait on the disk, not the CPU
+
+
+def _creation_mode() -> int:
+    """Return the mode ``open`` gives a new file here (0o666 less the umask), from /proc."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
+_BLOB_MODE = _creation_mode()  # a taken file gets the mode of a written blob
+
+
+@dataclass(frozen=True, slots=True)
+class TakenFile:
+    """A file whose bytes are exactly one blob, which its source removes once it is indexed.
+
+    ``create_many`` links it into the store instead of copying it (no data written twice);
+    the identity is the file as it was read, so a file changed or replaced since is copied
+    from the bytes that were read instead.
+
+    Parameters
+    ----------
+    path
+        Where the file is.
+    device, inode, size, mtime_ns
+        What ``fstat`` said of it when it was read.
+    """
+
+    path: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str, info: os.stat_result) -> TakenFile:
+        """Return the file at ``path`` as ``info`` (its ``fstat`` when read) describes it."""
+        return cls(path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def is_same(self, info: os.stat_result) -> bool:
+        """Return True when ``info`` describes this file, unchanged since it was read."""
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) == (
+            self.device,
+            self.inode,
+            self.size,
+            self.mtime_ns,
+        )
+
+
+def _link(file: TakenFile, final: Path) -> bool:
+    """Link ``file`` in as ``final`` when that is safe; return False to have it copied.
+
+    Safe means: still the file that was read, a regular file with no other name (nobody else
+    can reach the blob through a second path once the source name is removed), and owned by
+    this process's user (root takes any file and makes it its own). The blob then gets the
+    owner and mode of a written one, so whoever could write the dropped file cannot change
+    the archive's copy.
+    """
+    euid = os.geteuid()
+    try:
+        info = os.lstat(file.path)
+        if not (stat.S_ISREG(info.st_mode) and file.is_same(info) and info.st_nlink == 1):
+            return False
+        if info.st_uid != euid and euid != 0:
+            return False
+        os.link(file.path, final, follow_symlinks=False)
+    except OSError:  # another file system (EXDEV), links refused, the file gone
+        return False
+    try:
+        linked = os.lstat(final)
+        if file.is_same(linked) and linked.st_nlink == 2:  # not swapped, not linked elsewhere
+            if linked.st_uid != euid:
+                os.chown(final, euid, os.getegid())
+            os.chmod(final, _BLOB_MODE)
+            return True
+    except OSError:
+        pass
+    final.unlink(missing_ok=True)
+    return False
 
 
 class BlobStore(Protocol):
@@ -232,16 +321,29 @@ class FilesystemBlobStore:
             raise _storage_error(exc, "store a blob") from exc
         return key
 
-    def create_many(self, blobs: Sequence[bytes]) -> list[str]:
+    def create_many(
+        self, blobs: Sequence[bytes], files: Sequence[TakenFile | None] = ()
+    ) -> list[str]:
         """Store every blob durably with one flush for the batch; return their keys in order.
 
         Nothing is returned before every file and every directory entry is on disk. When any
         blob cannot be stored, none is kept (the caller may store them one by one).
+
+        Parameters
+        ----------
+        blobs
+            The bytes of each blob.
+        files
+            Per blob (in the same order; may be shorter), a file holding exactly those bytes
+            that its source gives up once the blob is indexed, or None. Where ``syncfs`` is
+            used (Linux), such a file is linked in rather than copied when ``_link`` finds
+            that safe; the sync then makes its data durable with the rest.
         """
         keys = [self._new_key() for _ in blobs]
         try:
             if _SYNCFS is not None and keys:
-                self._write_synced(keys, blobs, _SYNCFS)
+                taken = list(files) + [None] * (len(blobs) - len(files))
+                self._write_synced(keys, blobs, taken, _SYNCFS)
             else:
                 self._write_fsynced(keys, blobs)
         except OSError as exc:
@@ -262,7 +364,11 @@ class FilesystemBlobStore:
         _all_at_once(_fsync_dir, folders)
 
     def _write_synced(
-        self, keys: list[str], blobs: Sequence[bytes], syncfs: Callable[[int], int]
+        self,
+        keys: list[str],
+        blobs: Sequence[bytes],
+        files: list[TakenFile | None],
+        syncfs: Callable[[int], int],
     ) -> None:
         """Write every blob under its final name, then sync the file systems once.
 
@@ -278,9 +384,10 @@ class FilesystemBlobStore:
         for final in finals:
             folders.update(self._make_parent(final.parent))
         with _file_systems(folders) as fds:
-            for final, data in zip(finals, blobs, strict=True):
-                with open(final, "xb") as fh:
-                    fh.write(data)
+            for final, data, file in zip(finals, blobs, files, strict=True):
+                if file is None or not _link(file, final):
+                    with open(final, "xb") as fh:
+                        fh.write(data)
             _sync(fds, syncfs)
 
     def _write_one(self, key: str, data: bytes) -> list[Path]:

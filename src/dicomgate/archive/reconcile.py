@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -42,6 +43,7 @@ def reconcile(
     blobs: FilesystemBlobStore,
     aside: FilesystemBlobStore,
     settle_seconds: float = SETTLE_SECONDS,
+    clock: Callable[[], float] = time.time,
 ) -> ReconcileReport:
     """Bring blobs and index back in line; return what was found.
 
@@ -50,10 +52,12 @@ def reconcile(
     db, blobs, aside
         The index, the blob store and the set-aside area.
     settle_seconds
-        Files modified more recently than this are left for the next start-up.
+        Files changed more recently than this are left for the next start-up.
+    clock
+        The time now (tests look from a later start-up).
     """
     report = ReconcileReport()
-    cutoff = time.time() - settle_seconds
+    cutoff = clock() - settle_seconds
     _remove_old_temps(blobs, cutoff, report)
     # The index is read before the blobs are listed: a blob indexed in between looks
     # unindexed here, and is young, so it is left alone.
@@ -91,11 +95,16 @@ def _remove_old_temps(blobs: FilesystemBlobStore, cutoff: float, report: Reconci
 
 
 def _settled(path: os.PathLike[str], cutoff: float) -> bool:
-    """Return True when ``path`` was last modified before ``cutoff`` (False when it is gone)."""
+    """Return True when ``path`` last changed before ``cutoff`` (False when it is gone).
+
+    The inode's change time counts too: a file an import handed over (a hard link, see
+    ``blobstore.TakenFile``) keeps the modification time of its drop, however old.
+    """
     try:
-        return os.stat(path).st_mtime < cutoff
+        info = os.stat(path)
     except FileNotFoundError:
         return False
+    return max(info.st_mtime, info.st_ctime) < cutoff
 
 
 def _set_aside(

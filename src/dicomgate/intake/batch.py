@@ -126,7 +126,7 @@ def _store_batch(intake: Intake, items: Sequence[Prepared], batch: list[int]) ->
     if not batch:
         return []
     chosen = [items[position] for position in batch]
-    keys = intake.blobs.create_many([_data(item) for item in chosen])
+    keys = intake.blobs.create_many([_data(item) for item in chosen], [i.source for i in chosen])
     work = partial(_index_batch, items=chosen, keys=keys, known=intake.known)
     try:
         rows = intake.writer.run(work)

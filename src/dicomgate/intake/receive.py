@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
-from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.archive.blobstore import FilesystemBlobStore, TakenFile
 from dicomgate.archive.models import Instance, SetAside
 from dicomgate.db import Database
 from dicomgate.dicom.header_values import uid_value, value_text
@@ -111,6 +111,9 @@ class Prepared:
         SHA-256 of ``parsed.data`` after the preamble.
     error
         Why the bytes cannot be read (when ``parsed`` is None).
+    source
+        The file ``parsed.data`` was read from, byte for byte, when its source removes it once
+        imported: a batch may link it into the blob store instead of writing a copy.
     """
 
     data: bytes
@@ -118,6 +121,7 @@ class Prepared:
     parsed: Part10 | None
     digest: str = ""
     error: str = ""
+    source: TakenFile | None = None
 
 
 def prepare(data: bytes, origin: Origin, transfer_syntax: str | None = None) -> Prepared:

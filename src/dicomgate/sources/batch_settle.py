@@ -9,13 +9,15 @@ stored. The job then records the answers (``sources.batches``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dicomgate.archive.blobstore import TakenFile
 from dicomgate.intake.batch import receive_batch
 from dicomgate.intake.origin import Origin
-from dicomgate.intake.receive import Intake, Prepared, ReceiveResult
+from dicomgate.intake.receive import Intake, Prepared, ReceiveResult, prepare
 from dicomgate.jobs import ItemOutcome
 from dicomgate.sources.dicomdir import Listed, disagreements
 
@@ -38,6 +40,9 @@ class Planned:
         Why, for a decided outcome.
     listed
         The DICOMDIR record of the file, to compare its header with.
+    take
+        The import removes the file once it is imported, so the archive may take the file
+        itself (a hard link, see ``archive.blobstore.TakenFile``) instead of a copy.
     """
 
     key: str
@@ -45,6 +50,7 @@ class Planned:
     outcome: ItemOutcome | None = None
     reason: str = ""
     listed: Listed | None = None
+    take: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,23 @@ class ReceivedItem:
 
     result: ReceiveResult
     disagrees: tuple[str, ...] = ()
+
+
+def prepare_read(
+    item: Planned, origin: Origin, data: bytes, info: os.stat_result | None
+) -> Prepared:
+    """Prepare the bytes read from ``item``'s file (``info``: its ``fstat`` while read).
+
+    When the import gives the file up (``take``) and intake stores it byte for byte (a Part-10
+    file with a zeroed preamble), the file itself is offered to the blob store.
+    """
+    prepared = prepare(data, origin)
+    parsed = prepared.parsed
+    if not item.take or info is None or item.path is None or parsed is None:
+        return prepared
+    if parsed.data is not data:  # intake zeroed the preamble or added the meta: a new blob
+        return prepared
+    return replace(prepared, source=TakenFile.of(str(item.path), info))
 
 
 Settled = Recorded | ReceivedItem | Exception  # one item's answer; an Exception was not stored

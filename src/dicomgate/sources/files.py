@@ -6,7 +6,8 @@ every entry as an expected item; each run then receives the pending entries in b
 Entries that are not regular files (symbolic links, FIFOs, devices) are recorded as skipped
 with the reason; a file that vanished before it was read is missing. With ``cleanup``, a file
 is deleted once intake has it durably, and emptied folders are removed (never ``keep``, the
-project's inbox folder).
+project's inbox folder); the archive may then take the file itself instead of a copy of it
+(``archive.blobstore.TakenFile``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dicomgate.deid.identity import confirmed_identity
 from dicomgate.errors import PermanentError
 from dicomgate.intake.origin import Origin, OriginKind
-from dicomgate.intake.receive import Prepared, prepare
+from dicomgate.intake.receive import Prepared
 from dicomgate.jobs import ItemOutcome, JobContext, register
+from dicomgate.sources.batch_settle import prepare_read
 from dicomgate.sources.batches import Planned, Recorded, run_batches
+from dicomgate.sources.scan import unchanged_since
 
 KIND = "import_files"
 NOT_FOUND = "not a file or folder"
@@ -74,14 +77,20 @@ def read_regular(path: str) -> bytes:
     OSError
         When it cannot be read (``FileNotFoundError`` when it is gone).
     """
+    return read_regular_file(path)[0]
+
+
+def read_regular_file(path: str) -> tuple[bytes, os.stat_result | None]:
+    """Read a file as ``read_regular``; also return its ``fstat`` (None if it changed meanwhile)."""
     mode = os.lstat(path).st_mode
     if not stat.S_ISREG(mode):
         raise NotRegularFileError(_kind_of(mode))
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise NotRegularFileError("replaced by something that is not a regular file")
-        return handle.read()
+        return handle.read(), unchanged_since(fd, info)
 
 
 def scan(paths: list[str]) -> Iterator[str]:
@@ -130,7 +139,7 @@ def _import_pending(ctx: JobContext, params: ImportParams) -> None:
     The first error (e.g. the storage is full) stops the batches not yet started and is
     raised for the engine's retry policy, after the rest of its batch was recorded.
     """
-    items = [Planned(key, Path(key)) for key in ctx.pending()]
+    items = [Planned(key, Path(key), take=params.cleanup) for key in ctx.pending()]
     origin = partial(_origin, ctx, params)
     after = _remove_imported if params.cleanup else None
     for _recorded in run_batches(ctx, items, load_entry, origin, after, READERS):
@@ -151,14 +160,14 @@ def _origin(ctx: JobContext, params: ImportParams, item: Planned) -> Origin:
 def load_entry(item: Planned, origin: Origin) -> Prepared | Recorded:
     """Read and prepare one entry (on a reader thread or an import process), or say why not."""
     try:
-        data = read_regular(item.key)
+        data, info = read_regular_file(item.key)
     except NotRegularFileError as exc:
         return ItemOutcome.SKIPPED, str(exc)
     except FileNotFoundError:
         return ItemOutcome.MISSING, "the file disappeared before it was read"
     except OSError as exc:
         return ItemOutcome.FAILED, f"cannot read: {exc.strerror}"
-    return prepare(data, origin)
+    return prepare_read(item, origin, data, info)
 
 
 def _remove_imported(item: Planned, recorded: Recorded) -> None:

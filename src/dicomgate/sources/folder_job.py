@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import select
@@ -151,6 +152,8 @@ def handle(ctx: JobContext) -> None:
     planned: set[str] = set()
     if os.path.lexists(mover.root):
         plan = _plan(ctx, mover.root)
+        if mover.after_import is AfterImport.REMOVE:  # the archive may take the files
+            plan = [replace(item, take=True) for item in plan]
         ctx.set_message(f"importing {len(plan)} files")
         run_files(
             ctx,

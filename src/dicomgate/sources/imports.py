@@ -16,9 +16,10 @@ from pathlib import Path
 
 from dicomgate.errors import PermanentError, RetriableError, StorageError
 from dicomgate.intake.origin import Origin
-from dicomgate.intake.receive import Outcome, Prepared, ReceiveResult, prepare, receive
+from dicomgate.intake.receive import Outcome, Prepared, ReceiveResult, receive
 from dicomgate.jobs import ItemOutcome, JobContext
 from dicomgate.sources.archives import ArchiveError, ArchiveLimits, open_archive
+from dicomgate.sources.batch_settle import prepare_read
 from dicomgate.sources.batches import Planned, Recorded, run_batches
 from dicomgate.sources.dicomdir import Media, MediaError, find_dicomdir
 from dicomgate.sources.dicomdir import read_media as read_dicomdir
@@ -28,7 +29,7 @@ from dicomgate.sources.scan import (
     Found,
     classify,
     looks_like_dicom,
-    read_regular,
+    read_regular_file,
     walk,
 )
 
@@ -105,12 +106,12 @@ def load_planned(item: Planned, origin: Origin) -> Prepared | Recorded:
     if item.outcome is not None or item.path is None:
         return item.outcome or ItemOutcome.MISSING, item.reason
     try:
-        data = read_regular(item.path)
+        data, info = read_regular_file(item.path)
     except FileNotFoundError:
         return ItemOutcome.MISSING, "the file vanished before it was read"
     except OSError as exc:
         return ItemOutcome.FAILED, f"cannot be read: {exc.strerror or exc}"
-    return prepare(data, origin)
+    return prepare_read(item, origin, data, info)
 
 
 def receive_bytes(ctx: JobContext, key: str, data: bytes, origin: Origin) -> Recorded:

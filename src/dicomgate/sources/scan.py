@@ -82,6 +82,15 @@ def read_regular(path: Path, limit: int = -1) -> bytes:
     OSError
         When the path is a link (``ELOOP``), is not a regular file, or cannot be read.
     """
+    return read_regular_file(path, limit)[0]
+
+
+def read_regular_file(path: Path, limit: int = -1) -> tuple[bytes, os.stat_result | None]:
+    """Read a regular file as ``read_regular``; also return its ``fstat``.
+
+    The ``fstat`` is None when the file changed while it was read (its size or modification
+    time moved): the bytes may then be a mix, and must not stand for the file.
+    """
     fd = os.open(path, _OPEN_FLAGS)
     try:
         info = os.fstat(fd)
@@ -89,9 +98,17 @@ def read_regular(path: Path, limit: int = -1) -> bytes:
             raise OSError(f"{special_reason(info.st_mode)}: {path.name}")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(limit) if limit >= 0 else fh.read()
+            data = fh.read(limit) if limit >= 0 else fh.read()
+        return data, unchanged_since(fd, info)
     finally:
         os.close(fd)
+
+
+def unchanged_since(fd: int, before: os.stat_result) -> os.stat_result | None:
+    """Return ``fstat`` of ``fd`` when its size and modification time are still ``before``'s."""
+    after = os.fstat(fd)
+    same = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    return after if same else None
 
 
 def classify(path: Path, key: str) -> Found:
