@@ -193,6 +193,10 @@ class EventDrivenDUL(DULServiceProvider):
         super().kill_dul()
         self._poke()
 
+    def wake(self) -> None:
+        """Have the reactor look at its socket and queues now, not at its next tick."""
+        self._poke()
+
     def _poke(self) -> None:
         # A full wake-up buffer means a wake-up is already pending; a closed one, no reactor.
         with contextlib.suppress(OSError):

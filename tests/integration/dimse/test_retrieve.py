@@ -18,7 +18,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from dicomgate.access.dimse import takeover
 from dicomgate.db import Database
+from dicomgate.dicom import reactor
 from dicomgate.dicom.part10 import parse_file
 from dicomgate.intake.receive import Intake
 from dicomgate.sources.scp import Receiver
@@ -315,3 +317,35 @@ def test_get_to_a_requester_that_proposes_deflate(qr_scp: Receiver, corpus: Corp
     got = received[corpus.jpeg_instance]
     assert got.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
     assert got.pixel_array.shape == jpeg.pixel_array.shape
+
+
+@pytest.mark.parametrize("operation", ["move", "get"])
+def test_the_retrieve_takes_the_association_over_without_waiting_for_a_tick(
+    mover: Receiver,
+    corpus: Corpus,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    operation: str,
+) -> None:
+    # An idle reactor looks at its socket's ``ready`` once per tick; the takeover wakes it
+    # instead. With a tick longer than the takeover's patience, only a woken reactor lets it
+    # take over (before: 50 ms of every C-MOVE and C-GET spent waiting for the tick).
+    monkeypatch.setattr(reactor, "TICK", 5.0)
+    monkeypatch.setattr(takeover, "_HOLD_WAIT", 1.0)
+    started: list[bool] = []
+    start = takeover.Takeover.start
+
+    def recorded(self: takeover.Takeover) -> bool:
+        started.append(start(self))
+        return started[-1]
+
+    monkeypatch.setattr(takeover.Takeover, "start", recorded)
+    study = corpus.studies[0]
+    query = keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+    if operation == "move":
+        code, output = _movescu(mover.port, "STORESCP", "-S", *query)
+    else:
+        done = run("getscu", mover.port, "-S", "-od", str(tmp_path), *query)
+        code, output = done.returncode, done.stderr
+    assert code == 0, output
+    assert started == [True]

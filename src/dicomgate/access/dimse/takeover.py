@@ -83,6 +83,9 @@ class Takeover:
         sock.__dict__[_HOLD] = hold
         sock.__class__ = _HeldSocket
         self._sock = sock
+        wake = getattr(self.assoc.dul, "wake", None)
+        if wake is not None:  # an idle reactor looks at ``ready`` again only after a tick
+            wake()
         if not hold.wait(_HOLD_WAIT) or not self.assoc.is_established:
             self.stop()
             return False
