@@ -7,6 +7,7 @@ then, in the same run and on the same files:
 
 - reads every file's header with pydicom (``dcmread(stop_before_pixels=True)``): the reference;
 - imports the corpus with ``dicomgate import FOLDER`` into a fresh data folder (one job);
+- the same with ``--remove-imported`` on a synced copy (the archive takes the files);
 - drops a copy into the watched folder of a fresh ``dicomgate serve`` and waits for its job.
 
 Prints instances/s of each beside the header-read rate, and their ratio (target >= 0.5). For
@@ -63,10 +64,16 @@ def _config(work: Path, extra: str = "") -> Path:
     return config
 
 
-def run_cli_import(corpus: Path, work: Path) -> tuple[float, float]:
-    """Return (job seconds, wall seconds) of ``dicomgate import corpus``."""
+def run_cli_import(corpus: Path, work: Path, remove: bool = False) -> tuple[float, float]:
+    """Return (job seconds, wall seconds) of ``dicomgate import corpus``.
+
+    With ``remove``, of ``dicomgate import --remove-imported`` on a synced copy of the corpus.
+    """
     config = _config(work)
+    if remove:
+        corpus = _synced_copy(corpus, work / "staging" / "corpus")
     cmd = [str(PYTHON), "-m", "dicomgate", "import", str(corpus), "--config", str(config)]
+    cmd += ["--remove-imported"] if remove else []
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -99,9 +106,7 @@ def run_watched(corpus: Path, work: Path, count: int) -> tuple[float, float]:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/api/health", proc)
-        drop = work / "staging" / "corpus"
-        shutil.copytree(corpus, drop)
-        os.sync()  # the copy's dirty pages are not the import's to write (its syncfs would)
+        drop = _synced_copy(corpus, work / "staging" / "corpus")
         start = time.perf_counter()
         drop.rename(watch / "corpus")
         job = _wait_watched(base, proc)
@@ -112,6 +117,13 @@ def run_watched(corpus: Path, work: Path, count: int) -> tuple[float, float]:
     if job["status"] != "SUCCEEDED" or job["done"] != count:
         raise RuntimeError(f"watched import ended {job['status']}: {job['message']}")
     return _job_seconds(job), wall
+
+
+def _synced_copy(corpus: Path, target: Path) -> Path:
+    """Copy the corpus to ``target`` and write it to disk, as a finished drop would be."""
+    shutil.copytree(corpus, target)
+    os.sync()  # the copy's dirty pages are not the import's to write (its syncfs would)
+    return target
 
 
 def _wait_watched(base: str, proc: subprocess.Popen[bytes]) -> dict[str, object]:
@@ -130,11 +142,13 @@ def bench(name: str, corpus: Path, tmp: Path) -> None:
     header_rate(files[: min(50, count)])  # warm the page cache and the imports
     reference = header_rate(files)
     cli_job, cli_wall = run_cli_import(corpus, Path(tempfile.mkdtemp(dir=tmp)))
+    taken = run_cli_import(corpus, Path(tempfile.mkdtemp(dir=tmp)), remove=True)
     watch_job, watch_wall = run_watched(corpus, Path(tempfile.mkdtemp(dir=tmp)), count)
     print(f"\n{name}: {count} instances")
     print(f"  {'pydicom header read':24} {reference:9.1f} inst/s   (reference)")
     for label, job_s, wall_s in (
         ("dicomgate import", cli_job, cli_wall),
+        ("  --remove-imported", *taken),
         ("watched folder", watch_job, watch_wall),
     ):
         rate, wall_rate = count / job_s, count / wall_s

@@ -57,6 +57,15 @@ IdentityOption = Annotated[
         "contradict it (identity_mismatch).",
     ),
 ]
+RemoveOption = Annotated[
+    bool,
+    typer.Option(
+        "--remove-imported",
+        help="Delete each file once the archive has it durably (stored or already stored), "
+        "then the folders it emptied; the archive then takes the files themselves instead of "
+        "copies where it can (docs/sources.md). Not for DICOMDIR media.",
+    ),
+]
 
 IdentityFileOption = Annotated[
     Path | None,
@@ -120,6 +129,7 @@ def import_(
     series: SeriesOption = None,
     identity: IdentityOption = None,
     identity_file: IdentityFileOption = None,
+    remove_imported: RemoveOption = False,
 ) -> None:
     """Import files through the same intake as every other source (as a job).
 
@@ -138,7 +148,9 @@ def import_(
     # walked it again and again while the import parsed headers.
     gc.freeze()
     workers = settings.sources.import_workers
-    job_id = submit_import(jobs, paths, study, series, workers, identity=confirmed)
+    job_id = submit_import(
+        jobs, paths, study, series, workers, identity=confirmed, remove=remove_imported
+    )
     job = run_with_progress(jobs, job_id)
     counts: Counter[Outcome] = Counter()
     problems: list[tuple[Path, str]] = []

@@ -35,10 +35,12 @@ def submit_import(
     workers: int = 4,
     *,
     identity: dict[str, str] | None = None,
+    remove: bool = False,
 ) -> str:
     """Submit the import of ``paths``: through the DICOMDIR of a media folder, else as files.
 
-    ``identity`` (an operator-confirmed identity) is carried by a files import only.
+    ``identity`` (an operator-confirmed identity) is carried by a files import only, and so
+    is ``remove`` (each file deleted once imported: the job's ``cleanup``).
     """
     from dicomgate.sources.files import KIND
     from dicomgate.sources.handlers import MEDIA, media_params
@@ -51,12 +53,15 @@ def submit_import(
             # The media job has no identity parameter: refuse rather than drop the check.
             err.print("[red]--identity is not supported for DICOMDIR media[/]")
             raise typer.Exit(2)
+        if remove:
+            err.print("[red]--remove-imported is not supported for DICOMDIR media[/]")
+            raise typer.Exit(2)
         params = media_params(paths[0].resolve(), None, study, series, workers)
         return jobs.submit(MEDIA, params)
     if study or series:
         err.print("[red]--study and --series need one folder holding a DICOMDIR[/]")
         raise typer.Exit(2)
-    files: dict[str, object] = {"paths": [str(p) for p in paths]}
+    files: dict[str, object] = {"paths": [str(p) for p in paths], "cleanup": remove}
     if identity is not None:
         files["identity"] = identity
     return jobs.submit(KIND, files)

@@ -45,6 +45,32 @@ def test_import_reports_each_outcome(tmp_path: Path) -> None:
     assert len(list((tmp_path / "data" / "set-aside").rglob("*"))) > 0
 
 
+def test_import_remove_imported_deletes_only_what_the_archive_has(tmp_path: Path) -> None:
+    source = tmp_path / "in" / "nested"
+    source.mkdir(parents=True)
+    for name in ("CT_small.dcm", "MR_small.dcm", "MR_truncated.dcm"):
+        shutil.copy(PYDICOM_FILES / name, source / name)
+    (source / "notes.txt").write_text("not DICOM")
+    done = _run("import", "--remove-imported", str(tmp_path / "in"), cwd=tmp_path)
+    assert done.returncode == 1 and "stored: 2" in done.stdout
+    # What was refused stays where it was, for the user to see; the stored files are gone.
+    assert sorted(p.name for p in source.iterdir()) == ["MR_truncated.dcm", "notes.txt"]
+    only = tmp_path / "again"
+    only.mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", only / "CT_small.dcm")
+    again = _run("import", "--remove-imported", str(only), cwd=tmp_path)
+    assert again.returncode == 0 and "already_stored: 1" in again.stdout
+    assert not only.exists()  # emptied, so removed
+
+
+def test_import_remove_imported_refuses_dicomdir_media(tmp_path: Path) -> None:
+    media = tmp_path / "cd"
+    shutil.copytree(PYDICOM_FILES / "dicomdirtests", media)
+    done = _run("import", "--remove-imported", str(media), cwd=tmp_path)
+    assert done.returncode == 2 and "not supported for DICOMDIR media" in done.stderr
+    assert (media / "DICOMDIR").exists()
+
+
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert _run("db", "upgrade", cwd=tmp_path).returncode == 0
     assert _run("db", "upgrade", cwd=tmp_path).returncode == 0
