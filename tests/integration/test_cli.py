@@ -29,12 +29,18 @@ def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
     assert "http_prot" in done.stderr
 
 
-def test_import_reports_each_outcome(tmp_path: Path) -> None:
+def _mixed_folder(tmp_path: Path) -> Path:
+    """Write ``in/nested/``: two good instances, a truncated one, a text file; return it."""
     source = tmp_path / "in" / "nested"
     source.mkdir(parents=True)
     for name in ("CT_small.dcm", "MR_small.dcm", "MR_truncated.dcm"):
         shutil.copy(PYDICOM_FILES / name, source / name)
     (source / "notes.txt").write_text("not DICOM")
+    return source
+
+
+def test_import_reports_each_outcome(tmp_path: Path) -> None:
+    source = _mixed_folder(tmp_path)
     first = _run("import", str(tmp_path / "in"), cwd=tmp_path)
     assert first.returncode == 1
     assert "stored: 2" in first.stdout and "rejected: 2" in first.stdout
@@ -46,11 +52,7 @@ def test_import_reports_each_outcome(tmp_path: Path) -> None:
 
 
 def test_import_remove_imported_deletes_only_what_the_archive_has(tmp_path: Path) -> None:
-    source = tmp_path / "in" / "nested"
-    source.mkdir(parents=True)
-    for name in ("CT_small.dcm", "MR_small.dcm", "MR_truncated.dcm"):
-        shutil.copy(PYDICOM_FILES / name, source / name)
-    (source / "notes.txt").write_text("not DICOM")
+    source = _mixed_folder(tmp_path)
     done = _run("import", "--remove-imported", str(tmp_path / "in"), cwd=tmp_path)
     assert done.returncode == 1 and "stored: 2" in done.stdout
     # What was refused stays where it was, for the user to see; the stored files are gone.

@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ from dicomgate.sources import import_processes
 from dicomgate.sources.batch_settle import Planned, ReceivedItem
 from dicomgate.sources.files import load_entry  # and registers import_files
 from tests.integration.sources.helpers import inline_jobs, instance_count, stored_uids, write_study
-
-
-@pytest.fixture()
-def two_processes() -> Iterator[None]:
-    """Two import processes for any import of 10 files or more; the default again after."""
-    import_processes.configure(2, 10)
-    yield
-    import_processes.configure(0, 1000)
-    import_processes.shutdown()
 
 
 def _pool_pids() -> set[int]:

@@ -7,7 +7,6 @@ other import copies, and so does intake whenever the stored bytes differ from th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from dicomgate.archive import blobstore
 from dicomgate.archive.models import Instance
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import JobStatus
-from dicomgate.sources import import_processes
 from dicomgate.sources.config import AfterImport
 from dicomgate.sources.files import KIND as IMPORT_FILES
 from tests.integration.sources.helpers import inline_jobs, write_study
@@ -47,14 +45,6 @@ def _blobs(intake: Intake) -> dict[str, tuple[int, bytes]]:
         path = intake.blobs.path(key)
         found[uid] = (path.stat().st_ino, path.read_bytes())
     return found
-
-
-@pytest.fixture()
-def two_processes() -> Iterator[None]:
-    import_processes.configure(2, 10)
-    yield
-    import_processes.configure(0, 1000)
-    import_processes.shutdown()
 
 
 @pytest.mark.parametrize("after", [AfterImport.REMOVE, AfterImport.MOVE])
