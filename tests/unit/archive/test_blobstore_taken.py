@@ -69,6 +69,15 @@ def test_a_file_with_another_name_is_copied(store: FilesystemBlobStore, tmp_path
     assert os.stat(path).st_nlink == 2
 
 
+def test_a_file_gone_since_it_was_read_is_stored_from_what_was_read(
+    store: FilesystemBlobStore, tmp_path: Path
+) -> None:
+    path, taken = _dropped(tmp_path / "drop", "a.dcm", b"read, then deleted")
+    path.unlink()
+    (key,) = store.create_many([b"read, then deleted"], [taken])
+    assert store.read(key) == b"read, then deleted"
+
+
 def test_a_symbolic_link_is_never_taken(store: FilesystemBlobStore, tmp_path: Path) -> None:
     target, _ = _dropped(tmp_path / "elsewhere", "t.dcm", b"target")
     link = tmp_path / "drop" / "a.dcm"
