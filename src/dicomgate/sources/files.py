@@ -7,7 +7,8 @@ Entries that are not regular files (symbolic links, FIFOs, devices) are recorded
 with the reason; a file that vanished before it was read is missing. With ``cleanup``, a file
 is deleted once intake has it durably, and emptied folders are removed (never ``keep``, the
 project's inbox folder); the archive may then take the file itself instead of a copy of it
-(``archive.blobstore.TakenFile``).
+(``archive.blobstore.TakenFile``). A file an interrupted run recorded but did not delete is
+deleted at the end of a later run if the archive holds exactly it (``sources.leftovers``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dicomgate.intake.receive import Prepared
 from dicomgate.jobs import ItemOutcome, JobContext, register
 from dicomgate.sources.batch_settle import prepare_read
 from dicomgate.sources.batches import Planned, Recorded, run_batches
+from dicomgate.sources.leftovers import remove_left_imported
 from dicomgate.sources.scan import unchanged_since
 
 KIND = "import_files"
@@ -130,6 +132,7 @@ def import_files(ctx: JobContext) -> None:
     if ctx.cancelled():
         return
     if params.cleanup:
+        remove_left_imported(ctx)
         _remove_empty_folders(params)
 
 
