@@ -47,6 +47,7 @@ from dicomgate.prearchive.api import create_prearchive_api
 from dicomgate.prearchive.context import Review, build_review
 from dicomgate.prearchive.store import recover_archiving
 from dicomgate.settings import Settings
+from dicomgate.sources import import_processes
 from dicomgate.sources.inbox_api import create_inbox_router
 from dicomgate.sources.media_api import create_media_router
 from dicomgate.sources.pacs import csv_import as _csv_import  # noqa: F401  (registers its kind)
@@ -220,7 +221,7 @@ class Service:
             self._metadata.start()
 
     def stop(self) -> None:
-        """Stop the job workers, the receiver, the spine, the watcher and the metadata preparer."""
+        """Stop the workers, the receiver, the spine, the watcher and the other processes."""
         self._stop.set()
         self.jobs.stop()
         if self._metadata:
@@ -232,6 +233,9 @@ class Service:
         self.auth.audit.record(AuditEvent.APPLICATION_ACTIVITY, "stop", actor="dicomgate")
         if self._watcher:
             self._watcher.join(timeout=10)
+        # Its processes would outlive nothing (they watch this one) but leave their queue's
+        # semaphores behind for the resource tracker to warn about.
+        import_processes.shutdown()
 
 
 def create_app(service: Service) -> FastAPI:

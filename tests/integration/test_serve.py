@@ -112,3 +112,53 @@ def test_sigkill_mid_push_loses_nothing_acknowledged(server: Server, tmp_path: P
     assert missing == 0
     study = httpx.get(server.url("/api/studies")).json()["studies"][0]
     assert study["instance_count"] >= len(acknowledged)
+
+
+def test_sigterm_after_an_import_leaves_nothing_behind(tmp_path: Path) -> None:
+    # The import processes (started by the dropped folder) and the receiving processes hold
+    # semaphores; a clean stop releases them, or the resource tracker warns at exit.
+    watch = tmp_path / "watch"
+    lines = [
+        "log_level: WARNING",
+        "projects: [{id: P1}]",
+        "dicom_receiver: {processes: 2}",
+        "sources: {stable_for: 0.3, poll_interval: 0.1, import_processes: 2, "
+        f"import_processes_from: 1, watch: [{{path: {watch}, project: P1}}]}}",
+    ]
+    srv = ServeProcess(tmp_path, lines, log=True)
+    srv.start()
+    try:
+        corpus(tmp_path / "drop", 30)
+        watch.mkdir(exist_ok=True)
+        (tmp_path / "drop").rename(watch / "drop")
+        deadline = time.monotonic() + 60
+        jobs: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not (jobs and jobs[0]["finished_at"]):
+            time.sleep(0.2)
+            jobs = httpx.get(srv.url("/api/jobs?kind=watched_folder")).json()["jobs"]
+        assert jobs and jobs[0]["status"] == "SUCCEEDED", jobs
+        assert srv.proc is not None
+        children = _children(srv.proc.pid)  # the resource tracker writes its warning last
+    finally:
+        srv.stop()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.1)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down: -15 is a clean stop.
+    assert srv.proc is not None and srv.proc.returncode == -15
+    assert srv.log is not None
+    log = srv.log.read_text(encoding="utf-8", errors="replace")
+    assert "leaked" not in log, log[-2000:]
+
+
+def _children(parent: int) -> list[int]:
+    """Return the process ids whose parent is ``parent``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found

@@ -240,8 +240,8 @@ class Load:
     Parameters
     ----------
     counts
-        A shared integer array (``multiprocessing.Array``), one slot per process; None when
-        only this process receives.
+        A shared integer array (``multiprocessing.Array`` without lock), one slot per
+        process, each written only by its process; None when only this process receives.
     slot
         This process's slot.
     """
@@ -253,6 +253,7 @@ class Load:
         self.slot = slot
         self._waiting_since: float | None = None
         self._changed_at = 0.0
+        self._lock = threading.Lock()
 
     def my_turn(self) -> bool:
         """Return True when this process should accept the waiting association."""
@@ -272,7 +273,7 @@ class Load:
         """Count associations starting (+1) or ending (-1) in this process."""
         if self.counts is not None:
             self._changed_at = time.monotonic()
-            with self.counts.get_lock():
+            with self._lock:
                 self.counts[self.slot] = max(0, self.counts[self.slot] + delta)
 
     def resync(self, active: int) -> None:
@@ -476,7 +477,9 @@ class Receiver:
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
         factory = extensions if callable(extensions) else None
         processes = _processes(settings, factory is not None or not built)
-        counts = get_context("spawn").Array("i", processes) if processes > 1 else None
+        # No lock: each process writes only its own slot (``Load.add`` locks among its
+        # threads), and a lock's semaphore would outlive a stopped receiver.
+        counts = get_context("spawn").Array("i", processes, lock=False) if processes > 1 else None
         self.server = _serve(self.ae, self.listener, handlers, Load(counts, 0))
         if counts is not None:
             audit_url = audit.db.url if audit is not None else None
