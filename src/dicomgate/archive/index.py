@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from pydicom import Dataset
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from dicomgate.archive.models import (
@@ -268,3 +270,22 @@ def add_instances(session: Session, rows: list[dict[str, Any]]) -> list[int]:
         return []
     result = session.connection().execute(_INSERT_INSTANCES, rows)
     return [int(pk) for pk in result.scalars()]
+
+
+# Built once: a statement built per call cost more in SQLAlchemy's cache key than the lookup.
+_STORED = select(Instance.sop_instance_uid, Instance.pk, Instance.sha256, Instance.blob_key).where(
+    Instance.sop_instance_uid.in_(bindparam("uids", expanding=True))
+)
+_UIDS_PER_LOOKUP = 500  # SOP Instance UIDs per IN (...)
+Stored = tuple[int, str, str]  # an instance's pk, SHA-256 and blob key
+
+
+def stored_instances(connection: Connection, uids: Iterable[str]) -> dict[str, Stored]:
+    """Return the instances the index holds among ``uids``: UID -> (pk, SHA-256, blob key)."""
+    ordered = sorted(set(uids))
+    found: dict[str, Stored] = {}
+    for start in range(0, len(ordered), _UIDS_PER_LOOKUP):
+        chunk = ordered[start : start + _UIDS_PER_LOOKUP]
+        for uid, pk, digest, key in connection.execute(_STORED, {"uids": chunk}):
+            found[str(uid)] = (int(pk), str(digest), str(key))
+    return found

@@ -17,11 +17,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from pydicom import Dataset
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
-from dicomgate.archive.models import Instance
 from dicomgate.dicom.header_values import uid_value
 from dicomgate.dicom.part10 import NotDicomError, Part10
 from dicomgate.intake.known_rows import KnownRows
@@ -40,8 +38,6 @@ from dicomgate.intake.receive import (
 )
 
 Received = ReceiveResult | Exception  # what became of one instance of a batch
-_Stored = tuple[int, str, str]  # instance pk, sha256, blob key
-_QUERY_CHUNK = 500  # SOP Instance UIDs per IN (...) lookup
 
 
 def receive_batch(intake: Intake, items: Sequence[Prepared]) -> list[Received]:
@@ -98,27 +94,16 @@ def _guard(work: Callable[[], ReceiveResult]) -> Received:
         return exc
 
 
-def _duplicate(intake: Intake, item: Prepared, known: _Stored) -> ReceiveResult:
+def _duplicate(intake: Intake, item: Prepared, known: index.Stored) -> ReceiveResult:
     assert item.parsed is not None
     return duplicate(intake, item.parsed, item.origin, item.digest, known)
 
 
-# Built once: a statement built per call cost more in SQLAlchemy's cache key than the lookup.
-_STORED = select(Instance.sop_instance_uid, Instance.pk, Instance.sha256, Instance.blob_key).where(
-    Instance.sop_instance_uid.in_(bindparam("uids", expanding=True))
-)
-
-
-def _stored_already(intake: Intake, items: Sequence[Prepared]) -> dict[str, _Stored]:
+def _stored_already(intake: Intake, items: Sequence[Prepared]) -> dict[str, index.Stored]:
     """Return the instances of ``items`` that the index holds: SOP Instance UID -> row."""
-    uids = sorted({uid for uid in map(_uid, items) if uid is not None})
-    found: dict[str, _Stored] = {}
+    uids = {uid for uid in map(_uid, items) if uid is not None}
     with intake.db.read_connection() as connection:
-        for start in range(0, len(uids), _QUERY_CHUNK):
-            chunk = uids[start : start + _QUERY_CHUNK]
-            for uid, pk, digest, key in connection.execute(_STORED, {"uids": chunk}):
-                found[str(uid)] = (int(pk), str(digest), str(key))
-    return found
+        return index.stored_instances(connection, uids)
 
 
 def _store_batch(intake: Intake, items: Sequence[Prepared], batch: list[int]) -> list[Received]:

@@ -69,8 +69,10 @@ def _kind_of(mode: int) -> str:
     return "not a regular file (FIFO, socket or device)"
 
 
-def read_regular(path: str) -> bytes:
-    """Return the bytes of a regular file, refusing links, FIFOs and devices without opening.
+def read_regular_file(path: str) -> tuple[bytes, os.stat_result | None]:
+    """Return a regular file's bytes and its ``fstat`` (None if it changed while read).
+
+    Links, FIFOs and devices are refused without being opened.
 
     Raises
     ------
@@ -79,11 +81,6 @@ def read_regular(path: str) -> bytes:
     OSError
         When it cannot be read (``FileNotFoundError`` when it is gone).
     """
-    return read_regular_file(path)[0]
-
-
-def read_regular_file(path: str) -> tuple[bytes, os.stat_result | None]:
-    """Read a file as ``read_regular``; also return its ``fstat`` (None if it changed meanwhile)."""
     mode = os.lstat(path).st_mode
     if not stat.S_ISREG(mode):
         raise NotRegularFileError(_kind_of(mode))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from dicomgate.archive.models import Instance
+from dicomgate.archive.index import stored_instances
 from dicomgate.dicom.part10 import is_part10
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import ItemOutcome, JobContext
@@ -26,7 +26,6 @@ from dicomgate.jobs.models import JobItem
 from dicomgate.sources.scan import read_regular
 
 _IMPORTED = (ItemOutcome.STORED.value, ItemOutcome.ALREADY_STORED.value)
-_CHUNK = 500  # SOP Instance UIDs per IN (...) lookup
 
 
 def remove_left_imported(ctx: JobContext) -> int:
@@ -34,10 +33,11 @@ def remove_left_imported(ctx: JobContext) -> int:
     left = {key: uid for key, uid in _imported_items(ctx) if os.path.lexists(key)}
     if not left:
         return 0
-    stored = _stored(ctx.intake, set(left.values()))
+    with ctx.intake.db.read_connection() as connection:
+        stored = stored_instances(connection, left.values())
     removed = 0
     for key, uid in left.items():
-        if uid in stored and _is_archived(ctx.intake, key, *stored[uid]):
+        if uid in stored and _is_archived(ctx.intake, key, *stored[uid][1:]):
             os.unlink(key)
             removed += 1
     if removed:
@@ -54,21 +54,7 @@ def _imported_items(ctx: JobContext) -> Iterable[tuple[str, str]]:
     return [(str(key), str(detail["sop_instance_uid"])) for key, detail in rows if detail]
 
 
-def _stored(intake: Intake, uids: set[str]) -> dict[str, tuple[str, str]]:
-    """Return SOP Instance UID -> (blob key, SHA-256) of the stored instances among ``uids``."""
-    ordered = sorted(uids)
-    found: dict[str, tuple[str, str]] = {}
-    with intake.db.reader() as session:
-        for start in range(0, len(ordered), _CHUNK):
-            query = select(Instance.sop_instance_uid, Instance.blob_key, Instance.sha256).where(
-                Instance.sop_instance_uid.in_(ordered[start : start + _CHUNK])
-            )
-            for uid, key, digest in session.execute(query):
-                found[str(uid)] = (str(key), str(digest))
-    return found
-
-
-def _is_archived(intake: Intake, path: str, blob_key: str, digest: str) -> bool:
+def _is_archived(intake: Intake, path: str, digest: str, blob_key: str) -> bool:
     """Return True when the regular file at ``path`` is the blob or holds what it holds."""
     try:
         info = os.lstat(path)

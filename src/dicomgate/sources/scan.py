@@ -7,12 +7,14 @@ a link or a FIFO between the walk and the read is refused too.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _HEAD = 132
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -82,15 +84,24 @@ def read_regular(path: Path, limit: int = -1) -> bytes:
     OSError
         When the path is a link (``ELOOP``), is not a regular file, or cannot be read.
     """
-    return read_regular_file(path, limit)[0]
+    with _opened_regular(path) as (fh, _info):
+        return fh.read(limit) if limit >= 0 else fh.read()
 
 
-def read_regular_file(path: Path, limit: int = -1) -> tuple[bytes, os.stat_result | None]:
-    """Read a regular file as ``read_regular``; also return its ``fstat``.
+def read_regular_file(path: Path) -> tuple[bytes, os.stat_result | None]:
+    """Read a whole regular file as ``read_regular``; also return its ``fstat``.
 
     The ``fstat`` is None when the file changed while it was read (its size or modification
     time moved): the bytes may then be a mix, and must not stand for the file.
     """
+    with _opened_regular(path) as (fh, info):
+        data = fh.read()
+        return data, unchanged_since(fh.fileno(), info)
+
+
+@contextlib.contextmanager
+def _opened_regular(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """Open ``path`` without following a link or blocking on a FIFO; refuse all but files."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         info = os.fstat(fd)
@@ -98,8 +109,7 @@ def read_regular_file(path: Path, limit: int = -1) -> tuple[bytes, os.stat_resul
             raise OSError(f"{special_reason(info.st_mode)}: {path.name}")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(limit) if limit >= 0 else fh.read()
-        return data, unchanged_since(fd, info)
+            yield fh, info
     finally:
         os.close(fd)
 
