@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -17,8 +18,20 @@ def base_url(request: Request, public_url: str | None = None) -> str:
     """
     if public_url:
         return public_url.rstrip("/")
-    url = request.base_url
-    server = request.scope.get("server")
+    scope = request.scope
+    server = scope.get("server")
+    root_path = scope.get("app_root_path", scope.get("root_path", ""))
+    host = request.headers.get("host")
+    return _base_url(scope.get("scheme", "http"), host, tuple(server or ()), root_path)
+
+
+@lru_cache(maxsize=64)
+def _base_url(scheme: str, host: str | None, server: tuple[Any, ...], root_path: str) -> str:
+    # Cached: Starlette's URL parsing was a twentieth of a QIDO search's time; a client's
+    # Host header only chooses which entry, and a bounded number of them is kept.
+    headers = [(b"host", host.encode("latin-1"))] if host is not None else []
+    scope = {"type": "http", "scheme": scheme, "server": server or None, "path": root_path}
+    url = Request({**scope, "headers": headers, "root_path": root_path}).base_url
     if url.port is None and server and server[1] not in (80, 443):
         url = url.replace(port=server[1])
     return str(url).rstrip("/") + "/dicomweb"

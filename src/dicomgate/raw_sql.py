@@ -1,6 +1,7 @@
 """``RawStatement``: a Core statement compiled once per dialect, run on the driver's cursor.
 
-For the few statements of a hot path. Intake writes three rows for every instance it stores;
+For the few statements of a hot path. Intake writes three rows for every instance it stores,
+and every search appends an audit record (a read of the last record, then an insert);
 SQLAlchemy's work around each execution (the compiled-cache lookup, an execution context,
 events, a result object) cost about as much CPU as SQLite's own. A ``RawStatement`` keeps
 what SQLAlchemy would produce (the dialect's SQL and the column types' bind processors, so a
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
-from sqlalchemy import Dialect
+from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
@@ -32,7 +33,7 @@ class _Compiled:
 
 
 class RawStatement:
-    """An INSERT, UPDATE or DELETE run on the driver's cursor (see the module docstring).
+    """An INSERT, UPDATE, DELETE or SELECT run on the driver's cursor (see the module docstring).
 
     Parameters
     ----------
@@ -44,7 +45,11 @@ class RawStatement:
         defaults Core computes per execution are not computed here).
     """
 
-    def __init__(self, statement: UpdateBase, columns: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        statement: UpdateBase | Select[Unpack[tuple[Any, ...]]],
+        columns: list[str] | None = None,
+    ) -> None:
         self.statement = statement
         self.columns = columns
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
@@ -59,14 +64,20 @@ class RawStatement:
 
     def returned(self, session: Session, params: Mapping[str, Any]) -> Any:
         """Execute a statement with ``RETURNING`` one column; return the single value."""
+        return self.rows(session, params)[0][0]
+
+    def rows(self, session: Session, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Execute with ``params``; return every row (of a SELECT or a ``RETURNING``).
+
+        The values are the driver's: no result processor of a column type is applied.
+        """
         cursor = self._execute(session, params)
         try:
             # Every row fetched: SQLite keeps the statement running (and the commit refused)
             # until its cursor is exhausted.
-            rows = cursor.fetchall()
+            return list(cursor.fetchall())
         finally:
             cursor.close()
-        return rows[0][0]
 
     def _execute(self, session: Session, params: Mapping[str, Any]) -> Any:
         connection = session.connection()
@@ -97,7 +108,11 @@ class RawStatement:
         return compiled
 
 
-def _compile(statement: UpdateBase, columns: list[str] | None, dialect: Dialect) -> _Compiled:
+def _compile(
+    statement: UpdateBase | Select[Unpack[tuple[Any, ...]]],
+    columns: list[str] | None,
+    dialect: Dialect,
+) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=columns)
     computed = [*compiled.insert_prefetch, *compiled.update_prefetch]
     if computed:

@@ -85,6 +85,22 @@ def test_a_driver_error_is_sqlalchemys_and_rolls_back_with_the_unit(database: Da
         assert session.get_one(StagingSession, 7).origin == {"kind": "dimse"}  # JSON bound
 
 
+def test_a_select_returns_every_row_with_its_literals_bound(database: Database) -> None:
+    table = Change.__table__
+    latest = RawStatement(
+        select(table.c.seq, table.c.resource_pk)
+        .where(table.c.change_type == "t")
+        .order_by(table.c.seq.desc())
+        .limit(2)
+    )
+    with database.unit_of_work() as session:
+        assert latest.rows(session, {}) == []
+        for pk in (1, 2, 3):
+            _INSERT_CHANGE.returned(session, _change(pk))
+        rows = latest.rows(session, {})
+    assert [pk for _seq, pk in rows] == [3, 2]  # the LIMIT's literal was bound
+
+
 def test_a_missing_column_value_is_an_error_not_null(database: Database) -> None:
     values = _change(1)
     del values["created_at"]

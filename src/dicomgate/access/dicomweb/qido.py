@@ -38,71 +38,85 @@ class Within:
 Params = dict[str, Any]
 
 
-def _wildcard(
-    dialect: str, column: Any, value: str, fold_case: bool, name: str
-) -> tuple[ColumnElement[bool], Params]:
-    sqlite = dialect == "sqlite"
-    if sqlite and not fold_case:
+def _wildcard(dialect: str, column: Any, fold_case: bool, name: str) -> ColumnElement[bool]:
+    if dialect == "sqlite" and not fold_case:
         # GLOB is case-sensitive like DICOM matching; only '[' needs escaping.
         glob: ColumnElement[bool] = column.op("GLOB")(bindparam(name))
-        return glob, {name: value.replace("[", "[[]")}
+        return glob
+    like = column.ilike if fold_case and dialect != "sqlite" else column.like  # SQLite: no case
+    clause: ColumnElement[bool] = like(bindparam(name), escape="\\")
+    return clause
+
+
+def _wildcard_pattern(dialect: str, value: str, fold_case: bool) -> str:
+    if dialect == "sqlite" and not fold_case:
+        return value.replace("[", "[[]")
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = escaped.replace("*", "%").replace("?", "_")
-    if fold_case and not sqlite:
-        return column.ilike(bindparam(name), escape="\\"), {name: pattern}
-    return column.like(bindparam(name), escape="\\"), {name: pattern}  # SQLite: no case
+    return escaped.replace("*", "%").replace("?", "_")
 
 
-def _condition(
-    dialect: str, column: Any, match: Match, name: str
-) -> tuple[ColumnElement[bool] | None, Params]:
-    """Return the condition of one matching key, its values as parameters named from ``name``.
+def _condition(dialect: str, column: Any, match: Match, name: str) -> ColumnElement[bool] | None:
+    """Return the condition of one matching key, its values bound as parameters from ``name``.
 
     The values are never part of the statement, so one statement per shape of query is built
-    and its cache key computed once (``_statement``).
+    (``_statement``); ``_params`` gives the values under the same names.
     """
     fold = match.attribute.vr == "PN"
     if match.kind == "universal":
-        return None, {}
+        return None
     if match.kind == "uids":
-        return column.in_(bindparam(name, expanding=True)), {name: list(match.values)}
+        listed: ColumnElement[bool] = column.in_(bindparam(name, expanding=True))
+        return listed
     if match.kind == "range":
         low, high = match.values
         parts: list[ColumnElement[bool]] = [column != ""]
-        params: Params = {}
         if low:
             parts.append(column >= bindparam(f"{name}_lo"))
-            params[f"{name}_lo"] = low
         if high:
             parts.append(column <= bindparam(f"{name}_hi"))
-            params[f"{name}_hi"] = high
-        return and_(*parts), params
+        return and_(*parts)
+    if match.kind == "wildcard":
+        return _wildcard(dialect, column, fold, name)
+    equal: ColumnElement[bool] = (func.lower(column) if fold else column) == bindparam(name)
+    return equal
+
+
+def _params(dialect: str, match: Match, name: str) -> Params:
+    """Return the values ``_condition`` binds for one matching key."""
+    if match.kind == "universal":
+        return {}
+    if match.kind == "uids":
+        return {name: list(match.values)}
+    if match.kind == "range":
+        low, high = match.values
+        bounds = ((f"{name}_lo", low), (f"{name}_hi", high))
+        return {key: bound for key, bound in bounds if bound}
     value = match.values[0]
     assert value is not None
+    fold = match.attribute.vr == "PN"
     if match.kind == "wildcard":
-        return _wildcard(dialect, column, value, fold, name)
+        return {name: _wildcard_pattern(dialect, value, fold)}
     if match.attribute.vr in ("IS", "US"):
-        return column == bindparam(name), {name: int(value)}
-    if fold:
-        return func.lower(column) == bindparam(name), {name: value.lower()}
-    return column == bindparam(name), {name: value}
+        return {name: int(value)}
+    return {name: value.lower() if fold else value}
 
 
-def _conditions(dialect: str, query: QidoQuery) -> tuple[list[ColumnElement[bool]], Params]:
+def _names(query: QidoQuery) -> list[str]:
+    return [f"qido_{number}" for number in range(len(query.matches))]
+
+
+def _conditions(dialect: str, query: QidoQuery) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    params: Params = {}
-    for number, match in enumerate(query.matches):
-        name = f"qido_{number}"
+    for match, name in zip(query.matches, _names(query), strict=True):
         if match.attribute.keyword == "ModalitiesInStudy":
-            inner, values = _condition(dialect, Series.modality, match, name)
+            inner = _condition(dialect, Series.modality, match, name)
             if inner is not None:
                 conditions.append(exists().where(Series.study_pk == Study.pk, inner))
         else:
-            inner, values = _condition(dialect, match.attribute.column, match, name)
+            inner = _condition(dialect, match.attribute.column, match, name)
             if inner is not None:
                 conditions.append(inner)
-        params.update(values)
-    return conditions, params
+    return conditions
 
 
 def _counts(level: Level, dialect: str) -> list[Any]:
@@ -187,7 +201,9 @@ def _statement(
     a quarter of a search's Python time; a statement kept per shape (level, path, matching
     keys and kinds, whether a scope applies) has its key computed once.
     """
-    conditions, params = _conditions(dialect, query)
+    params: Params = {}
+    for match, name in zip(query.matches, _names(query), strict=True):
+        params.update(_params(dialect, match, name))
     shape = (
         dialect,
         query.level,
@@ -198,6 +214,7 @@ def _statement(
     )
     sql = _STATEMENTS.get(shape)
     if sql is None:
+        conditions = _conditions(dialect, query)
         sql = _order(_base(query.level, within, dialect).where(*conditions), query.level)
         if scope.projects is not None:
             sql = sql.where(Study.project_id.in_(bindparam("qido_projects", expanding=True)))
