@@ -1,7 +1,7 @@
 """Group commit: index writes of concurrent threads share one transaction and one commit.
 
-A thread that hands in a unit of work while no group is being written becomes the leader: it
-takes every waiting unit of work (its own first), runs each inside its own SAVEPOINT (a lone
+A thread that hands in a unit of work while no group is being written becomes the leader: once
+it holds the write lock, it takes every waiting unit of work (its own first), runs each inside its own SAVEPOINT (a lone
 unit of work needs none: its failure rolls the transaction back) of one
 transaction, commits once, then wakes the others with their results and hands the lead to the
 next waiting thread. While a commit (and its fsync) is in flight, newcomers queue up and go
@@ -101,9 +101,7 @@ class GroupCommit:
         return jobs
 
     def _lead(self) -> None:
-        with self._lock:
-            size = min(len(self._queue), self.max_group)
-            group = [self._queue.popleft() for _ in range(size)]
+        group: list[Job[Any]] = []
         try:
             self._write(group)
         finally:
@@ -116,10 +114,22 @@ class GroupCommit:
                 else:
                     self._leading = False
 
+    def _take_group(self) -> list[Job[Any]]:
+        with self._lock:
+            size = min(len(self._queue), self.max_group)
+            return [self._queue.popleft() for _ in range(size)]
+
     def _write(self, group: list[Job[Any]]) -> None:
+        """Write and commit the next group, which ``group`` is filled with.
+
+        The group is taken once the write lock is held: units of work handed in while another
+        writer (a receiving process of the same index) held it join this transaction instead
+        of waiting for the next one.
+        """
         self.groups += 1
         try:
             with self.db.writer.unit_of_work() as session:
+                group.extend(self._take_group())
                 if len(group) == 1:
                     # Alone in its transaction, a unit of work needs no savepoint: when it
                     # raises, the whole transaction is rolled back (two statements saved for
@@ -133,6 +143,8 @@ class GroupCommit:
                     except Exception as exc:  # this job alone failed; its savepoint is undone
                         job.error = exc
         except BaseException as exc:  # the commit (or the transaction) failed: nothing is stored
+            if not group:  # the transaction never began: its group fails with it
+                group.extend(self._take_group())
             for job in group:
                 job.error = job.error or exc
                 job.result = None

@@ -197,3 +197,57 @@ def test_pending_orm_rows_are_flushed_before_the_commit(database: Database) -> N
     with database.writer.unit_of_work() as session:
         session.add(Change(change_type="test", resource_type="test", resource_pk=9))
     assert _changes(database) == [9]
+
+
+def test_units_handed_in_while_another_writer_holds_the_lock_join_the_group(
+    database: Database,
+) -> None:
+    if not database.is_sqlite:
+        pytest.skip("only SQLite writers queue on dicomgate's write lock (PostgreSQL has none)")
+    other_process = Database(database.url)  # its own flock: as a second receiving process
+    committer = GroupCommit(database)
+    results: list[Any] = []
+
+    def call(pk: int) -> None:
+        results.append(committer.run(_logged(pk)))
+
+    threads = [threading.Thread(target=call, args=(pk,)) for pk in range(4)]
+    try:
+        with other_process.unit_of_work():
+            threads[0].start()  # leads, and waits for the lock
+            deadline = time.monotonic() + 30
+            while committer.groups == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            for thread in threads[1:]:
+                thread.start()
+            while committer.waiting < 4 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert committer.waiting == 4  # the leader's unit too: nothing taken yet
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other_process.dispose()
+    assert sorted(results) == [0, 1, 2, 3]
+    assert committer.groups == 1  # one transaction, one commit for all four
+    assert _changes(database) == [0, 1, 2, 3]
+
+
+def test_a_transaction_that_cannot_begin_fails_its_group_and_the_next_one_leads(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    committer = GroupCommit(database)
+
+    def cannot_begin() -> Any:
+        raise OSError("the lock file cannot be opened")
+
+    monkeypatch.setattr(database.writer, "unit_of_work", cannot_begin)
+    with pytest.raises(OSError, match="lock file"):
+        committer.run(_logged(1))
+    assert committer.waiting == 0  # the failed unit left the queue
+    monkeypatch.undo()
+    done: list[int] = []
+    thread = threading.Thread(target=lambda: done.append(committer.run(_logged(2))))
+    thread.start()
+    thread.join(30)
+    assert done == [2]  # no thread is left believing it leads
+    assert _changes(database) == [2]
