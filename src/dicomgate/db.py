@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
+log = logging.getLogger(__name__)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") -> None:
@@ -122,11 +124,46 @@ class _WriteLock:
         self._threads.release()
 
 
-def _sqlite_lock_path(engine: Engine) -> str | None:
+def _sqlite_file(engine: Engine) -> str | None:
+    """Return the path of a SQLite engine's database file (None in memory or for a URI)."""
     database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if engine.dialect.name != "sqlite" or not database:
         return None
-    return f"{database}.write-lock"
+    if database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _sqlite_lock_path(engine: Engine) -> str | None:
+    database = _sqlite_file(engine)
+    return None if database is None else f"{database}.write-lock"
+
+
+class CommitNotDurableError(OSError):
+    """A commit is in the database, but making it durable failed (a failed sync of the disk).
+
+    Its rows stand and may be read: a caller keeps what they name (a blob), and acknowledges
+    nothing. After a failed sync the kernel may have dropped the unwritten pages, so the writer
+    refuses every later unit of work until dicomgate restarts (as PostgreSQL stops on a
+    failed fsync); see ``DedicatedWriter``.
+    """
+
+
+def sync_wal(database: str) -> None:
+    """Make every commit written to a SQLite database's write-ahead log durable.
+
+    What ``synchronous=FULL`` does at the end of each commit, for commits made with
+    ``synchronous=NORMAL``. Without a WAL file, the last connection checkpointed the log into
+    the database file and removed it (syncing both first); the database file is synced then.
+    """
+    try:
+        fd = os.open(f"{database}-wal", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = os.open(database, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 class Database:
@@ -151,7 +188,8 @@ class Database:
         )
         self._read_engine = self.engine.execution_options(dicomgate_readonly=True)
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
-        self.writer = DedicatedWriter(self)  # for the group commits (intake, audit trail)
+        # For the group commits (intake, audit trail).
+        self.writer = DedicatedWriter(self, wait_for_disk)
 
     @property
     def is_sqlite(self) -> bool:
@@ -209,21 +247,38 @@ class DedicatedWriter:
     connection between units of work (replaced after it broke). Two units of work at once
     are safe: the second takes a pooled connection, which is closed after it.
 
+    On a SQLite file whose commits wait for the disk, the writer's connections (an engine of
+    their own) commit with ``synchronous=NORMAL`` and ``unit_of_work`` makes the log durable
+    with ``sync_wal`` after the write lock is released, before it returns. That is the sync
+    ``synchronous=FULL`` does inside the commit, moved out of the lock: the receiving
+    processes queue on the lock for each other's transactions, and the sync was half of the
+    time they held it. Other connections may read a commit a moment before it is on disk;
+    nothing is acknowledged before.
+
     Parameters
     ----------
     db
         The index; its write lock is taken as ``Database.unit_of_work`` takes it.
+    wait_for_disk
+        Whether a unit of work returns only once its commit is on disk (``db``'s setting).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, wait_for_disk: bool = True) -> None:
         self.db = db
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._engine = db.engine
+        self._synced_file: str | None = None
+        self._sync_failed: CommitNotDurableError | None = None
+        database = _sqlite_file(db.engine)
+        if database is not None and wait_for_disk:
+            self._engine = make_engine(db.url, wait_for_disk=False)
+            self._synced_file = database
 
     def _take(self) -> Connection:
         with self._lock:
             conn, self._conn = self._conn, None
-        return conn if conn is not None else self.db.engine.connect()
+        return conn if conn is not None else self._engine.connect()
 
     def _give_back(self, conn: Connection) -> None:
         with self._lock:
@@ -235,7 +290,18 @@ class DedicatedWriter:
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
-        """Yield a session; commit when the block ends normally, roll back otherwise."""
+        """Yield a session; commit when the block ends normally, roll back otherwise.
+
+        Returns once the commit is on disk (see the class docstring).
+
+        Raises
+        ------
+        CommitNotDurableError
+            The commit is in the database but could not be synced to the disk (then and for
+            every later unit of work of this writer: nothing more is acknowledged).
+        """
+        if self._sync_failed is not None:
+            raise CommitNotDurableError(f"refused: {self._sync_failed}")
         with self.db._write_lock:
             conn = self._take()
             try:
@@ -248,10 +314,25 @@ class DedicatedWriter:
                         session.close()
             finally:
                 self._give_back(conn)
+        if self._synced_file is not None:
+            self._sync(self._synced_file)
+
+    def _sync(self, database: str) -> None:
+        try:
+            sync_wal(database)
+        except OSError as exc:
+            self._sync_failed = CommitNotDurableError(
+                f"the index's write-ahead log could not be synced to disk ({exc}); "
+                "check the disk and restart dicomgate"
+            )
+            log.critical("%s", self._sync_failed)
+            raise self._sync_failed from exc
 
     def close(self) -> None:
-        """Close the kept connection."""
+        """Close the kept connection (and the writer's own engine's pooled ones)."""
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        if self._engine is not self.db.engine:
+            self._engine.dispose()

@@ -1,10 +1,10 @@
 """Group commit: index writes of concurrent threads share one transaction and one commit.
 
 A thread that hands in a unit of work while no group is being written becomes the leader: once
-it holds the write lock, it takes every waiting unit of work (its own first), runs each inside its own SAVEPOINT (a lone
-unit of work needs none: its failure rolls the transaction back) of one
-transaction, commits once, then wakes the others with their results and hands the lead to the
-next waiting thread. While a commit (and its fsync) is in flight, newcomers queue up and go
+it holds the write lock, it takes every waiting unit of work (its own first), runs each inside
+its own SAVEPOINT (a lone unit of work needs none: its failure rolls the transaction back) of
+one transaction, commits once, then wakes the others with their results and hands the lead to
+the next waiting thread. While a commit (and its fsync) is in flight, newcomers queue up and go
 into the next group, so N concurrent associations pay for about one commit instead of N.
 
 Guarantees, for every unit of work:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError
@@ -47,7 +47,7 @@ class RawStatement:
 
     def __init__(
         self,
-        statement: UpdateBase | Select[Unpack[tuple[Any, ...]]],
+        statement: UpdateBase | Select[*tuple[Any, ...]],
         columns: list[str] | None = None,
     ) -> None:
         self.statement = statement
@@ -109,7 +109,7 @@ class RawStatement:
 
 
 def _compile(
-    statement: UpdateBase | Select[Unpack[tuple[Any, ...]]],
+    statement: UpdateBase | Select[*tuple[Any, ...]],
     columns: list[str] | None,
     dialect: Dialect,
 ) -> _Compiled:

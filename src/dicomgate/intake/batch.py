@@ -20,6 +20,7 @@ from pydicom import Dataset
 from sqlalchemy.orm import Session
 
 from dicomgate.archive import index
+from dicomgate.db import CommitNotDurableError
 from dicomgate.dicom.header_values import uid_value
 from dicomgate.dicom.part10 import NotDicomError, Part10
 from dicomgate.intake.known_rows import KnownRows
@@ -115,6 +116,8 @@ def _store_batch(intake: Intake, items: Sequence[Prepared], batch: list[int]) ->
     work = partial(_index_batch, items=chosen, keys=keys, known=intake.known)
     try:
         rows = intake.writer.run(work)
+    except CommitNotDurableError:
+        raise  # the rows may stand: their blobs stay, and nothing is acknowledged
     except BaseException:
         for key in keys:
             intake.blobs.remove(key)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from dicomgate.archive import index
 from dicomgate.archive.blobstore import FilesystemBlobStore, TakenFile
 from dicomgate.archive.models import Instance, SetAside
-from dicomgate.db import Database
+from dicomgate.db import CommitNotDurableError, Database
 from dicomgate.dicom.header_values import uid_value, value_text
 from dicomgate.dicom.part10 import NotDicomError, Part10, parse_any, parse_dataset
 from dicomgate.dicom.uids import is_valid_uid
@@ -214,6 +214,8 @@ def _store_new(intake: Intake, parsed: Part10, origin: Origin, digest: str) -> R
             if attempt == 2:
                 intake.blobs.remove(key)
                 raise
+        except CommitNotDurableError:
+            raise  # the row may stand: its blob stays, and the sender is told of a failure
         except BaseException:
             intake.blobs.remove(key)
             raise
