@@ -1,11 +1,12 @@
 """Engine and session factory; ``unit_of_work()`` is the only place that commits.
 
 SQLite runs in WAL mode with ``synchronous=FULL`` so that a committed transaction survives a
-power loss, and every transaction starts with ``BEGIN IMMEDIATE`` so that concurrent writers
-(receiver processes) queue on the lock instead of failing on a lock upgrade. Writers queue on
-a lock of their own first (threads on a process lock, processes on an ``flock`` of a file
-beside the index), which hands the write lock over at once instead of SQLite's busy handler
-sleeping in growing steps.
+power loss (the group commits' writer syncs the WAL itself, just after the commit: see
+``DedicatedWriter``), and every transaction starts with ``BEGIN IMMEDIATE`` so that
+concurrent writers (receiver processes) queue on the lock instead of failing on a lock
+upgrade. Writers queue on a lock of their own first (threads on a process lock, processes on
+an ``flock`` of a file beside the index), which hands the write lock over at once instead of
+SQLite's busy handler sleeping in growing steps.
 """
 
 from __future__ import annotations
