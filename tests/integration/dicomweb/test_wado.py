@@ -7,10 +7,13 @@ from io import BytesIO
 import numpy as np
 import pydicom
 from PIL import Image
+from pydicom.uid import UID
 from sqlalchemy import select
 
 from dicomgate.access.dicomweb.metadata import follow_once, follow_when_quiet
 from dicomgate.access.dicomweb.models import InstanceMetadata
+from dicomgate.intake.origin import Origin, OriginKind
+from dicomgate.intake.receive import Intake, receive
 from tests.integration.dicomweb.conftest import Gate, multipart_parts, pydicom_file
 
 DICOM_ANY = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -227,3 +230,35 @@ def test_unknown_and_malformed_paths(sqlite_gate: Gate) -> None:
         "/studies/1.2/series/1.3/instances/1.4/frames/1",
     ):
         assert sqlite_gate.http.get(url).status_code == 404, url
+
+
+def _variant(data: bytes, number: int) -> bytes:
+    ds = pydicom.dcmread(BytesIO(data))
+    uid = UID(f"1.2.826.0.1.3680043.10.9.{number}")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _prepared_count(intake: Intake) -> int:
+    with intake.db.reader() as session:
+        return len(session.scalars(select(InstanceMetadata.instance_pk)).all())
+
+
+def test_the_follower_stops_when_stores_arrive_and_goes_on_later(intake: Intake) -> None:
+    data = pydicom_file("CT_small.dcm")
+    for number in range(45):
+        assert receive(intake, _variant(data, number), Origin(OriginKind.IMPORT)).ok
+    looks: list[int] = []
+
+    def busy() -> bool:  # intake is busy again from the second look on
+        looks.append(1)
+        return len(looks) >= 2
+
+    read = follow_once(intake.db, intake.blobs, 100, 1024, busy)
+    assert read == 40  # two chunks of 20 changes, then it yielded
+    assert _prepared_count(intake) == 40  # what it prepared is saved with its position
+    assert follow_once(intake.db, intake.blobs, 100, 1024) == 5  # later: the rest, no more
+    assert _prepared_count(intake) == 45
+    assert follow_once(intake.db, intake.blobs, 100, 1024) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -122,8 +122,22 @@ def metadata_json(
     return [found[row.pk] for row in rows if row.pk in found]
 
 
-def follow_once(db: Database, blobs: FilesystemBlobStore, batch: int, threshold: int) -> int:
-    """Prepare the instances of the next ``batch`` changes; return how many changes were read."""
+_YIELD_EVERY = 20  # instances prepared between two looks at whether intake is busy again
+
+
+def follow_once(
+    db: Database,
+    blobs: FilesystemBlobStore,
+    batch: int,
+    threshold: int,
+    busy: Callable[[], bool] = lambda: False,
+) -> int:
+    """Prepare the instances of the next ``batch`` changes; return how many changes were read.
+
+    Every ``_YIELD_EVERY`` changes it asks ``busy()``; when intake has become busy again it
+    saves what it prepared and stops, so a burst of stores after a quiet spell waits for at
+    most that many instances' preparation (about 20-40 ms), not a whole batch's.
+    """
     with db.reader() as session:
         position = session.get(FollowerPosition, FOLLOWER)
         since = position.seq if position else 0
@@ -134,20 +148,32 @@ def follow_once(db: Database, blobs: FilesystemBlobStore, batch: int, threshold:
             .limit(batch)
         ).all()
         pks = sorted({pk for _seq, kind, pk in changes if kind in _CHANGES})
-        rows = by_pk(session, pks) if pks else []
+        rows = {row.pk: row for row in by_pk(session, pks)} if pks else {}
     if not changes:
         return 0
-    prepared = {
-        row.pk: (row.sha256, text) for row in rows if (text := build(blobs, row, threshold))
-    }
+    prepared: dict[int, tuple[str, str]] = {}
+    read = 0
+    while read < len(changes):
+        for _seq, kind, pk in changes[read : read + _YIELD_EVERY]:
+            row = rows.get(pk) if kind in _CHANGES else None
+            if row is not None and pk not in prepared and (text := build(blobs, row, threshold)):
+                prepared[pk] = (row.sha256, text)
+        read = min(read + _YIELD_EVERY, len(changes))
+        if read < len(changes) and busy():
+            break
+    _record(db, prepared, changes[read - 1][0])
+    return read
+
+
+def _record(db: Database, prepared: dict[int, tuple[str, str]], seq: int) -> None:
+    """Save prepared metadata and the follower's position (the last change read) together."""
     with db.unit_of_work() as session:
         _save(session, prepared)
         position = session.get(FollowerPosition, FOLLOWER)
         if position is None:
-            session.add(FollowerPosition(name=FOLLOWER, seq=changes[-1][0]))
+            session.add(FollowerPosition(name=FOLLOWER, seq=seq))
         else:
-            position.seq = changes[-1][0]
-    return len(changes)
+            position.seq = seq
 
 
 def newest_change(db: Database) -> int:
@@ -163,12 +189,13 @@ def follow_when_quiet(
 
     Intake writing since the last look means instances are still arriving: preparing now
     would take the CPU (and, in this process, the GIL) from them, and a sender waits for each
-    one in turn. Nothing is read then; the next look, if the log stayed quiet, prepares.
+    one in turn. Nothing is read then; the next look, if the log stayed quiet, prepares, and
+    stops as soon as the log grows again.
     """
     newest = newest_change(db)
     if newest != seen:
         return newest, 0
-    return newest, follow_once(db, blobs, batch, threshold)
+    return newest, follow_once(db, blobs, batch, threshold, lambda: newest_change(db) != newest)
 
 
 class MetadataFollower:
