@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom import Dataset, dcmread
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
@@ -89,11 +90,28 @@ def _stop_at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
     return bool(tag >= 0x7FE00010)
 
 
-def _read_file(data: bytes) -> Dataset:
+def _read_file(data: bytes, offset: int) -> Dataset:
+    """Read a Part-10 file's meta and its dataset up to pixel data (it starts at ``offset``).
+
+    Both with pydicom's ``read_dataset``, as ``dcmread`` reads them, straight from the bytes:
+    ``dcmread`` cost a sixth more (its own file-meta reading and checks, the ``FileDataset``),
+    and its dataset read was most of an import's CPU per small instance. ``read_dataset`` still
+    notices a dataset in implicit VR under an explicit transfer syntax. A deflated dataset goes
+    through ``dcmread``, which inflates it.
+    """
     try:
-        return dcmread(BytesIO(data), stop_before_pixels=True)
+        fp = BytesIO(data)  # shares the bytes: no copy of a large file
+        fp.seek(len(PREAMBLE) + len(_MAGIC))
+        meta = FileMetaDataset(read_dataset(fp, False, True, bytelength=offset - fp.tell()))
+        ts = str(meta.get("TransferSyntaxUID", ""))
+        if ts == _DEFLATED:
+            return dcmread(BytesIO(data), stop_before_pixels=True)
+        fp.seek(offset)
+        header = read_dataset(fp, ts == _IMPLICIT_LE, ts != _EXPLICIT_BE, stop_when=_stop_at_pixels)
     except _READ_ERRORS as exc:
         raise NotDicomError(f"cannot read the DICOM header: {exc}") from exc
+    header.file_meta = meta
+    return header
 
 
 def _read_bare(data: bytes, transfer_syntax: str) -> Dataset:
@@ -121,7 +139,7 @@ def parse_file(data: bytes) -> Part10:
         offset = meta_end(data, 132)
     except TruncatedError as exc:
         raise NotDicomError(str(exc)) from exc
-    header = _read_file(data)
+    header = _read_file(data, offset)
     ts = str(header.file_meta.get("TransferSyntaxUID", ""))
     if not ts:
         raise NotDicomError("the file meta information has no Transfer Syntax UID")
