@@ -10,6 +10,7 @@ the operation finish first, the test asserts the conformant alternative (a compl
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,6 +141,26 @@ class _GetRequester:
             evt_handlers=[(evt.EVT_C_STORE, self._store)],
         )
         assert self.assoc.is_established
+        self._keep_responses_for_the_caller()
+
+    def _keep_responses_for_the_caller(self) -> None:
+        """Stop pynetdicom's requestor reactor from taking messages off the DIMSE queue.
+
+        pynetdicom pauses that thread before a ``send_*`` with a flag the thread sets just
+        before it waits, not once it waits: a reactor preempted between its wait and its look
+        at the queue (a loaded machine) takes the response the caller is waiting for, logs
+        "Received unexpected C-ECHO service message", and the caller times out. This
+        requester does all its messaging on the test's thread (C-GET stores included), so
+        the reactor has nothing to take.
+        """
+        assoc, take = self.assoc, self.assoc.dimse.get_msg
+
+        def get_msg(block: bool = False) -> Any:
+            if threading.current_thread() is assoc:
+                return None, None
+            return take(block)
+
+        assoc.dimse.get_msg = get_msg  # type: ignore[method-assign]
 
     def _store(self, event: Any) -> int:
         self.received.append(str(event.request.AffectedSOPInstanceUID))
