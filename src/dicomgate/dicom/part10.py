@@ -14,6 +14,7 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
 
 from dicomgate.dicom.header_values import value_text
+from dicomgate.dicom.header_walk import read_header, read_meta
 from dicomgate.dicom.structure import TruncatedError, check_complete, meta_end
 from dicomgate.dicom.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -90,37 +91,52 @@ def _stop_at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
     return bool(tag >= 0x7FE00010)
 
 
-def _read_file(data: bytes, offset: int) -> Dataset:
-    """Read a Part-10 file's meta and its dataset up to pixel data (it starts at ``offset``).
-
-    Both with pydicom's ``read_dataset``, as ``dcmread`` reads them, straight from the bytes:
-    ``dcmread`` cost a sixth more (its own file-meta reading and checks, the ``FileDataset``),
-    and its dataset read was most of an import's CPU per small instance. ``read_dataset`` still
-    notices a dataset in implicit VR under an explicit transfer syntax. A deflated dataset goes
-    through ``dcmread``, which inflates it.
-    """
-    try:
+def _read_meta(data: bytes, offset: int) -> FileMetaDataset:
+    start = len(PREAMBLE) + len(_MAGIC)
+    meta = read_meta(data, start, offset)
+    if meta is None:
         fp = BytesIO(data)  # shares the bytes: no copy of a large file
-        fp.seek(len(PREAMBLE) + len(_MAGIC))
-        meta = FileMetaDataset(read_dataset(fp, False, True, bytelength=offset - fp.tell()))
-        ts = str(meta.get("TransferSyntaxUID", ""))
-        if ts == _DEFLATED:
-            return dcmread(BytesIO(data), stop_before_pixels=True)
-        fp.seek(offset)
-        header = read_dataset(fp, ts == _IMPLICIT_LE, ts != _EXPLICIT_BE, stop_when=_stop_at_pixels)
-    except _READ_ERRORS as exc:
-        raise NotDicomError(f"cannot read the DICOM header: {exc}") from exc
-    header.file_meta = meta
+        fp.seek(start)
+        meta = read_dataset(fp, False, True, bytelength=offset - start)
+    return FileMetaDataset(meta)
+
+
+def _read_checked(
+    data: bytes, offset: int, transfer_syntax: str, *, require_sop: bool = False
+) -> Dataset:
+    """Read the dataset at ``offset`` up to pixel data and prove it complete.
+
+    One walk does both for little-endian encodings (``header_walk``). Big endian, deflated and
+    unusual encodings are read by pydicom's ``read_dataset``, as ``dcmread`` reads them, and
+    walked again by ``check_complete``; so is a dataset the walk refuses, so that the reason
+    given is the one those two name (``read_dataset`` notices a dataset in implicit VR under an
+    explicit transfer syntax, bytes that are no dataset at all have no SOP Instance UID).
+    """
+    if transfer_syntax not in (_EXPLICIT_BE, _DEFLATED):
+        try:
+            header = read_header(data, offset, transfer_syntax == _IMPLICIT_LE)
+        except (TruncatedError, *_READ_ERRORS):
+            header = None
+        if header is not None:
+            return header
+    header = _read_with_pydicom(data, offset, transfer_syntax)
+    if require_sop and "SOPInstanceUID" not in header:
+        raise NotDicomError("not DICOM: no Part-10 prefix and no readable dataset")
+    _check(data, offset, transfer_syntax)
     return header
 
 
-def _read_bare(data: bytes, transfer_syntax: str) -> Dataset:
-    if transfer_syntax == _DEFLATED:
-        data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
+def _read_with_pydicom(data: bytes, offset: int, transfer_syntax: str) -> Dataset:
     implicit = transfer_syntax == _IMPLICIT_LE
     little = transfer_syntax != _EXPLICIT_BE
     try:
-        return read_dataset(BytesIO(data), implicit, little, stop_when=_stop_at_pixels)
+        if transfer_syntax == _DEFLATED:
+            if offset:  # a Part-10 file: dcmread inflates it
+                return dcmread(BytesIO(data), stop_before_pixels=True)
+            data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
+        fp = BytesIO(data)
+        fp.seek(offset)
+        return read_dataset(fp, implicit, little, stop_when=_stop_at_pixels)
     except (*_READ_ERRORS, zlib.error) as exc:
         raise NotDicomError(f"cannot read the DICOM header: {exc}") from exc
 
@@ -139,11 +155,15 @@ def parse_file(data: bytes) -> Part10:
         offset = meta_end(data, 132)
     except TruncatedError as exc:
         raise NotDicomError(str(exc)) from exc
-    header = _read_file(data, offset)
-    ts = str(header.file_meta.get("TransferSyntaxUID", ""))
+    try:
+        meta = _read_meta(data, offset)
+    except _READ_ERRORS as exc:
+        raise NotDicomError(f"cannot read the DICOM header: {exc}") from exc
+    ts = str(meta.get("TransferSyntaxUID", ""))
     if not ts:
         raise NotDicomError("the file meta information has no Transfer Syntax UID")
-    _check(data, offset, ts)
+    header = _read_checked(data, offset, ts)
+    header.file_meta = meta
     # Most files carry a zeroed preamble already: keep their bytes rather than copy them twice.
     zeroed = data if data[:128] == PREAMBLE else PREAMBLE + data[128:]
     return Part10(zeroed, header, ts, offset)
@@ -153,10 +173,9 @@ def parse_dataset(
     data: bytes, transfer_syntax: str, source_ae: str = "", *, require_sop: bool = False
 ) -> Part10:
     """Wrap a bare dataset (as a C-STORE carries it) into a Part-10 file and parse it."""
-    header = _read_bare(data, transfer_syntax)
+    header = _read_checked(data, 0, transfer_syntax, require_sop=require_sop)
     if require_sop and "SOPInstanceUID" not in header:
         raise NotDicomError("not DICOM: no Part-10 prefix and no readable dataset")
-    _check(data, 0, transfer_syntax)
     meta = build_meta(
         _text_or_empty(header, "SOPClassUID"),
         _text_or_empty(header, "SOPInstanceUID"),

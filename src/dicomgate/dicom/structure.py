@@ -107,6 +107,22 @@ def check_complete(data: bytes | memoryview, transfer_syntax: str) -> None:
     walker.elements(0, None, 0)
 
 
+def check_elements(data: bytes | memoryview, pos: int, *, explicit: bool) -> None:
+    """Raise TruncatedError when the little-endian elements from ``pos`` on are cut short."""
+    _Walker(data, explicit, little=True).elements(pos, None, 0)
+
+
+def sequence_end(data: bytes | memoryview, pos: int, *, explicit: bool) -> int:
+    """Return where the little-endian undefined-length sequence whose items start at ``pos`` ends.
+
+    Raises
+    ------
+    TruncatedError
+        When the items or their delimiter are cut short, or something else stands among them.
+    """
+    return _Walker(data, explicit, little=True).items(pos, 1)
+
+
 def meta_end(data: bytes | memoryview, start: int) -> int:
     """Return the offset just after the group 0002 elements that begin at ``start``.
 
