@@ -336,6 +336,8 @@ class EventDrivenAssociation(Association):
             self._is_paused = True
             self._reactor_checkpoint.wait()
             self._is_paused = False
+            if not self._reactor_checkpoint.is_set():
+                continue  # paused again after we passed: see keep_responses_for_the_caller
             context_id, msg = self.dimse.get_msg(block=False)
             if msg:
                 self._serve_request(msg, context_id)  # type: ignore[arg-type]
@@ -413,17 +415,42 @@ def _trigger(assoc: Association, name: str) -> None:
 
 
 class RequestorAE(AE):
-    """An AE whose plain (non-TLS) requested associations run the event-driven DUL.
+    """An AE whose requested associations keep their responses for the caller.
 
-    Only the DUL changes: a requesting association's own thread idles while the caller's
-    thread sends and waits on the DIMSE queue, which blocks without polling.
+    Plain (non-TLS) ones also run the event-driven DUL: a requesting association's own
+    thread idles while the caller's thread sends and waits on the DIMSE queue, which blocks
+    without polling.
     """
 
     def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> Any:
         """Give ``assoc`` an event-driven DUL before its socket (which posts events to it)."""
         if tls_args is None:
             assoc.dul = EventDrivenDUL(assoc)
+        keep_responses_for_the_caller(assoc)
         return super()._create_socket(assoc, address, tls_args)
+
+
+def keep_responses_for_the_caller(assoc: Association) -> None:
+    """Stop ``assoc``'s reactor thread from taking a message while a caller has paused it.
+
+    pynetdicom pauses a requestor's reactor before each ``send_*`` by clearing a checkpoint
+    and waiting for a flag the reactor sets just before it waits at that checkpoint, not once
+    it waits there. A reactor thread preempted after passing the checkpoint (a loaded
+    machine) then takes the response the caller waits for off the DIMSE queue, logs an
+    "unexpected service message", and the caller's find, move or get times out and fails.
+    The reactor clears that flag before it looks at the queue, so looking at the checkpoint
+    again there is enough: if the caller cleared it, the queue is the caller's; if not, the
+    caller is still waiting for the flag and has sent nothing whose answer could be taken.
+    """
+    take = assoc.dimse.get_msg
+    checkpoint = assoc._reactor_checkpoint
+
+    def get_msg(block: bool = False) -> Any:
+        if threading.current_thread() is assoc and not checkpoint.is_set():
+            return None, None
+        return take(block)
+
+    assoc.dimse.get_msg = get_msg  # type: ignore[method-assign]
 
 
 class EventDrivenRequestHandler(RequestHandler):
