@@ -1,7 +1,8 @@
 """``parse_file`` reads a Part-10 header as ``dcmread(stop_before_pixels=True)`` does.
 
-It reads the file meta and the dataset with pydicom's ``read_dataset`` itself, without
-``dcmread``; every Part-10 file of pydicom's test corpus must come out the same.
+It reads the file meta and the dataset without ``dcmread``: little-endian ones in one walk
+of its own (``dicom/header_walk.py``), the rest with pydicom's ``read_dataset``; every Part-10
+file of pydicom's test corpus must come out the same.
 """
 
 from __future__ import annotations
