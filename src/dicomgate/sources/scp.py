@@ -272,8 +272,8 @@ class Load:
     def add(self, delta: int) -> None:
         """Count associations starting (+1) or ending (-1) in this process."""
         if self.counts is not None:
-            self._changed_at = time.monotonic()
             with self._lock:
+                self._changed_at = time.monotonic()
                 self.counts[self.slot] = max(0, self.counts[self.slot] + delta)
 
     def resync(self, active: int) -> None:
@@ -282,8 +282,11 @@ class Load:
         A just-accepted association is not alive yet, so only a count that nothing changed for
         a second is corrected (in case a connection ended without its close event).
         """
-        if self.counts is not None and time.monotonic() - self._changed_at > 1.0:
-            self.counts[self.slot] = active
+        if self.counts is None:
+            return
+        with self._lock:  # an association starting or ending now makes ``active`` stale
+            if time.monotonic() - self._changed_at > 1.0:
+                self.counts[self.slot] = active
 
 
 class _SharedListenerServer(ThreadedAssociationServer):
