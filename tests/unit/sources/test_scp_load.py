@@ -18,6 +18,14 @@ def counts() -> list[int]:
     return multiprocessing.Array("i", 2, lock=False)  # type: ignore[return-value]
 
 
+@pytest.fixture()
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The time ``Load`` sees, moved by the test."""
+    now = [100.0]
+    monkeypatch.setattr(scp.time, "monotonic", lambda: now[0])
+    return now
+
+
 def test_the_least_loaded_process_takes_the_next_association(counts: list[int]) -> None:
     first, second = Load(counts, 0), Load(counts, 1)
     first.add(+1)
@@ -26,10 +34,8 @@ def test_the_least_loaded_process_takes_the_next_association(counts: list[int]) 
 
 
 def test_a_waiting_process_takes_its_turn_after_its_patience(
-    counts: list[int], monkeypatch: pytest.MonkeyPatch
+    counts: list[int], clock: list[float]
 ) -> None:
-    clock = [100.0]
-    monkeypatch.setattr(scp.time, "monotonic", lambda: clock[0])
     busy = Load(counts, 0)
     busy.add(+1)
     assert not busy.my_turn()
@@ -37,11 +43,7 @@ def test_a_waiting_process_takes_its_turn_after_its_patience(
     assert busy.my_turn()
 
 
-def test_resync_corrects_a_steady_count_only(
-    counts: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = [100.0]
-    monkeypatch.setattr(scp.time, "monotonic", lambda: clock[0])
+def test_resync_corrects_a_steady_count_only(counts: list[int], clock: list[float]) -> None:
     load = Load(counts, 0)
     load.add(+1)
     load.add(+1)
@@ -64,11 +66,7 @@ class _Counts(list[int]):
         super().__setitem__(index, value)
 
 
-def test_an_association_starting_during_a_resync_is_not_lost(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [100.0]
-    monkeypatch.setattr(scp.time, "monotonic", lambda: clock[0])
+def test_an_association_starting_during_a_resync_is_not_lost(clock: list[float]) -> None:
     counts = _Counts([0, 0])
     load = Load(counts, 0)
     load.add(+1)
