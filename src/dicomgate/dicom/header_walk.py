@@ -40,13 +40,12 @@ from dicomgate.dicom.structure import TruncatedError, check_elements, sequence_e
 _EXPLICIT = struct.Struct("<HH2sH").unpack_from
 _IMPLICIT = struct.Struct("<HHL").unpack_from
 _U32 = struct.Struct("<L").unpack_from
-_TAG = struct.Struct("<L").unpack_from
 _VRS = {str(vr).encode(): str(vr) for vr in VR if len(str(vr)) == 2}
 _LONG = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA = 0x7FE00010
 _ITEM_END = 0xFFFEE00D
-_ITEM = 0xFFFEE000
+_ITEM_AS_U32 = 0xE000FFFE  # (FFFE,E000) read as one little-endian 32-bit number
 _CHARSET = 0x00080005
 
 Elements = dict[BaseTag, RawDataElement | DataElement]
@@ -69,7 +68,7 @@ def _sequence_vr(data: bytes, tag: int, vr: str | None, value: int) -> str | Non
         try:
             return str(dictionary_VR(tag))
         except KeyError:
-            if value + 4 <= len(data) and _TAG(data, value)[0] == 0xE000FFFE:
+            if value + 4 <= len(data) and _U32(data, value)[0] == _ITEM_AS_U32:
                 return "SQ"
     return vr
 
@@ -121,9 +120,8 @@ class _Reader:
         seq = read_sequence(fp, self.implicit, True, _UNDEFINED, self.encoding)
         if fp.tell() != end:  # pydicom saw the items differently: let it read the whole header
             raise _UnusualEncodingError
-        self.elements[BaseTag(tag)] = DataElement(
-            BaseTag(tag), "SQ", seq, value, is_undefined_length=True
-        )
+        key = BaseTag(tag)
+        self.elements[key] = DataElement(key, "SQ", seq, value, is_undefined_length=True)
         return end
 
     def read(self, pos: int, end: int, stop_at_pixels: bool) -> int:

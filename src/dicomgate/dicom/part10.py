@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -112,17 +113,17 @@ def _read_checked(
     given is the one those two name (``read_dataset`` notices a dataset in implicit VR under an
     explicit transfer syntax, bytes that are no dataset at all have no SOP Instance UID).
     """
+    header: Dataset | None = None
     if transfer_syntax not in (_EXPLICIT_BE, _DEFLATED):
-        try:
+        with contextlib.suppress(TruncatedError, *_READ_ERRORS):  # refused: named below
             header = read_header(data, offset, transfer_syntax == _IMPLICIT_LE)
-        except (TruncatedError, *_READ_ERRORS):
-            header = None
-        if header is not None:
-            return header
-    header = _read_with_pydicom(data, offset, transfer_syntax)
+    walked = header is not None
+    if header is None:
+        header = _read_with_pydicom(data, offset, transfer_syntax)
     if require_sop and "SOPInstanceUID" not in header:
         raise NotDicomError("not DICOM: no Part-10 prefix and no readable dataset")
-    _check(data, offset, transfer_syntax)
+    if not walked:
+        _check(data, offset, transfer_syntax)
     return header
 
 
@@ -174,8 +175,6 @@ def parse_dataset(
 ) -> Part10:
     """Wrap a bare dataset (as a C-STORE carries it) into a Part-10 file and parse it."""
     header = _read_checked(data, 0, transfer_syntax, require_sop=require_sop)
-    if require_sop and "SOPInstanceUID" not in header:
-        raise NotDicomError("not DICOM: no Part-10 prefix and no readable dataset")
     meta = build_meta(
         _text_or_empty(header, "SOPClassUID"),
         _text_or_empty(header, "SOPInstanceUID"),

@@ -10,7 +10,6 @@ the operation finish first, the test asserts the conformant alternative (a compl
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from dicomgate.db import Database
+from dicomgate.dicom.reactor import keep_responses_for_the_caller
 from dicomgate.intake.receive import Intake
 from dicomgate.sources.scp import Receiver
 from tests.integration.dimse.conftest import AE_TITLE, serve
@@ -141,26 +141,9 @@ class _GetRequester:
             evt_handlers=[(evt.EVT_C_STORE, self._store)],
         )
         assert self.assoc.is_established
-        self._keep_responses_for_the_caller()
-
-    def _keep_responses_for_the_caller(self) -> None:
-        """Stop pynetdicom's requestor reactor from taking messages off the DIMSE queue.
-
-        pynetdicom pauses that thread before a ``send_*`` with a flag the thread sets just
-        before it waits, not once it waits: a reactor preempted between its wait and its look
-        at the queue (a loaded machine) takes the response the caller is waiting for, logs
-        "Received unexpected C-ECHO service message", and the caller times out. This
-        requester does all its messaging on the test's thread (C-GET stores included), so
-        the reactor has nothing to take.
-        """
-        assoc, take = self.assoc, self.assoc.dimse.get_msg
-
-        def get_msg(block: bool = False) -> Any:
-            if threading.current_thread() is assoc:
-                return None, None
-            return take(block)
-
-        assoc.dimse.get_msg = get_msg  # type: ignore[method-assign]
+        # pynetdicom's reactor could take a response this test's thread waits for (the race
+        # dicomgate's own requested associations are guarded against the same way).
+        keep_responses_for_the_caller(self.assoc)
 
     def _store(self, event: Any) -> int:
         self.received.append(str(event.request.AffectedSOPInstanceUID))
