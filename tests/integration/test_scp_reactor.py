@@ -19,6 +19,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 from sqlalchemy import select
 
 from dicomgate.archive.models import Instance
+from dicomgate.dicom import reactor as reactor_module
 from dicomgate.dicom.reactor import EventDrivenAssociation, EventDrivenDUL
 from dicomgate.intake.receive import Intake
 from dicomgate.settings import load_settings
@@ -197,3 +198,31 @@ def test_a_command_inside_a_dataset_aborts_the_association(
         time.sleep(0.05)
     assert aborted and assoc.is_aborted
     assert _stored(intake) == []
+
+
+def test_every_pdu_the_fast_path_reads_rearms_quick_ack(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sender with Nagle on waits for our ACK before its next small segment; Linux delays
+    # that ACK unless quick-ACK mode is re-armed after each read (dcmtk's default: 11/s).
+    if not reactor_module._TCP_QUICKACK:
+        pytest.skip("TCP_QUICKACK is Linux only")
+    rearmed: list[int] = []
+    monkeypatch.setattr(reactor_module, "_quick_ack", lambda raw: rearmed.append(raw.fileno()))
+    read = reactor_module.recv_exactly
+    reads: list[int] = []
+
+    def counting(*args: Any) -> bytearray | None:
+        reads.append(1)
+        return read(*args)
+
+    monkeypatch.setattr(reactor_module, "recv_exactly", counting)
+    assoc = _scu().associate("127.0.0.1", receiver.port, ae_title="DGTEST")
+    try:
+        ds = dcmread(PYDICOM_FILES / "CT_small.dcm")
+        for _ in range(3):
+            assert assoc.send_c_store(ds).Status == 0x0000
+    finally:
+        assoc.release()
+    assert len(reads) >= 6  # a head and a body per C-STORE PDU at least
+    assert len(rearmed) >= len(reads)

@@ -180,7 +180,7 @@ class StoreAssembler:
     handler: StoreHandler
     accepted: frozenset[int]
     _request: StoreRequest | None = None
-    _fragments: list[bytes] = field(default_factory=list)
+    _fragments: list[memoryview] = field(default_factory=list)
 
     @property
     def assembling(self) -> bool:
@@ -220,7 +220,7 @@ class StoreAssembler:
                 continue
             if control & _COMMAND or context_id != self._request.context_id:
                 raise ProtocolError("a command arrived before the last dataset fragment")
-            self._fragments.append(bytes(fragment))
+            self._fragments.append(fragment)  # a view: the dataset is copied once, when whole
             if control & _LAST:
                 responses.append(self._finish())
         return responses, None
@@ -236,7 +236,7 @@ class StoreAssembler:
     def _finish(self) -> tuple[int, bytes]:
         head = self._request
         assert head is not None  # only called while assembling
-        data = self._fragments[0] if len(self._fragments) == 1 else b"".join(self._fragments)
+        data = bytes(self._fragments[0]) if len(self._fragments) == 1 else b"".join(self._fragments)
         self._request, self._fragments = None, []
         request = replace(head, dataset=data)
         try:

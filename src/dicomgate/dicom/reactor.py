@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pynetdicom import AE
+from pynetdicom import AE, _config
 from pynetdicom import evt as pynetdicom_evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
@@ -41,6 +41,14 @@ from dicomgate.dicom.store_response import command_pdata
 
 log = logging.getLogger(__name__)
 
+# Set here, where every association we accept or request gets its reactor: identifiers (names,
+# IDs) must never reach the logs, and pynetdicom's standard logging handlers would watch the
+# PDUs and messages, which turns the C-STORE fast path off.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+_config.LOG_HANDLER_LEVEL = "none"
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
 TICK = 0.05
 """The longest either reactor blocks before looking at its timers and flags again (s)."""
 
@@ -49,6 +57,7 @@ _P_DATA_TF = 0x04
 _LOCAL_ABORT = "Evt15"  # A-ABORT request primitive from the local user
 _CLOSING = ("Sta1", "Sta13")  # idle; awaiting the transport connection to close
 _PDU_TYPES = range(0x01, 0x08)
+_PREALLOCATED = 4 << 20
 # Handlers bound to these see pynetdicom's PDUs and messages, which the fast path never builds.
 _WATCHED_EVENTS = (
     pynetdicom_evt.EVT_DATA_RECV,
@@ -57,6 +66,33 @@ _WATCHED_EVENTS = (
     pynetdicom_evt.EVT_PDU_SENT,
     pynetdicom_evt.EVT_DIMSE_SENT,
 )
+
+
+def recv_exactly(
+    sock: socket.socket, length: int, head: bytes | bytearray = b""
+) -> bytearray | None:
+    """Return ``head`` followed by exactly ``length`` bytes read from ``sock``; None if it closed.
+
+    pynetdicom reads 4 KiB per ``recv`` into a growing buffer and copies the PDU twice more;
+    a 512 KiB instance then costs 128 system calls and four copies. Here the bytes land where
+    they stay. Only the first ``_PREALLOCATED`` bytes are reserved before they arrive, so a
+    peer that announces a huge PDU and sends nothing costs no memory.
+    """
+    buffer = bytearray(len(head) + min(length, _PREALLOCATED))
+    buffer[: len(head)] = head
+    done, end = len(head), len(head) + length
+    while done < end:
+        if done == len(buffer):
+            buffer.extend(bytes(min(end - done, _PREALLOCATED)))
+        view = memoryview(buffer)[done:]
+        try:
+            count = sock.recv_into(view)
+        finally:
+            view.release()  # the buffer may have to grow
+        if not count:
+            return None
+        done += count
+    return buffer
 
 
 class EventDrivenDUL(DULServiceProvider):
@@ -70,6 +106,7 @@ class EventDrivenDUL(DULServiceProvider):
         self.handed_up = threading.Event()
         self._machine = threading.Lock()
         self._stores: StoreAssembler | None = None
+        self.acknowledge_reads = False
 
     def send_pdu(self, primitive: Any) -> None:
         """Send a P-DATA to the peer from the calling thread; queue anything else.
@@ -128,7 +165,7 @@ class EventDrivenDUL(DULServiceProvider):
                     self._send_response(context_id, response)
                 if rest is None:
                     return
-                pdu = struct.pack(">BBL", _P_DATA_TF, 0, len(rest)) + bytes(rest)
+                pdu = bytearray(struct.pack(">BBL", _P_DATA_TF, 0, len(rest))) + rest
         elif stores.assembling:  # an abort or release cuts the C-STORE short: pynetdicom's now
             stores.reset()
         self._decode_for_pynetdicom(pdu)
@@ -147,31 +184,38 @@ class EventDrivenDUL(DULServiceProvider):
             and (self.assoc.is_requestor or dimse.msg_queue.empty())
         )
 
-    def _read_pdu(self) -> bytes | None:
+    def _read_pdu(self) -> bytearray | None:
         """Return one whole PDU, or None after queueing the event pynetdicom would have."""
-        assert self.socket is not None  # only called when the socket was readable
+        assert self.socket is not None and self.socket.socket is not None  # it was readable
+        raw = self.socket.socket
         try:
-            head = bytes(self.socket.recv(6))
-            if len(head) < 6:
+            head = self._recv(raw, 6)
+            if head is None:
                 self.event_queue.put("Evt17")  # the connection closed
                 return None
             pdu_type, _, length = struct.unpack(">BBL", head)
             if pdu_type not in _PDU_TYPES:
                 self.event_queue.put("Evt19")  # unrecognised PDU
                 return None
-            body = self.socket.recv(length)
+            pdu = self._recv(raw, length, head)
         except (OSError, TimeoutError):
+            pdu = None
+        if pdu is None:
             self.event_queue.put("Evt17")
-            return None
-        if len(body) != length:
-            self.event_queue.put("Evt17")
-            return None
-        return head + bytes(body)
+        return pdu
 
-    def _decode_for_pynetdicom(self, pdu: bytes) -> None:
+    def _recv(
+        self, raw: socket.socket, length: int, head: bytes | bytearray = b""
+    ) -> bytearray | None:
+        data = recv_exactly(raw, length, head)
+        if self.acknowledge_reads:
+            _quick_ack(raw)  # as ``tune_connection``'s reads do: see there
+        return data
+
+    def _decode_for_pynetdicom(self, pdu: bytearray) -> None:
         """Hand a PDU to pynetdicom's state machine, as its own reader does."""
         try:
-            decoded, event = self._decode_pdu(bytearray(pdu))
+            decoded, event = self._decode_pdu(pdu)
         except Exception:
             log.warning("association %s: a PDU could not be decoded", self.assoc.name)
             self.event_queue.put("Evt19")
@@ -518,6 +562,8 @@ def tune_connection(event: Any) -> None:
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if not isinstance(raw, ssl.SSLSocket):  # TLS reads through its own buffer
         _read_and_acknowledge(assoc_socket, raw)
+        if isinstance(event.assoc.dul, EventDrivenDUL):
+            event.assoc.dul.acknowledge_reads = _TCP_QUICKACK != 0
     elif _TCP_QUICKACK:
         _acknowledge_after_reads(assoc_socket, raw)
 

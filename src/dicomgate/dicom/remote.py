@@ -8,7 +8,6 @@ sub-operation counts and the final status of each request, never a bool.
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from dicomgate.dicom.nodes import RemoteNode
 from dicomgate.dicom.politeness import Politeness
 from dicomgate.dicom.query import QueryLevel, build_identifier, result_dict, result_keywords
-from dicomgate.dicom.reactor import RequestorAE, take_stores_of
+from dicomgate.dicom.reactor import RequestorAE, take_stores_of, tune_connection
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 
@@ -104,9 +103,7 @@ def _tls_context(node: RemoteNode) -> ssl.SSLContext:
 def _on_open(event: Any) -> None:
     """Send our small PDUs (C-STORE responses of a C-GET) at once, and encode them directly."""
     answer_stores_quickly(event.assoc)
-    assoc_socket = event.assoc.dul.socket
-    if assoc_socket is not None and assoc_socket.socket is not None:
-        assoc_socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tune_connection(event)
 
 
 def _update(counts: RetrieveCounts, status: Dataset, identifier: Dataset | None) -> None:

@@ -20,7 +20,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pydicom import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
@@ -40,12 +40,6 @@ from dicomgate.sources.moves import active_moves
 from dicomgate.sources.scp_workers import start_workers, stop_workers
 
 log = logging.getLogger(__name__)
-
-# Identifiers (names, IDs) must never reach the logs.
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
-_config.LOG_HANDLER_LEVEL = "none"
-logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 _GC_INTERVAL = 60.0
 _STATUS_BY_OUTCOME = {
