@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.models import Instance, StagingSession
+from dicomgate.dicom import reactor
 from dicomgate.dicom.fast_store import StoreAssembler, StoreRequest
 from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import WindowClosedError
@@ -127,6 +128,37 @@ def test_c_get_stores_are_taken_from_the_pdus(
     assert ledger.counts() == {"stored": len(study.sop_uids)}
     assert sorted(taken) == sorted(study.sop_uids)
     assert slow == []
+
+
+@pytest.mark.parametrize("method", ["c-move", "c-get"])
+def test_retrieve_responses_are_decoded_from_the_pdus(
+    method: str,
+    peer: Peer,
+    intake: Intake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Pending and final responses without a dataset skip pynetdicom's decoding (fast_response)."""
+    if method == "c-move":
+        request.getfixturevalue("receiver")
+    decoded: list[int] = []
+    decode = reactor.retrieve_response
+
+    def counting(body: memoryview) -> Any:
+        response = decode(body)
+        if response is not None:
+            decoded.append(int(response[1].Status))
+        return response
+
+    monkeypatch.setattr(reactor, "retrieve_response", counting)
+    study = peer.studies[1]
+    ledger = _retrieve(peer.service(intake, tmp_path, retrieve_method=method), study)
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    assert all(c.ok and c.completed for _, c in ledger.requests)
+    # Orthanc answers every sub-operation with a pending response, then a final success.
+    assert decoded.count(0xFF00) >= len(study.sop_uids) - len(ledger.requests)
+    assert decoded.count(0x0000) == len(ledger.requests)
 
 
 @pytest.mark.usefixtures("receiver")

@@ -36,6 +36,7 @@ from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler
 
+from dicomgate.dicom.fast_response import retrieve_response
 from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, StoreRequest, p_data_pdu
 from dicomgate.dicom.store_response import command_pdata
 
@@ -106,6 +107,7 @@ class EventDrivenDUL(DULServiceProvider):
         self.handed_up = threading.Event()
         self._machine = threading.Lock()
         self._stores: StoreAssembler | None = None
+        self._responses = False
         self.acknowledge_reads = False
 
     def send_pdu(self, primitive: Any) -> None:
@@ -143,30 +145,52 @@ class EventDrivenDUL(DULServiceProvider):
         self._stores = assembler
         return True
 
+    def take_responses(self) -> bool:
+        """Decode C-GET and C-MOVE responses without a dataset here (see ``fast_response``).
+
+        Returns False (and changes nothing) when a handler watches pynetdicom's PDUs or
+        messages, or when this is not a requested association.
+        """
+        if not self.assoc.is_requestor or any(
+            self.assoc.get_handlers(event) for event in _WATCHED_EVENTS
+        ):
+            return False
+        self._responses = True
+        return True
+
     def _read_pdu_data(self) -> None:
-        """Read one PDU; give a P-DATA-TF to the store assembler first, if there is one."""
+        """Read one PDU; a P-DATA-TF goes to the store assembler or response decoder first."""
         stores = self._stores
-        if stores is None or not (stores.assembling or self._idle_between_messages()):
+        if not (stores is not None and stores.assembling) and not (
+            (stores is not None or self._responses) and self._idle_between_messages()
+        ):
             super()._read_pdu_data()
             return
         pdu = self._read_pdu()
         if pdu is None:
             return
         if pdu[0] == _P_DATA_TF:
-            try:
-                taken = stores.take(memoryview(pdu)[6:])
-            except ProtocolError as exc:
-                log.warning("aborting association %s: %s", self.assoc.name, exc)
-                self.event_queue.put("Evt19")  # invalid PDU: A-ABORT (PS3.8 AA-8)
-                return
-            if taken is not None:
-                responses, rest = taken
-                for context_id, response in responses:
-                    self._send_response(context_id, response)
-                if rest is None:
+            body = memoryview(pdu)[6:]
+            if stores is not None:
+                try:
+                    taken = stores.take(body)
+                except ProtocolError as exc:
+                    log.warning("aborting association %s: %s", self.assoc.name, exc)
+                    self.event_queue.put("Evt19")  # invalid PDU: A-ABORT (PS3.8 AA-8)
                     return
-                pdu = bytearray(struct.pack(">BBL", _P_DATA_TF, 0, len(rest))) + rest
-        elif stores.assembling:  # an abort or release cuts the C-STORE short: pynetdicom's now
+                if taken is not None:
+                    responses, rest = taken
+                    for context_id, response in responses:
+                        self._send_response(context_id, response)
+                    if rest is None:
+                        return
+                    body = rest
+            if self._responses and (decoded := retrieve_response(body)) is not None:
+                self.assoc.dimse.msg_queue.put(decoded)  # where pynetdicom's DT-2 puts it
+                return
+            if len(body) != len(pdu) - 6:  # the PDVs after the stores taken
+                pdu = bytearray(struct.pack(">BBL", _P_DATA_TF, 0, len(body))) + body
+        elif stores is not None and stores.assembling:  # an abort or release cuts it short
             stores.reset()
         self._decode_for_pynetdicom(pdu)
 
@@ -450,6 +474,12 @@ def take_stores_of(
         return store(request, syntaxes[request.context_id])
 
     return dul.take_stores(StoreAssembler(handler, frozenset(syntaxes)))
+
+
+def take_responses_of(assoc: Association) -> bool:
+    """Let a requested association's DUL decode its C-GET and C-MOVE responses (see there)."""
+    dul = assoc.dul
+    return isinstance(dul, EventDrivenDUL) and dul.take_responses()
 
 
 def _trigger(assoc: Association, name: str) -> None:

@@ -30,7 +30,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from dicomgate.dicom.nodes import RemoteNode
 from dicomgate.dicom.politeness import Politeness
 from dicomgate.dicom.query import QueryLevel, build_identifier, result_dict, result_keywords
-from dicomgate.dicom.reactor import RequestorAE, take_stores_of, tune_connection
+from dicomgate.dicom.reactor import (
+    RequestorAE,
+    take_responses_of,
+    take_stores_of,
+    tune_connection,
+)
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 
@@ -177,6 +182,7 @@ class RemoteNodeClient:
             )
             if not assoc.is_established:
                 raise RemoteNodeError(f"node {self.node.name}: association rejected or failed")
+            take_responses_of(assoc)
             try:
                 yield assoc
             finally:

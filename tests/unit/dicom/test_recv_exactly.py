@@ -24,6 +24,12 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     receiver.close()
 
 
+def _read(sock: socket.socket, length: int, head: bytes = b"") -> bytes:
+    data = recv_exactly(sock, length, head)
+    assert data is not None
+    return bytes(data)
+
+
 def _send_in_pieces(sender: socket.socket, data: bytes, piece: int, close: bool) -> None:
     for start in range(0, len(data), piece):
         sender.sendall(data[start : start + piece])
@@ -40,8 +46,8 @@ def test_reads_exactly_the_length_after_the_head_across_many_pieces(
     thread = threading.Thread(target=_send_in_pieces, args=(sender, data + b"next", 7_001, False))
     thread.start()
     try:
-        assert recv_exactly(receiver, len(data), b"\x04\x00HEAD") == b"\x04\x00HEAD" + data
-        assert recv_exactly(receiver, 4) == b"next"  # nothing of the next PDU was taken
+        assert _read(receiver, len(data), b"\x04\x00HEAD") == b"\x04\x00HEAD" + data
+        assert _read(receiver, 4) == b"next"  # nothing of the next PDU was taken
     finally:
         thread.join()
 
@@ -55,7 +61,7 @@ def test_grows_past_the_preallocated_part(
     thread = threading.Thread(target=_send_in_pieces, args=(sender, data, 3_000, False))
     thread.start()
     try:
-        assert recv_exactly(receiver, len(data)) == data
+        assert _read(receiver, len(data)) == data
     finally:
         thread.join()
 
@@ -64,7 +70,7 @@ def test_zero_length_returns_the_head_without_reading(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     _, receiver = pair
-    assert recv_exactly(receiver, 0, b"\x05\x00\x00\x00\x00\x00") == b"\x05" + bytes(5)
+    assert _read(receiver, 0, b"\x05\x00\x00\x00\x00\x00") == b"\x05" + bytes(5)
 
 
 def test_a_peer_that_closes_mid_pdu_gives_none(pair: tuple[socket.socket, socket.socket]) -> None:
