@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from dicomgate.archive.index import ensure_project
 from dicomgate.archive.models import Instance, StagingSession
-from dicomgate.dicom import reactor
+from dicomgate.dicom import fast_response
 from dicomgate.dicom.fast_store import StoreAssembler, StoreRequest
 from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import WindowClosedError
@@ -139,26 +139,28 @@ def test_retrieve_responses_are_decoded_from_the_pdus(
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> None:
-    """Pending and final responses without a dataset skip pynetdicom's decoding (fast_response)."""
+    """The find's and the retrieve's responses skip pynetdicom's decoding (fast_response)."""
     if method == "c-move":
         request.getfixturevalue("receiver")
     decoded: list[int] = []
-    decode = reactor.retrieve_response
+    decode = fast_response.response_head
 
-    def counting(body: memoryview) -> Any:
-        response = decode(body)
-        if response is not None:
-            decoded.append(int(response[1].Status))
-        return response
+    def counting(fragment: memoryview) -> Any:
+        head = decode(fragment)
+        if head is not None:
+            decoded.append(int(head[0].Status))
+        return head
 
-    monkeypatch.setattr(reactor, "retrieve_response", counting)
+    monkeypatch.setattr(fast_response, "response_head", counting)
     study = peer.studies[1]
     ledger = _retrieve(peer.service(intake, tmp_path, retrieve_method=method), study)
     assert ledger.counts() == {"stored": len(study.sop_uids)}
     assert all(c.ok and c.completed for _, c in ledger.requests)
+    # The IMAGE-level find: a pending response per instance, a final success. The retrieve:
     # Orthanc answers every sub-operation with a pending response, then a final success.
-    assert decoded.count(0xFF00) >= len(study.sop_uids) - len(ledger.requests)
-    assert decoded.count(0x0000) == len(ledger.requests)
+    instances, requests = len(study.sop_uids), len(ledger.requests)
+    assert decoded.count(0xFF00) >= instances + instances - requests
+    assert decoded.count(0x0000) == 1 + requests
 
 
 @pytest.mark.usefixtures("receiver")

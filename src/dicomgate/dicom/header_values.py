@@ -61,6 +61,14 @@ def _plain_text(element: Any) -> str | None:
     return text
 
 
+def raw_plain_text(header: Dataset, keyword: str) -> str | None:
+    """Return the value of ``keyword`` when its raw element is one plain ASCII text, else None."""
+    try:
+        return _plain_text(_element(header, keyword))
+    except KeyError:  # not a dictionary keyword: the caller's pydicom path decides
+        return None
+
+
 def value_text(header: Dataset, keyword: str) -> str | None:
     """Return ``str(header.get(keyword))``, or None when the attribute is absent.
 

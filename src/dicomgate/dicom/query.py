@@ -14,6 +14,7 @@ from typing import Any
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
+from dicomgate.dicom.header_values import raw_plain_text
 from dicomgate.errors import InvalidInputError
 
 
@@ -134,9 +135,18 @@ def _text(value: Any) -> str:
 
 
 def result_dict(identifier: Dataset, keywords: Iterable[str]) -> dict[str, str]:
-    """Return ``keywords`` of a C-FIND response identifier as strings ('' when absent)."""
+    """Return ``keywords`` of a C-FIND response identifier as strings ('' when absent).
+
+    A plain ASCII value is taken from the raw element as it is (``header_values``); pydicom's
+    conversion, which validates every UID with a regular expression, cost more than the
+    rest of decoding a large find's responses.
+    """
     row: dict[str, str] = {}
     for keyword in keywords:
+        plain = raw_plain_text(identifier, keyword)
+        if plain is not None:
+            row[keyword] = plain
+            continue
         element = identifier.get(keyword)
         row[keyword] = "" if element is None else _text(element)
     return row

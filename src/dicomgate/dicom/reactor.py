@@ -36,7 +36,7 @@ from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler
 
-from dicomgate.dicom.fast_response import retrieve_response
+from dicomgate.dicom.fast_response import ResponseAssembler
 from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, StoreRequest, p_data_pdu
 from dicomgate.dicom.store_response import command_pdata
 
@@ -107,7 +107,7 @@ class EventDrivenDUL(DULServiceProvider):
         self.handed_up = threading.Event()
         self._machine = threading.Lock()
         self._stores: StoreAssembler | None = None
-        self._responses = False
+        self._responses: ResponseAssembler | None = None
         self.acknowledge_reads = False
 
     def send_pdu(self, primitive: Any) -> None:
@@ -146,7 +146,7 @@ class EventDrivenDUL(DULServiceProvider):
         return True
 
     def take_responses(self) -> bool:
-        """Decode C-GET and C-MOVE responses without a dataset here (see ``fast_response``).
+        """Decode the responses to our finds, gets and moves here (see ``fast_response``).
 
         Returns False (and changes nothing) when a handler watches pynetdicom's PDUs or
         messages, or when this is not a requested association.
@@ -155,15 +155,13 @@ class EventDrivenDUL(DULServiceProvider):
             self.assoc.get_handlers(event) for event in _WATCHED_EVENTS
         ):
             return False
-        self._responses = True
+        self._responses = ResponseAssembler()
         return True
 
     def _read_pdu_data(self) -> None:
-        """Read one PDU; a P-DATA-TF goes to the store assembler or response decoder first."""
-        stores = self._stores
-        if not (stores is not None and stores.assembling) and not (
-            (stores is not None or self._responses) and self._idle_between_messages()
-        ):
+        """Read one PDU; a P-DATA-TF goes to the store or response assembler first."""
+        taker = self._taker()
+        if taker is None:
             super()._read_pdu_data()
             return
         pdu = self._read_pdu()
@@ -171,28 +169,47 @@ class EventDrivenDUL(DULServiceProvider):
             return
         if pdu[0] == _P_DATA_TF:
             body = memoryview(pdu)[6:]
-            if stores is not None:
+            for assembler in taker:
                 try:
-                    taken = stores.take(body)
+                    taken = assembler.take(body)
                 except ProtocolError as exc:
                     log.warning("aborting association %s: %s", self.assoc.name, exc)
                     self.event_queue.put("Evt19")  # invalid PDU: A-ABORT (PS3.8 AA-8)
                     return
-                if taken is not None:
-                    responses, rest = taken
-                    for context_id, response in responses:
-                        self._send_response(context_id, response)
-                    if rest is None:
-                        return
-                    body = rest
-            if self._responses and (decoded := retrieve_response(body)) is not None:
-                self.assoc.dimse.msg_queue.put(decoded)  # where pynetdicom's DT-2 puts it
-                return
-            if len(body) != len(pdu) - 6:  # the PDVs after the stores taken
-                pdu = bytearray(struct.pack(">BBL", _P_DATA_TF, 0, len(body))) + body
-        elif stores is not None and stores.assembling:  # an abort or release cuts it short
-            stores.reset()
+                if taken is None:
+                    continue
+                done, rest = taken
+                self._deliver(assembler, done)
+                if rest is None:
+                    return
+                pdu = bytearray(struct.pack(">BBL", _P_DATA_TF, 0, len(rest))) + rest
+                break
+        else:  # an abort or release cuts a message short: pynetdicom's now
+            for assembler in taker:
+                assembler.reset()
         self._decode_for_pynetdicom(pdu)
+
+    def _taker(self) -> list[StoreAssembler | ResponseAssembler] | None:
+        """Return the assemblers to offer the next PDU to, in turn; None for pynetdicom's path.
+
+        One that is in the middle of a message gets it alone; otherwise both may look, but
+        only between messages, when pynetdicom holds nothing of one.
+        """
+        assemblers = [a for a in (self._stores, self._responses) if a is not None]
+        busy = [a for a in assemblers if a.assembling]
+        if busy:
+            return busy
+        return assemblers if assemblers and self._idle_between_messages() else None
+
+    def _deliver(
+        self, assembler: StoreAssembler | ResponseAssembler, done: list[tuple[int, Any]]
+    ) -> None:
+        if isinstance(assembler, StoreAssembler):
+            for context_id, response in done:
+                self._send_response(context_id, response)
+        else:
+            for item in done:
+                self.assoc.dimse.msg_queue.put(item)  # where pynetdicom's DT-2 puts it
 
     def _idle_between_messages(self) -> bool:
         """Return True when pynetdicom holds no message, part of one, or an unhandled event.
@@ -477,7 +494,7 @@ def take_stores_of(
 
 
 def take_responses_of(assoc: Association) -> bool:
-    """Let a requested association's DUL decode its C-GET and C-MOVE responses (see there)."""
+    """Let a requested association's DUL decode the responses to its requests (see there)."""
     dul = assoc.dul
     return isinstance(dul, EventDrivenDUL) and dul.take_responses()
 

@@ -1,10 +1,26 @@
-"""C-FIND identifiers from keys: levels, wildcards, ranges, UID lists, bad keys."""
+"""C-FIND identifiers from keys (levels, wildcards, ranges, UID lists, bad keys) and result rows."""
 
 from __future__ import annotations
 
-import pytest
+import copy
+import warnings
+from io import BytesIO
+from pathlib import Path
 
-from dicomgate.dicom.query import QueryLevel, build_identifier, level_of, result_keywords
+import pytest
+from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
+from pynetdicom.dsutils import decode, encode
+from tests.conftest import PYDICOM_FILES
+
+from dicomgate.dicom.query import (
+    QueryLevel,
+    _text,
+    build_identifier,
+    level_of,
+    result_dict,
+    result_keywords,
+)
 from dicomgate.errors import InvalidInputError
 
 
@@ -50,3 +66,63 @@ def test_bad_keys_are_named(keys: dict[str, str], returns: list[str], message: s
 def test_unknown_level() -> None:
     with pytest.raises(InvalidInputError, match="FRAME"):
         level_of("FRAME")
+
+
+def _pydicom_row(identifier: Dataset, keywords: list[str]) -> dict[str, str]:
+    """The row as pydicom's converted values give it (result_dict before its raw fast path)."""
+    converted = copy.deepcopy(identifier)
+    for element in converted:  # iterating converts every raw element
+        assert not isinstance(element, RawDataElement)
+    return {keyword: _text(converted.get(keyword)) for keyword in keywords}
+
+
+def _decoded(identifier: Dataset, implicit: bool) -> Dataset:
+    encoded = encode(identifier, implicit, True)
+    assert encoded is not None
+    decoded = decode(BytesIO(encoded), implicit, True, False)
+    assert isinstance(decoded._dict[0x00100010], RawDataElement)  # raw until converted
+    return decoded
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_result_rows_read_raw_agree_with_pydicom(implicit: bool) -> None:
+    identifier = Dataset()
+    identifier.SpecificCharacterSet = "ISO_IR 100"
+    identifier.PatientName = "Müller^Jürgen"  # not ASCII: pydicom's path
+    identifier.PatientID = "ID 7"
+    identifier.StudyInstanceUID = "1.2.840.10008.5"  # odd length: a NUL pads it
+    identifier.ModalitiesInStudy = ["CT", "MR"]  # multi-valued: pydicom's path
+    identifier.StudyDate = "20240131"
+    identifier.NumberOfStudyRelatedInstances = "12"
+    identifier.AccessionNumber = ""
+    identifier.StudyDescription = "Head  "  # padding pydicom strips
+    keywords = [
+        "PatientName", "PatientID", "StudyInstanceUID", "ModalitiesInStudy", "StudyDate",
+        "NumberOfStudyRelatedInstances", "AccessionNumber", "StudyDescription", "StudyTime",
+        "NotAKeyword",
+    ]  # fmt: skip
+    decoded = _decoded(identifier, implicit)
+    row = result_dict(decoded, keywords)
+    assert row == _pydicom_row(decoded, keywords)
+    assert row["ModalitiesInStudy"] == "CT\\MR" and row["PatientName"] == "Müller^Jürgen"
+    assert row["StudyInstanceUID"] == "1.2.840.10008.5" and row["StudyTime"] == ""
+
+
+def _readable(path: Path) -> bool:
+    try:
+        dcmread(path, stop_before_pixels=True)
+    except Exception:
+        return False  # pydicom's deliberately broken samples
+    return True
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in sorted(PYDICOM_FILES.glob("*.dcm")) if _readable(p)], ids=lambda p: p.name
+)
+def test_result_rows_of_real_headers_agree_with_pydicom(path: Path) -> None:
+    header = dcmread(path, stop_before_pixels=True)
+    keywords = [element.keyword for element in header if element.keyword]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = _pydicom_row(header, keywords)
+        assert result_dict(dcmread(path, stop_before_pixels=True), keywords) == expected
