@@ -8,12 +8,13 @@ it and the recovery pass schedules what a dead worker left behind.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Worker
 
 from dicomgate.errors import ConfigError
 from dicomgate.jobs.config import JobsConfig, QueueBackend
@@ -56,8 +57,73 @@ def make_huey(config: JobsConfig, data_dir: Path, database_url: str) -> Huey:
     return PostgresHuey(name, dsn=_libpq_url(url), results=False, blocking=False)
 
 
+class Wakeup:
+    """Wakes the idle workers of this process when a run is enqueued here.
+
+    Huey's workers poll the queue, sleeping longer after each empty look (up to the
+    consumer's ``max_delay``): a job submitted to an idle service waited up to that long
+    before it started. A generation count makes a poke between a worker's empty look and its
+    sleep wake it all the same. Runs enqueued by another process are found by the polling.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._generation = 0
+
+    def poke(self) -> None:
+        """Wake every worker that is sleeping, or about to, after an empty look."""
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def generation(self) -> int:
+        """Return the count of pokes so far (taken before a look at the queue)."""
+        with self._changed:
+            return self._generation
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds unless a poke came after generation ``seen``."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation != seen, timeout)
+
+
+class _WakeableWorker(Worker):  # type: ignore[misc]
+    """A Huey worker whose sleeps between empty looks end at a :class:`Wakeup` poke."""
+
+    wakeup: Wakeup
+    delay: float
+    max_delay: float
+    backoff: float
+
+    def loop(self, now: Any = None) -> None:
+        self._seen = self.wakeup.generation()
+        super().loop(now)
+
+    def sleep(self) -> None:
+        self.delay = min(self.delay, self.max_delay)
+        self.wakeup.wait(self._seen, self.delay)
+        self.delay *= self.backoff
+
+
 class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
     """A consumer that runs inside the service: the host process owns the signals."""
+
+    worker_class = _WakeableWorker
+
+    def __init__(self, *args: Any, wakeup: Wakeup, **kwargs: Any) -> None:
+        self.wakeup = wakeup
+        super().__init__(*args, **kwargs)
+
+    def _create_worker(self) -> _WakeableWorker:
+        worker: _WakeableWorker = super()._create_worker()
+        worker.wakeup = self.wakeup
+        return worker
+
+    def stop(self, graceful: bool = False) -> None:
+        """Set the stop flag, wake the idle workers so they see it now, then stop as Huey does."""
+        self.stop_flag.set()
+        self.wakeup.poke()
+        super().stop(graceful)
 
     def _set_signal_handlers(self) -> None:
         pass
@@ -70,12 +136,17 @@ class Queue:
     ----------
     huey
         The Huey instance (see ``make_huey``).
+    poll_delays
+        The first and the longest sleep of an idle worker between looks at the queue (s);
+        runs enqueued in this process wake it at once.
     """
 
-    def __init__(self, huey: Huey) -> None:
+    def __init__(self, huey: Huey, poll_delays: tuple[float, float] = (0.05, 0.5)) -> None:
         self.huey = huey
+        self.poll_delays = poll_delays
         self._task: Any = None
         self._consumer: Consumer | None = None
+        self._wakeup = Wakeup()
 
     def bind(self, run: Callable[[str], None]) -> None:
         """Register ``run(job_id)`` as the one task this queue carries."""
@@ -89,6 +160,7 @@ class Queue:
             self._task.schedule(args=(job_id,), delay=delay)
         else:
             self._task(job_id)
+            self._wakeup.poke()
 
     def start(self, workers: int) -> None:
         """Start ``workers`` consumer threads and the scheduler (for delayed runs)."""
@@ -99,10 +171,11 @@ class Queue:
             workers=workers,
             worker_type="thread",
             periodic=False,
-            initial_delay=0.05,
+            initial_delay=self.poll_delays[0],
             backoff=1.5,
-            max_delay=0.5,
+            max_delay=self.poll_delays[1],
             check_worker_health=False,
+            wakeup=self._wakeup,
         )
         self._consumer.start()
         log.info("job queue: %d worker threads", workers)

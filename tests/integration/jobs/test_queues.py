@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from dicomgate.db import Database
 from dicomgate.intake.receive import Intake
 from dicomgate.jobs import JobOut, Jobs, JobStatus
 from dicomgate.jobs.config import JobsConfig, QueueBackend
-from dicomgate.jobs.queue import Queue, make_huey
+from dicomgate.jobs.queue import Queue, Wakeup, make_huey
 from tests.integration.jobs.conftest import copy_files
 from tests.integration.jobs.handlers import calls
 
@@ -87,3 +88,47 @@ def test_redis_queue_is_really_redis(tmp_path: Path) -> None:
         assert redis.Redis.from_url(REDIS_URL).llen(f"huey.redis.{name}".replace("-", "")) == 1
     finally:
         huey.storage.flush_all()
+
+
+def test_a_poke_wakes_a_waiter_and_is_not_lost_before_the_wait() -> None:
+    wakeup = Wakeup()
+    seen = wakeup.generation()
+    wakeup.poke()  # between the empty look and the sleep: the sleep must not happen
+    done = threading.Event()
+    threading.Thread(target=lambda: (wakeup.wait(seen, 3600), done.set()), daemon=True).start()
+    assert done.wait(30)
+    seen = wakeup.generation()
+    done.clear()
+    threading.Thread(target=lambda: (wakeup.wait(seen, 3600), done.set()), daemon=True).start()
+    assert not done.wait(0.2)  # no poke yet: still asleep
+    wakeup.poke()
+    assert done.wait(30)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_idle_workers_start_a_job_enqueued_here_at_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Workers that sleep an hour between looks at an empty queue: only the wake-up can start
+    # the job before the guard's deadline, and stop() must not wait for their sleep either.
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    config = JobsConfig(queue=QueueBackend(backend), queue_name=f"test-{uuid.uuid4().hex[:12]}")
+    db = Database(url)
+    upgrade(db)
+    intake = Intake(db, FilesystemBlobStore(tmp_path / "b"), FilesystemBlobStore(tmp_path / "s"))
+    queue = Queue(make_huey(config, tmp_path, url), poll_delays=(3600, 3600))
+    jobs = Jobs(intake, config, queue)
+    jobs.start()
+    try:
+        time.sleep(0.3)  # the workers have looked at the empty queue and gone to sleep
+        copy_files(tmp_path / "in", "CT_small.dcm")
+        job = wait_final(jobs, jobs.submit("import_files", {"paths": [str(tmp_path / "in")]}))
+        assert job.status is JobStatus.SUCCEEDED
+    finally:
+        stopping = threading.Thread(target=jobs.stop)
+        stopping.start()
+        stopping.join(30)
+        assert not stopping.is_alive()
+        db.dispose()
