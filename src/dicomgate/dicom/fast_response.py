@@ -12,17 +12,15 @@ that is not a response to our request) is left to pynetdicom, exactly as it arri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from io import BytesIO
 
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 
-from dicomgate.dicom.fast_store import ProtocolError, decode_command, split_pdvs
+from dicomgate.dicom.fast_store import MessageAssembler, ProtocolError, decode_command
 
 Response = C_FIND | C_GET | C_MOVE
 
 _NO_DATA_SET = (0x0101).to_bytes(2, "little")
-_COMMAND, _LAST = 0x01, 0x02  # message control header bits (PS3.8 E.2)
 _KINDS: dict[int, type[Response]] = {0x8020: C_FIND, 0x8010: C_GET, 0x8021: C_MOVE}
 _US_FIELDS = {
     0x0120: "MessageIDBeingRespondedTo",
@@ -69,68 +67,19 @@ def _ushort(value: bytes) -> int:
 Taken = tuple[list[tuple[int, Response]], memoryview | None]
 
 
-@dataclass
-class ResponseAssembler:
-    """Collects the responses to one requesting association's finds, gets and moves."""
+class ResponseAssembler(MessageAssembler[Response, Response]):
+    """Collects the responses to one requesting association's finds, gets and moves.
 
-    _head: tuple[int, Response] | None = None
-    _fragments: list[memoryview] = field(default_factory=list)
+    Its output per response is the primitive, with the identifier (if any) as its bytes.
+    """
 
-    @property
-    def assembling(self) -> bool:
-        """Return True while a response's identifier is still arriving."""
-        return self._head is not None
+    def _start(self, context_id: int, command_set: memoryview) -> tuple[Response, bool] | None:
+        started = response_head(command_set)
+        if started is not None:
+            started[0]._context_id = context_id  # as pynetdicom sets it
+        return started
 
-    def reset(self) -> None:
-        """Forget a response cut short (the association is aborted or released)."""
-        self._head, self._fragments = None, []
-
-    def take(self, body: memoryview) -> Taken | None:
-        """Take one P-DATA-TF body, or decline it (None) for pynetdicom.
-
-        Returns the complete responses as (context id, primitive) and, when something this
-        does not decode follows them in the same PDU, the PDV items from there on (for
-        pynetdicom). Declining is only possible while no response is being assembled.
-
-        Raises
-        ------
-        ProtocolError
-            When the PDU breaks the message rules while an identifier is being assembled.
-        """
-        try:
-            items = split_pdvs(body)
-        except ProtocolError:
-            if self.assembling:
-                raise
-            return None
-        done: list[tuple[int, Response]] = []
-        for context_id, control, fragment, offset in items:
-            if self._head is None:
-                started = self._start(control, fragment)
-                if started is None:
-                    return (done, body[offset:]) if offset else None
-                started[0]._context_id = context_id  # as pynetdicom sets it
-                if started[1]:
-                    self._head = (context_id, started[0])
-                else:
-                    done.append((context_id, started[0]))
-                continue
-            if control & _COMMAND or context_id != self._head[0]:
-                raise ProtocolError("a command arrived before the last identifier fragment")
-            self._fragments.append(fragment)
-            if control & _LAST:
-                done.append(self._finish())
-        return done, None
-
-    @staticmethod
-    def _start(control: int, fragment: memoryview) -> tuple[Response, bool] | None:
-        if control & (_COMMAND | _LAST) != _COMMAND | _LAST:
-            return None
-        return response_head(fragment)
-
-    def _finish(self) -> tuple[int, Response]:
-        assert self._head is not None  # only called while assembling
-        context_id, primitive = self._head
-        primitive.Identifier = BytesIO(b"".join(self._fragments))
-        self.reset()
-        return context_id, primitive
+    def _complete(self, context_id: int, head: Response, dataset: bytes | None) -> Response:
+        if dataset is not None:
+            head.Identifier = BytesIO(dataset)
+        return head

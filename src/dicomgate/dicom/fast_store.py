@@ -21,6 +21,7 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 from dicomgate.dicom.command import command, element, text, us
 
@@ -34,6 +35,9 @@ _ELEMENT_HEADER = struct.Struct("<HHI")
 _US = struct.Struct("<H")
 
 log = logging.getLogger(__name__)
+
+Head = TypeVar("Head")
+Out = TypeVar("Out")
 
 
 class ProtocolError(ValueError):
@@ -166,8 +170,82 @@ def p_data_pdu(context_id: int, command_set: bytes) -> bytes:
 
 
 @dataclass
-class StoreAssembler:
+class MessageAssembler(Generic[Head, Out]):
+    """Collects DIMSE messages from P-DATA PDUs: a command whole in one PDV, then its dataset.
+
+    A subclass says which commands it takes (``_start``) and what a complete message gives
+    (``_complete``); anything it does not take is left to pynetdicom, as it arrived.
+    """
+
+    _head: tuple[int, Head] | None = field(default=None, init=False)
+    _fragments: list[memoryview] = field(default_factory=list, init=False)
+
+    @property
+    def assembling(self) -> bool:
+        """Return True while a message's dataset is still arriving."""
+        return self._head is not None
+
+    def reset(self) -> None:
+        """Forget a message cut short (the association is aborted or released)."""
+        self._head, self._fragments = None, []
+
+    def take(self, body: memoryview) -> tuple[list[tuple[int, Out]], memoryview | None] | None:
+        """Take one P-DATA-TF body, or decline it (None) for pynetdicom.
+
+        Declining is only possible when no message is being assembled and the PDU does not
+        start one: pynetdicom then gets the PDU as if nothing had looked at it. Otherwise
+        returns what the completed messages gave, as (context id, output), and, when a
+        message this does not take follows them in the same PDU, the PDV items from there on
+        (for pynetdicom). The fragments are kept as views: a dataset is copied once, whole.
+
+        Raises
+        ------
+        ProtocolError
+            When the PDU breaks the message rules while a message is being assembled.
+        """
+        try:
+            items = split_pdvs(body)
+        except ProtocolError:
+            if self.assembling:
+                raise
+            return None  # pynetdicom reports the broken PDU itself
+        done: list[tuple[int, Out]] = []
+        for context_id, control, fragment, offset in items:
+            if self._head is None:
+                whole_command = control & (_COMMAND | _LAST) == _COMMAND | _LAST
+                started = self._start(context_id, fragment) if whole_command else None
+                if started is None:
+                    return (done, body[offset:]) if offset else None
+                head, dataset_follows = started
+                if dataset_follows:
+                    self._head = (context_id, head)
+                else:
+                    done.append((context_id, self._complete(context_id, head, None)))
+                continue
+            if control & _COMMAND or context_id != self._head[0]:
+                raise ProtocolError("a command arrived before the last dataset fragment")
+            self._fragments.append(fragment)
+            if control & _LAST:
+                context, head = self._head
+                data = b"".join(self._fragments)
+                self.reset()
+                done.append((context, self._complete(context, head, data)))
+        return done, None
+
+    def _start(self, context_id: int, command_set: memoryview) -> tuple[Head, bool] | None:
+        """Return the message a whole command set starts and whether a dataset follows."""
+        raise NotImplementedError
+
+    def _complete(self, context_id: int, head: Head, dataset: bytes | None) -> Out:
+        """Return what a complete message gives."""
+        raise NotImplementedError
+
+
+@dataclass
+class StoreAssembler(MessageAssembler[StoreRequest, bytes]):
     """Collects the C-STOREs of one association and answers them through ``handler``.
+
+    Its output per C-STORE is the encoded response to send.
 
     Parameters
     ----------
@@ -179,72 +257,20 @@ class StoreAssembler:
 
     handler: StoreHandler
     accepted: frozenset[int]
-    _request: StoreRequest | None = None
-    _fragments: list[memoryview] = field(default_factory=list)
 
-    @property
-    def assembling(self) -> bool:
-        """Return True while a C-STORE's dataset is still arriving."""
-        return self._request is not None
-
-    def reset(self) -> None:
-        """Forget a C-STORE cut short (the association is aborted or released)."""
-        self._request, self._fragments = None, []
-
-    def take(self, body: memoryview) -> tuple[list[tuple[int, bytes]], memoryview | None] | None:
-        """Take one P-DATA-TF body, or decline it (None) for pynetdicom.
-
-        Declining is only possible when no C-STORE is being assembled and the PDU does not
-        start one: pynetdicom then gets the PDU as if nothing had looked at it. Otherwise
-        returns the responses to send (context id, command set) and, when a message other
-        than a C-STORE follows a completed one in the same PDU, the PDV items from there on
-        (for pynetdicom).
-
-        Raises
-        ------
-        ProtocolError
-            When the PDU breaks the message rules while a C-STORE is being assembled.
-        """
-        try:
-            items = split_pdvs(body)
-        except ProtocolError:
-            if self.assembling:
-                raise
-            return None  # pynetdicom reports the broken PDU itself
-        responses: list[tuple[int, bytes]] = []
-        for context_id, control, fragment, offset in items:
-            if self._request is None:
-                self._request = self._starts_store(context_id, control, fragment)
-                if self._request is None:
-                    return (responses, body[offset:]) if offset else None
-                continue
-            if control & _COMMAND or context_id != self._request.context_id:
-                raise ProtocolError("a command arrived before the last dataset fragment")
-            self._fragments.append(fragment)  # a view: the dataset is copied once, when whole
-            if control & _LAST:
-                responses.append(self._finish())
-        return responses, None
-
-    def _starts_store(
-        self, context_id: int, control: int, fragment: memoryview
-    ) -> StoreRequest | None:
-        complete_command = control & (_COMMAND | _LAST) == _COMMAND | _LAST
-        if not complete_command or context_id not in self.accepted:
+    def _start(self, context_id: int, command_set: memoryview) -> tuple[StoreRequest, bool] | None:
+        if context_id not in self.accepted:
             return None
-        return store_request_head(fragment, context_id)
+        request = store_request_head(command_set, context_id)
+        return None if request is None else (request, True)
 
-    def _finish(self) -> tuple[int, bytes]:
-        head = self._request
-        assert head is not None  # only called while assembling
-        data = bytes(self._fragments[0]) if len(self._fragments) == 1 else b"".join(self._fragments)
-        self._request, self._fragments = None, []
-        request = replace(head, dataset=data)
+    def _complete(self, context_id: int, head: StoreRequest, dataset: bytes | None) -> bytes:
+        request = replace(head, dataset=dataset or b"")
         try:
             status, comment = self.handler(request)
         except Exception:  # as pynetdicom answers a failing C-STORE handler, and goes on
             log.exception("the C-STORE handler failed")
             status, comment = _HANDLER_FAILED, "the C-STORE handler failed"
-        response = encode_store_response(
+        return encode_store_response(
             request.sop_class_uid, request.sop_instance_uid, request.message_id, status, comment
         )
-        return request.context_id, response
