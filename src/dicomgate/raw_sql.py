@@ -6,8 +6,9 @@ SQLAlchemy's work around each execution (the compiled-cache lookup, an execution
 events, a result object) cost about as much CPU as SQLite's own. A ``RawStatement`` keeps
 what SQLAlchemy would produce (the dialect's SQL and the column types' bind processors, so a
 datetime is stored exactly as Core stores it) and hands it to the DBAPI cursor of the
-session's connection, inside the session's transaction. Driver errors come out as
-SQLAlchemy's (``sqlalchemy.exc.IntegrityError`` for a duplicate key, as with Core).
+session's connection, inside the session's transaction (or on a Core connection, inside its
+transaction). Driver errors come out as SQLAlchemy's (``sqlalchemy.exc.IntegrityError`` for
+a duplicate key, as with Core).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, Select
+from sqlalchemy import Connection, Dialect, Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
@@ -54,7 +55,7 @@ class RawStatement:
         self.columns = columns
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
 
-    def rowcount(self, session: Session, params: Mapping[str, Any]) -> int:
+    def rowcount(self, session: Session | Connection, params: Mapping[str, Any]) -> int:
         """Execute with ``params``; return how many rows the statement changed."""
         cursor = self._execute(session, params)
         try:
@@ -62,11 +63,13 @@ class RawStatement:
         finally:
             cursor.close()
 
-    def returned(self, session: Session, params: Mapping[str, Any]) -> Any:
+    def returned(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
         """Execute a statement with ``RETURNING`` one column; return the single value."""
         return self.rows(session, params)[0][0]
 
-    def rows(self, session: Session, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def rows(
+        self, session: Session | Connection, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
         """Execute with ``params``; return every row (of a SELECT or a ``RETURNING``).
 
         The values are the driver's: no result processor of a column type is applied.
@@ -79,8 +82,8 @@ class RawStatement:
         finally:
             cursor.close()
 
-    def _execute(self, session: Session, params: Mapping[str, Any]) -> Any:
-        connection = session.connection()
+    def _execute(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
+        connection = session if isinstance(session, Connection) else session.connection()
         compiled = self._for(connection.dialect)
         # A column given at execution must be in ``params`` (KeyError), never silently NULL.
         values = [

@@ -4,9 +4,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 from sqlalchemy.exc import DatabaseError
 
-from dicomgate.auth.audit import AuditEvent, AuditTrail, Outcome
+from dicomgate.auth.audit import AuditEvent, AuditTrail, Outcome, ReadAppender
 from dicomgate.auth.audit_xml import to_audit_message
 
 
@@ -177,7 +178,25 @@ def test_reads_may_commit_without_waiting_for_the_disk_and_keep_one_chain(
         thread.join()
     assert sorted(seqs) == list(range(1, 121))  # reads and changes interleaved in one chain
     assert trail.verify() == []
-    assert trail._reads.groups > 0 and trail._writer.groups > 0  # both writers were used
+    assert isinstance(trail._reads, ReadAppender)
+    assert trail._reads.appended > 0 and trail._writer.groups > 0  # both writers were used
+    trail.dispose()
+
+
+def test_a_failed_read_append_leaves_the_trail_appendable(tmp_path: Path) -> None:
+    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}", reads_wait_for_disk=False)
+    assert isinstance(trail._reads, ReadAppender)
+    trail.record(AuditEvent.QUERY, "query", actor="viewer")
+
+    def broken(connection: Connection) -> int:
+        values = {"event_code": "110112", "action": "query", "actor": "x", "source": ""}
+        trail._append({**values, "outcome": 0, "objects": "{}", "detail": ""}, connection)
+        raise RuntimeError("the disk is full")
+
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        trail._reads.run(broken)
+    assert trail.record(AuditEvent.QUERY, "query", actor="viewer") == 2  # rolled back, on
+    assert [r.seq for r in trail.records()] == [1, 2] and trail.verify() == []
     trail.dispose()
 
 
