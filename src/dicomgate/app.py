@@ -15,8 +15,10 @@ from fastapi import APIRouter, Depends, FastAPI
 from dicomgate import __version__
 from dicomgate.access.api import create_api, install_error_handlers
 from dicomgate.access.deid_api import create_deid_api
+from dicomgate.access.dicomweb.context import Context
 from dicomgate.access.dicomweb.metadata import MetadataFollower
 from dicomgate.access.dicomweb.router import create_dicomweb
+from dicomgate.access.dicomweb.search_lane import SearchLane
 from dicomgate.access.dimse.retrieve import Archive
 from dicomgate.access.dimse.service import query_retrieve_extension
 from dicomgate.access.pacs_api import create_pacs_api
@@ -308,8 +310,11 @@ def _mount_dicomweb(app: FastAPI, service: Service) -> None:
         service.settings.default_project,
         options.public_url,
     )
-    dicomweb = APIRouter(dependencies=[Depends(async_caller_dependency(service.auth))])
+    caller = async_caller_dependency(service.auth)
+    dicomweb = APIRouter(dependencies=[Depends(caller)])
     dicomweb.include_router(create_dicomweb(intake.db, intake.blobs, options, audit))
     dicomweb.include_router(create_stow(intake, stow, audit))
     app.mount("/dicomweb", dicomweb)
     document_mounted(app, "/dicomweb", dicomweb)
+    context = Context(intake.db, intake.blobs, options, audit)
+    app.add_middleware(SearchLane, ctx=context, caller=caller, prefix="/dicomweb")

@@ -37,7 +37,8 @@ def problem(status: int, detail: str, **extra: object) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+def domain_problem(exc: Exception) -> JSONResponse:
+    """Return the problem document of a domain error (no message for an internal error)."""
     status = http_status(exc)
     if status >= 500:
         # Only the class name is logged: messages may quote data from the request.
@@ -48,6 +49,10 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="dicomgate"'
     return response
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    return domain_problem(exc)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -65,12 +70,17 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(400, detail or "invalid request", errors=errors)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+def http_problem(exc: StarletteHTTPException) -> JSONResponse:
+    """Return the problem document of an HTTP error, with the headers it carries."""
     response = problem(exc.status_code, str(exc.detail))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     return response
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return http_problem(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

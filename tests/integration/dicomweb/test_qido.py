@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from pydicom.uid import generate_uid
 
@@ -210,3 +211,55 @@ def test_one_statement_per_query_shape_answers_every_value(
     assert len(_search(gate, "/studies", limit=3)) == 3  # limit and offset are parameters too
     # PatientID; UID lists of any length; three kinds of range; a PN wildcard; no key.
     assert len(qido._STATEMENTS) == 7
+
+
+def test_every_search_path_is_answered_in_front_of_the_routes(
+    filled: tuple[Gate, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomgate.access.dicomweb import search_lane
+    from dicomgate.access.dicomweb.attributes import Level
+
+    gate, u = filled
+    levels: list[Level] = []
+    answer = search_lane.qido
+    monkeypatch.setattr(search_lane, "qido", lambda *a: levels.append(a[2]) or answer(*a))
+    study, series = u["a"], u["series_a"]
+    assert len(_search(gate, "/studies")) == 4
+    assert len(_search(gate, "/series", PatientID="PAT-001")) == 1
+    assert len(_search(gate, "/instances", PatientID="PAT-001")) == 2
+    assert len(_search(gate, f"/studies/{study}/series")) == 1
+    assert len(_search(gate, f"/studies/{study}/instances")) == 2
+    assert len(_search(gate, f"/studies/{study}/series/{series}/instances")) == 2
+    assert levels == [
+        Level.STUDY,
+        Level.SERIES,
+        Level.INSTANCE,
+        *[Level.SERIES],
+        *[Level.INSTANCE] * 2,
+    ]
+    # Everything else goes on to the application's routes.
+    assert gate.http.get(f"/studies/{study}/metadata").status_code == 200
+    assert gate.http.get("/studies/", follow_redirects=True).status_code == 200
+    assert gate.http.post("/studies", content=b"x").status_code in (400, 415)  # STOW-RS
+    assert len(levels) == 7  # the redirected "/studies/" came back as "/studies"
+
+
+def test_an_unexpected_failure_of_a_search_is_a_500_and_the_server_goes_on(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomgate.access.dicomweb import search_lane
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(search_lane, "qido", broken)
+    assert gate.http.get("/studies").status_code == 500
+    monkeypatch.undo()
+    # uvicorn closes the connection of a request that failed this way; a new one is answered.
+    assert httpx.get(f"{gate.dicomweb}/studies").status_code == 200
+
+
+def test_a_uid_longer_than_64_characters_is_400(gate: Gate) -> None:
+    response = gate.http.get(f"/studies/1.{'2' * 64}/instances")
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"

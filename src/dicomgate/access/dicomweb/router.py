@@ -30,7 +30,8 @@ from dicomgate.httputil import base_url
 WARNING = "Warning"
 
 
-def _within(study: str | None = None, series: str | None = None) -> Within:
+def within_path(study: str | None = None, series: str | None = None) -> Within:
+    """Return the study and series a search's path names, refusing what is not a UID."""
     for uid in (study, series):
         if uid is not None and not is_valid_uid(uid):
             raise InvalidInputError("a path segment is not a UID")
@@ -45,12 +46,12 @@ def qido(ctx: Context, request: Request, level: Level, within: Within) -> Respon
     limit = query.limit if query.limit is not None else max_limit
     with ctx.db.read_connection() as connection:
         results, more = search(connection, query, within, scope_of(request), limit)
-    # The query values are PHI: the record says that a search ran and what it found.
-    objects = {"level": level.name, "results": len(results)}
-    record_request(ctx.audit, request, AuditEvent.QUERY, "query", objects)
     body = json.dumps(results, separators=(",", ":")).replace(
         "{+base}", base_url(request, ctx.settings.public_url)
     )
+    # The query values are PHI: the record says that a search ran and what it found.
+    objects = {"level": level.name, "results": len(results)}
+    record_request(ctx.audit, request, AuditEvent.QUERY, "query", objects)
     response = Response(body.encode(), media_type=DICOM_JSON)
     warnings = []
     if query.fuzzy:
@@ -118,17 +119,17 @@ def _add_qido(router: APIRouter, ctx: Context) -> None:
     @router.get("/studies/{study}/series")
     def study_series(request: Request, study: Uid) -> Response:
         """Search the series of a study."""
-        return qido(ctx, request, Level.SERIES, _within(study))
+        return qido(ctx, request, Level.SERIES, within_path(study))
 
     @router.get("/studies/{study}/instances")
     def study_instances(request: Request, study: Uid) -> Response:
         """Search the instances of a study."""
-        return qido(ctx, request, Level.INSTANCE, _within(study))
+        return qido(ctx, request, Level.INSTANCE, within_path(study))
 
     @router.get("/studies/{study}/series/{series}/instances")
     def series_instances(request: Request, study: Uid, series: Uid) -> Response:
         """Search the instances of a series."""
-        return qido(ctx, request, Level.INSTANCE, _within(study, series))
+        return qido(ctx, request, Level.INSTANCE, within_path(study, series))
 
 
 def create_dicomweb(

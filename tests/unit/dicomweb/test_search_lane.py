@@ -1,0 +1,46 @@
+"""Which paths the search lane takes (``match_search``); the rest go to the routes."""
+
+from __future__ import annotations
+
+import pytest
+
+from dicomgate.access.dicomweb.attributes import Level
+from dicomgate.access.dicomweb.search_lane import match_search
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/studies", (Level.STUDY, [])),
+        ("/series", (Level.SERIES, [])),
+        ("/instances", (Level.INSTANCE, [])),
+        ("/studies/1.2/series", (Level.SERIES, ["1.2"])),
+        ("/studies/1.2/instances", (Level.INSTANCE, ["1.2"])),
+        ("/studies/1.2/series/3.4/instances", (Level.INSTANCE, ["1.2", "3.4"])),
+        ("/studies/not-a-uid/series", (Level.SERIES, ["not-a-uid"])),  # refused later: 400
+    ],
+)
+def test_search_paths(path: str, expected: tuple[Level, list[str]]) -> None:
+    assert match_search(path) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "/",
+        "studies",
+        "/studies/",  # the routes redirect it
+        "//studies",
+        "/studies//series",
+        "/studies/1.2",  # WADO-RS
+        "/studies/1.2/metadata",
+        "/studies/1.2/series/3.4",
+        "/studies/1.2/series/3.4/instances/5.6",
+        "/studies/1.2/series/3.4/metadata",
+        "/series/3.4/instances",  # not a DICOMweb resource
+        "/patients",
+    ],
+)
+def test_other_paths_are_not_searches(path: str) -> None:
+    assert match_search(path) is None
