@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Connection,
+    String,
     and_,
+    any_,
     bindparam,
     distinct,
     exists,
@@ -23,6 +26,7 @@ from dicomgate.access.dicomweb.attributes import ATTRIBUTES, BY_KEYWORD, DEFAULT
 from dicomgate.access.dicomweb.qido_params import Match, QidoQuery, keywords_to_return
 from dicomgate.access.dicomweb.resources import AnySelect, Scope
 from dicomgate.archive.models import Instance, Series, Study
+from dicomgate.raw_sql import RawStatement
 
 RETRIEVE_URL = "00081190"
 
@@ -65,8 +69,7 @@ def _condition(dialect: str, column: Any, match: Match, name: str) -> ColumnElem
     if match.kind == "universal":
         return None
     if match.kind == "uids":
-        listed: ColumnElement[bool] = column.in_(bindparam(name, expanding=True))
-        return listed
+        return _one_of(dialect, column, name)
     if match.kind == "range":
         low, high = match.values
         parts: list[ColumnElement[bool]] = [column != ""]
@@ -86,7 +89,7 @@ def _params(dialect: str, match: Match, name: str) -> Params:
     if match.kind == "universal":
         return {}
     if match.kind == "uids":
-        return {name: list(match.values)}
+        return {name: _listed(dialect, [v for v in match.values if v is not None])}
     if match.kind == "range":
         low, high = match.values
         bounds = ((f"{name}_lo", low), (f"{name}_hi", high))
@@ -181,7 +184,20 @@ def _order(query: AnySelect, level: Level) -> AnySelect:
     return query.order_by(Series.pk, Instance.instance_number, Instance.pk)
 
 
-_STATEMENTS: dict[tuple[Any, ...], AnySelect] = {}
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    """A search's statement, run on the driver's cursor, and the labels of its columns.
+
+    Core's execution (compiled-cache lookup, execution context, events, a result object)
+    took more of a search's time than SQLite took to answer it. The values are the driver's:
+    every column a search returns is text or an integer, which no result processor changes.
+    """
+
+    raw: RawStatement
+    labels: tuple[str, ...]
+
+
+_STATEMENTS: dict[tuple[Any, ...], _Statement] = {}
 _MAX_STATEMENTS = 512  # shapes of query kept; a client inventing new ones empties the cache
 
 
@@ -194,7 +210,7 @@ def _shape(match: Match) -> tuple[Any, ...]:
 
 def _statement(
     dialect: str, query: QidoQuery, within: Within, scope: Scope
-) -> tuple[AnySelect, Params]:
+) -> tuple[_Statement, Params]:
     """Return the statement of the query's shape (built once) and the query's parameters.
 
     Building a select and computing its cache key for SQLAlchemy's compiled cache took about
@@ -212,17 +228,41 @@ def _statement(
         scope.projects is None,
         tuple(_shape(match) for match in query.matches),
     )
-    sql = _STATEMENTS.get(shape)
-    if sql is None:
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
         conditions = _conditions(dialect, query)
         sql = _order(_base(query.level, within, dialect).where(*conditions), query.level)
         if scope.projects is not None:
-            sql = sql.where(Study.project_id.in_(bindparam("qido_projects", expanding=True)))
+            sql = sql.where(_one_of(dialect, Study.project_id, "qido_projects"))
         sql = sql.limit(bindparam("qido_limit")).offset(bindparam("qido_offset"))
         if len(_STATEMENTS) >= _MAX_STATEMENTS:
             _STATEMENTS.clear()
-        _STATEMENTS[shape] = sql
-    return sql, params
+        _STATEMENTS[shape] = statement = _Statement(RawStatement(sql), _labels(sql))
+    return statement, params
+
+
+def _one_of(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """Return "``column`` is one of the values bound as ``name``" (given by ``_listed``).
+
+    The values are bound as one parameter, not one per value (an expanding IN), so the SQL of
+    a statement is the same whatever the number of values and is run as compiled
+    (``RawStatement``): an array on PostgreSQL, a JSON array read by ``json_each`` on SQLite.
+    """
+    if dialect == "postgresql":
+        in_array: ColumnElement[bool] = column == any_(bindparam(name, type_=ARRAY(String)))
+        return in_array
+    values: AnySelect = select(literal_column("value")).select_from(func.json_each(bindparam(name)))
+    in_json: ColumnElement[bool] = column.in_(values.scalar_subquery())
+    return in_json
+
+
+def _listed(dialect: str, values: list[str]) -> Any:
+    """Return ``values`` as ``_one_of`` binds them."""
+    return values if dialect == "postgresql" else json.dumps(values)
+
+
+def _labels(sql: AnySelect) -> tuple[str, ...]:
+    return tuple(column.name for column in sql.selected_columns)
 
 
 def search(
@@ -243,12 +283,14 @@ def search(
     limit
         The page size (``query.limit`` already capped, or the server's maximum).
     """
-    sql, params = _statement(connection.dialect.name, query, within, scope)
+    dialect = connection.dialect.name
+    statement, params = _statement(dialect, query, within, scope)
     params.update(qido_limit=limit + 1, qido_offset=query.offset)
     params.update(qido_study=within.study, qido_series=within.series)
     if scope.projects is not None:
-        params["qido_projects"] = sorted(scope.projects)
-    rows = list(connection.execute(sql, params))
+        params["qido_projects"] = _listed(dialect, sorted(scope.projects))
+    labels = statement.labels
+    rows = [dict(zip(labels, row, strict=True)) for row in statement.raw.rows(connection, params)]
     more = len(rows) > limit
     rows = rows[:limit]
     keywords = keywords_to_return(query, DEFAULT_RETURN[query.level])
@@ -256,8 +298,7 @@ def search(
     return [_dataset(keywords, v) for v in values], more
 
 
-def _values(level: Level, rows: Sequence[Any]) -> list[dict[str, Any]]:
-    out = [dict(row._mapping) for row in rows]
+def _values(level: Level, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for values in out:
         if level is Level.STUDY:
             joined = values["ModalitiesInStudy"]
