@@ -193,6 +193,16 @@ class Database:
         self.writer = DedicatedWriter(self, wait_for_disk)
 
     @property
+    def write_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Return the lock every writer of this database takes around its transaction.
+
+        SQLite has one writer; threads that find its lock taken sleep in growing steps in the
+        busy handler. Queueing them on this lock (threads, and processes by ``flock``) hands
+        it over at once. On PostgreSQL it is no lock.
+        """
+        return self._write_lock
+
+    @property
     def is_sqlite(self) -> bool:
         """Return True when the index lives in SQLite."""
         return self.engine.dialect.name == "sqlite"
@@ -200,9 +210,7 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """Yield a session; commit when the block ends normally, roll back otherwise."""
-        # SQLite has one writer; threads that find its lock taken sleep in growing steps in the
-        # busy handler. Queueing them on our lock (threads and processes) hands it over at once.
-        with self._write_lock:
+        with self._write_lock:  # see ``write_lock``
             session = self._sessions()
             try:
                 yield session

@@ -158,8 +158,8 @@ class ReadAppender:
     A viewer's search appends one record, and the search itself takes about as long as an
     append through ``GroupCommit``: its queue, events and an ORM session per transaction were
     three quarters of that. Records of reads need none of it: their commits do not wait for
-    the disk, so there is no flush to share. The lock keeps this process's appends in order;
-    other processes queue on the database's write lock as before.
+    the disk, so there is no flush to share. Each append takes the database's write lock, as
+    every writer of the trail does, so durable appends and other processes queue with it.
 
     Parameters
     ----------
@@ -175,7 +175,7 @@ class ReadAppender:
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work(connection)`` in a transaction of its own; return its result."""
-        with self._lock:
+        with self._lock, self.db.write_lock:
             conn = self._conn if self._conn is not None else self.db.engine.connect()
             self._conn = None
             try:
