@@ -1,10 +1,10 @@
 """QIDO-RS searches answered in front of the application's routing (the search lane).
 
-A viewer opening a worklist sends many small searches; each is answered from the index in
-about a tenth of a millisecond. Through FastAPI, the same search paid several times that
-before and after it: the middleware chain, matching the path against the mounted routers,
-solving the endpoint's dependencies, anyio's hop to a worker thread (capacity limiter,
-cancel scopes) and the chain again on the way out.
+A viewer opening a worklist sends many small searches; the index answers each in a few
+tenths of a millisecond. Through FastAPI, a search paid more than that again around it: the
+middleware chain, matching the path against the mounted routers, solving the endpoint's
+dependencies, anyio's hop to a worker thread (capacity limiter, cancel scopes) and the chain
+again on the way out.
 
 ``SearchLane`` is an ASGI middleware that takes the GET requests of the six QIDO-RS paths
 and answers them itself, with the same steps the routes take: the caller is resolved by the
