@@ -8,6 +8,7 @@ a project the caller cannot see answers 404, and without a project only a site a
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -133,3 +134,25 @@ def test_stow_needs_write_in_the_named_project(site: Site) -> None:
     assert _stow(srv, callers["mia"], None).status_code == 403  # only admins leave it out
     assert _stow(srv, callers["mia"], "LUNG").status_code == 200
     assert _stow(srv, callers["admin"], None).status_code == 200
+
+
+def test_a_search_with_bad_credentials_is_one_401_and_one_failed_login(site: Site) -> None:
+    srv, callers, _ = site
+    admin = callers["admin"]
+
+    def failed_logins() -> list[dict[str, Any]]:
+        url = srv.url("/api/audit")
+        lines = httpx.get(url, params={"action": "login"}, **admin).text.splitlines()
+        records = [json.loads(line) for line in lines if line]
+        return [r for r in records if r["outcome"] != 0]
+
+    before = len(failed_logins())
+    url = srv.url("/dicomweb/studies")
+    for headers in ({"Authorization": "Basic !!not-base64"}, {"Authorization": "Magic x"}):
+        response = httpx.get(url, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    wrong = httpx.get(f"{url}/1.2.3/series", auth=("colin", "not the password"))
+    assert wrong.status_code == 401
+    assert len(failed_logins()) == before + 3  # one record per refused request
