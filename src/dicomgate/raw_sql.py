@@ -33,6 +33,11 @@ class _Compiled:
     dbapi_error: type[Exception]
 
 
+def connection_of(session: Session | Connection) -> Connection:
+    """Return the Core connection a statement runs on: the session's, or the one given."""
+    return session if isinstance(session, Connection) else session.connection()
+
+
 class RawStatement:
     """An INSERT, UPDATE, DELETE or SELECT run on the driver's cursor (see the module docstring).
 
@@ -83,7 +88,7 @@ class RawStatement:
             cursor.close()
 
     def _execute(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
-        connection = session if isinstance(session, Connection) else session.connection()
+        connection = connection_of(session)
         compiled = self._for(connection.dialect)
         # A column given at execution must be in ``params`` (KeyError), never silently NULL.
         values = [

@@ -33,7 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from dicomgate.db import Database
 from dicomgate.group_commit import GroupCommit
-from dicomgate.raw_sql import RawStatement
+from dicomgate.raw_sql import RawStatement, connection_of
 
 GENESIS = "0" * 64
 T = TypeVar("T")
@@ -262,8 +262,7 @@ class AuditTrail:
         # Core's execution about a quarter of a search's time.
         if not self.db.is_sqlite:
             # One appender at a time across processes, so the chain never forks.
-            connection = session if isinstance(session, Connection) else session.connection()
-            connection.execute(text("SELECT pg_advisory_xact_lock(7310227)"))
+            connection_of(session).execute(text("SELECT pg_advisory_xact_lock(7310227)"))
         # Read inside the transaction, after the records before it in the same group.
         last = _LAST.rows(session, {})
         seq, prev = (int(last[0][0]) + 1, str(last[0][1])) if last else (1, GENESIS)
