@@ -25,6 +25,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicomgate.raw_sql import SESSION_CONNECTION
+
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 log = logging.getLogger(__name__)
 
@@ -315,7 +317,9 @@ class DedicatedWriter:
             conn = self._take()
             try:
                 with conn.begin():
-                    session = Session(bind=conn, expire_on_commit=False)
+                    session = Session(
+                        bind=conn, expire_on_commit=False, info={SESSION_CONNECTION: conn}
+                    )
                     try:
                         yield session
                         session.flush()  # the session joined our transaction: it never commits

@@ -33,9 +33,21 @@ class _Compiled:
     dbapi_error: type[Exception]
 
 
+# Names, in a session's ``info``, the connection whose transaction the session was made on.
+SESSION_CONNECTION = "dicomgate.connection"
+
+
 def connection_of(session: Session | Connection) -> Connection:
-    """Return the Core connection a statement runs on: the session's, or the one given."""
-    return session if isinstance(session, Connection) else session.connection()
+    """Return the Core connection a statement runs on: the session's, or the one given.
+
+    A session made on a connection already inside its transaction names that connection in
+    ``info`` (``SESSION_CONNECTION``): asking the session for it would begin the session's
+    own transaction bookkeeping first, which cost more than the statement run on it.
+    """
+    if isinstance(session, Connection):
+        return session
+    named: Connection | None = session.info.get(SESSION_CONNECTION)
+    return named if named is not None else session.connection()
 
 
 class RawStatement:

@@ -15,7 +15,7 @@ from functools import partial
 from pydicom import Dataset
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 
 from dicomgate.archive import index
 from dicomgate.archive.blobstore import FilesystemBlobStore, TakenFile
@@ -90,6 +90,9 @@ class Intake:
     def __post_init__(self) -> None:
         object.__setattr__(self, "writer", GroupCommit(self.db))
         object.__setattr__(self, "known", KnownRows())
+        # Done on first use otherwise: inside the first store, which in a serving process
+        # (every model imported) then waited 70-150 ms with the writer's lock held.
+        configure_mappers()
 
 
 @dataclass(frozen=True, slots=True)
