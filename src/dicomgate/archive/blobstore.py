@@ -225,6 +225,25 @@ def _sync(fds: list[int], syncfs: Callable[[int], int]) -> None:
             raise OSError(error, os.strerror(error))
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Create the file ``path`` (never an existing one), write ``data`` and fsync it.
+
+    Plain descriptor calls: a buffered file object's ``fstat``, ``isatty`` and ``seek`` and
+    its Python layers cost a quarter of a small blob's CPU.
+    """
+    fd = os.open(path, _NEW_FILE, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -288,6 +307,7 @@ class FilesystemBlobStore:
         self.temp = root / TEMP_DIR
         self.temp.mkdir(parents=True, exist_ok=True)
         self._known_dirs: set[Path] = set()
+        self._folders: dict[str, Path] = {}
         self._new_key = KeyMaker()
 
     def path(self, key: str) -> Path:
@@ -307,19 +327,24 @@ class FilesystemBlobStore:
         nothing was acknowledged.
         """
         key = self._new_key()
-        final = self.path(key)
+        parent = self._folder_of(key)
         try:
-            folders = self._make_parent(final.parent)
-            with open(final, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            folders = self._make_parent(parent)
+            _write_new(f"{parent}/{key}", data)
             for folder in reversed(folders):  # new folders' entries first, the blob's last
                 _fsync_dir(folder)
         except OSError as exc:
-            final.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(f"{parent}/{key}")
             raise _storage_error(exc, "store a blob") from exc
         return key
+
+    def _folder_of(self, key: str) -> Path:
+        """Return the fan-out folder of a key this store generated (one ``Path`` per folder)."""
+        folder = self._folders.get(key[:4])
+        if folder is None:
+            folder = self._folders[key[:4]] = self.root / key[:2] / key[2:4]
+        return folder
 
     def create_many(
         self, blobs: Sequence[bytes], files: Sequence[TakenFile | None] = ()

@@ -9,7 +9,7 @@ import pytest
 
 from dicomgate.archive import blobstore
 from dicomgate.archive.blobstore import FilesystemBlobStore, KeyMaker
-from dicomgate.errors import NotFoundError, StorageError
+from dicomgate.errors import NotFoundError, StorageError, StorageFullError
 
 
 @pytest.fixture()
@@ -33,6 +33,41 @@ def test_keys_are_generated_and_fanned_out(store: FilesystemBlobStore) -> None:
     assert store.path(key).relative_to(store.root).parts == (key[:2], key[2:4], key)
     assert store.temp_files() == []
     assert list(store.iter_keys()) == [key]
+
+
+def test_a_blob_written_in_short_writes_is_whole(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    monkeypatch.setattr(blobstore.os, "write", lambda fd, data: real_write(fd, data[:1000]))
+    data = os.urandom(10_500)
+    assert store.read(store.create(data)) == data
+
+
+def test_a_blob_whose_fsync_failed_is_not_kept(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(blobstore.os, "fsync", fsync)
+    with pytest.raises(StorageError, match="Input/output error"):
+        store.create(b"may not be on disk")
+    monkeypatch.undo()
+    assert list(store.iter_keys()) == []
+
+
+def test_a_full_disk_is_reported_as_full_and_keeps_nothing(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def write(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(blobstore.os, "write", write)
+    with pytest.raises(StorageFullError, match="no space left"):
+        store.create(b"too much")
+    monkeypatch.undo()
+    assert list(store.iter_keys()) == []
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "1.2.840.10008", "A" * 32, ""])
