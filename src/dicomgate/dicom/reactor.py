@@ -304,8 +304,9 @@ class EventDrivenDUL(DULServiceProvider):
         if isinstance(raw, ssl.SSLSocket) and raw.pending():
             return
         with contextlib.suppress(OSError, ValueError):  # closed meanwhile: next loop sees it
-            select.select([raw, self._wake_r], [], [], TICK)
-        self._drain()
+            readable, _, _ = select.select([raw, self._wake_r], [], [], TICK)
+            if self._wake_r in readable:  # a read of an empty socket costs a call and a raise
+                self._drain()
 
     def run_reactor(self) -> None:
         """Run pynetdicom's DUL loop, waking the association after each action."""
