@@ -39,33 +39,32 @@ def test_a_blob_written_in_short_writes_is_whole(
     store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_write = os.write
-    monkeypatch.setattr(blobstore.os, "write", lambda fd, data: real_write(fd, data[:1000]))
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:1000]))
     data = os.urandom(10_500)
     assert store.read(store.create(data)) == data
 
 
-def test_a_blob_whose_fsync_failed_is_not_kept(
-    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("call", "code", "raised", "message"),
+    [
+        ("fsync", errno.EIO, StorageError, "Input/output error"),  # may not be on disk
+        ("write", errno.ENOSPC, StorageFullError, "no space left"),
+    ],
+)
+def test_a_blob_that_could_not_be_stored_is_not_kept(
+    store: FilesystemBlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+    call: str,
+    code: int,
+    raised: type[StorageError],
+    message: str,
 ) -> None:
-    def fsync(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
+    def fail(*_args: object) -> None:
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(blobstore.os, "fsync", fsync)
-    with pytest.raises(StorageError, match="Input/output error"):
-        store.create(b"may not be on disk")
-    monkeypatch.undo()
-    assert list(store.iter_keys()) == []
-
-
-def test_a_full_disk_is_reported_as_full_and_keeps_nothing(
-    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def write(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(blobstore.os, "write", write)
-    with pytest.raises(StorageFullError, match="no space left"):
-        store.create(b"too much")
+    monkeypatch.setattr(os, call, fail)
+    with pytest.raises(raised, match=message):
+        store.create(b"not stored")
     monkeypatch.undo()
     assert list(store.iter_keys()) == []
 
