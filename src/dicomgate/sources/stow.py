@@ -277,13 +277,17 @@ def create_stow(
         )
         host = request.client.host if request.client else None
         origin = Origin(OriginKind.STOW, remote_host=host, project=project)
-        results = await run_in_threadpool(receive_parts, intake, parts, origin, study)
-        await run_in_threadpool(audit_import, audit, request, results)
         base = base_url(request, settings.public_url)
-        body = await run_in_threadpool(
-            response_body, intake, results, base, study, settings.default_project
-        )
-        return JSONResponse(body, status_code=status_of(results), media_type=DICOM_JSON)
+
+        def answer() -> JSONResponse:
+            # One trip to a worker thread for the request's blocking work (each trip costs
+            # about a tenth of a millisecond: a one-instance request made three).
+            results = receive_parts(intake, parts, origin, study)
+            audit_import(audit, request, results)
+            body = response_body(intake, results, base, study, settings.default_project)
+            return JSONResponse(body, status_code=status_of(results), media_type=DICOM_JSON)
+
+        return await run_in_threadpool(answer)
 
     @router.post("/studies")
     async def stow(request: Request, project: ProjectParam = None) -> JSONResponse:
