@@ -19,6 +19,7 @@ from dicomgate.access.dicomweb.context import Context
 from dicomgate.access.dicomweb.metadata import MetadataFollower
 from dicomgate.access.dicomweb.router import create_dicomweb
 from dicomgate.access.dicomweb.search_lane import SearchLane
+from dicomgate.access.dicomweb.stow_lane import StowLane
 from dicomgate.access.dimse.retrieve import Archive
 from dicomgate.access.dimse.service import query_retrieve_extension
 from dicomgate.access.pacs_api import create_pacs_api
@@ -56,7 +57,7 @@ from dicomgate.sources.pacs import csv_import as _csv_import  # noqa: F401  (reg
 from dicomgate.sources.pacs import jobs as pacs_jobs
 from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Extension, Receiver
-from dicomgate.sources.stow import StowSettings, create_stow
+from dicomgate.sources.stow import Stow, StowSettings, create_stow
 from dicomgate.sources.upload_api import create_upload_router
 from dicomgate.sources.watch import start_watcher
 
@@ -313,8 +314,10 @@ def _mount_dicomweb(app: FastAPI, service: Service) -> None:
     caller = async_caller_dependency(service.auth)
     dicomweb = APIRouter(dependencies=[Depends(caller)])
     dicomweb.include_router(create_dicomweb(intake.db, intake.blobs, options, audit))
-    dicomweb.include_router(create_stow(intake, stow, audit))
+    source = Stow(intake, stow, audit)
+    dicomweb.include_router(create_stow(source))
     app.mount("/dicomweb", dicomweb)
     document_mounted(app, "/dicomweb", dicomweb)
     context = Context(intake.db, intake.blobs, options, audit)
     app.add_middleware(SearchLane, ctx=context, caller=caller, prefix="/dicomweb")
+    app.add_middleware(StowLane, stow=source, caller=caller, prefix="/dicomweb")

@@ -256,14 +256,27 @@ def _caller(request: Request) -> Caller:
     return caller if isinstance(caller, Caller) else Caller(name="nobody")
 
 
-def create_stow(
-    intake: Intake, settings: StowSettings, audit: AuditTrail | None = None
-) -> APIRouter:
-    """Return the STOW-RS router (mount it under ``/dicomweb``); each request is audited."""
-    router = APIRouter(tags=["dicomweb"])
-    spool_dir = intake.blobs.temp
+@dataclass(frozen=True, slots=True)
+class Stow:
+    """STOW-RS requests taken into ``intake`` under ``settings``; each one audited."""
 
-    async def store(request: Request, study: str | None, project: str | None) -> JSONResponse:
+    intake: Intake
+    settings: StowSettings
+    audit: AuditTrail | None = None
+
+    async def store(self, request: Request, study: str | None, project: str | None) -> JSONResponse:
+        """Take one request's parts in and answer with where each landed or why it failed.
+
+        Parameters
+        ----------
+        request
+            The POST, its caller already resolved (``request.state.caller``).
+        study
+            The study of the path (``/studies/{study}``), whose instances alone are taken.
+        project
+            The ``project`` query parameter.
+        """
+        settings = self.settings
         if study is not None and not is_valid_uid(study):
             raise InvalidInputError("the study in the path is not a UID")
         # Checked before the body is read: a caller who may not import sends nothing in.
@@ -272,8 +285,9 @@ def create_stow(
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.max_bytes:
             raise PayloadTooLargeError(f"the body exceeds the limit of {settings.max_bytes} bytes")
+        spool = self.intake.blobs.temp
         parts = await read_parts(
-            request.stream(), boundary, spool_dir, settings.max_bytes, settings.memory_bytes
+            request.stream(), boundary, spool, settings.max_bytes, settings.memory_bytes
         )
         host = request.client.host if request.client else None
         origin = Origin(OriginKind.STOW, remote_host=host, project=project)
@@ -282,23 +296,28 @@ def create_stow(
         def answer() -> JSONResponse:
             # One trip to a worker thread for the request's blocking work (each trip costs
             # about a tenth of a millisecond: a one-instance request made three).
-            results = receive_parts(intake, parts, origin, study)
-            audit_import(audit, request, results)
-            body = response_body(intake, results, base, study, settings.default_project)
+            results = receive_parts(self.intake, parts, origin, study)
+            audit_import(self.audit, request, results)
+            body = response_body(self.intake, results, base, study, settings.default_project)
             return JSONResponse(body, status_code=status_of(results), media_type=DICOM_JSON)
 
         return await run_in_threadpool(answer)
 
+
+def create_stow(source: Stow) -> APIRouter:
+    """Return the STOW-RS router (mount it under ``/dicomweb``)."""
+    router = APIRouter(tags=["dicomweb"])
+
     @router.post("/studies")
     async def stow(request: Request, project: ProjectParam = None) -> JSONResponse:
         """Store instances (any study); ``?project=`` names the project to import into."""
-        return await store(request, None, project)
+        return await source.store(request, None, project)
 
     @router.post("/studies/{study}")
     async def stow_study(
         request: Request, study: Annotated[str, Path(max_length=64)], project: ProjectParam = None
     ) -> JSONResponse:
         """Store instances of one study; instances of other studies are refused."""
-        return await store(request, study, project)
+        return await source.store(request, study, project)
 
     return router

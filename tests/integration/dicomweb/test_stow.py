@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
@@ -182,3 +183,46 @@ def test_the_same_instance_twice_in_one_request_is_stored_once(gate: Gate) -> No
     outcomes = [i["00091001"]["Value"][0] for i in response.json()["00081199"]["Value"]]
     assert outcomes == ["STORED", "STORED", "ALREADY_STORED"]
     assert _count(gate, Instance) == 2
+
+
+def test_stow_requests_are_answered_in_front_of_the_routes(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomgate.access.dicomweb import stow_lane
+
+    taken: list[object] = []
+    match, project = stow_lane.match_stow, stow_lane.project_of
+    monkeypatch.setattr(stow_lane, "match_stow", lambda p: taken.append(match(p)) or match(p))
+    monkeypatch.setattr(stow_lane, "project_of", lambda r: taken.append(project(r)) or project(r))
+    study = generate_uid()
+    assert _post(gate, _body(ct_copy())).status_code == 200
+    assert _post(gate, _body(ct_copy(study=study)), f"/studies/{study}").status_code == 200
+    assert _post(gate, _body(ct_copy()), "/studies?project=DEFAULT").status_code == 200
+    assert taken == [(None,), (None,), (study,), (None,), (None,), ("DEFAULT",)]
+    # What the routes' parameters refuse goes on to them: their validation answers it (400).
+    taken.clear()
+    long_project = _post(gate, _body(ct_copy()), "/studies?project=" + "P" * 65)
+    long_study = _post(gate, _body(ct_copy()), "/studies/" + "1" * 65)
+    assert (long_project.status_code, long_study.status_code) == (400, 400)
+    assert "project" in long_project.json()["detail"] and "study" in long_study.json()["detail"]
+    assert taken == [(None,), None, None]
+    assert gate.http.get("/studies").status_code == 200  # searches are not STOW-RS
+    assert _count(gate, Instance) == 3
+
+
+def test_an_unexpected_failure_of_a_stow_is_a_500_and_the_server_goes_on(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomgate.sources.stow import Stow
+
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Stow, "store", broken)
+    assert _post(gate, _body(ct_copy())).status_code == 500
+    monkeypatch.undo()
+    # uvicorn closes the connection of a request that failed this way; a new one is answered.
+    again = httpx.post(
+        f"{gate.dicomweb}/studies", content=_body(ct_copy()), headers={"Content-Type": DICOM_BODY}
+    )
+    assert again.status_code == 200
