@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dicomgate.access.dicomweb.attributes import Level
-from dicomgate.access.dicomweb.search_lane import match_search
+from dicomgate.access.dicomweb.search_lane import match_search, path_below
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,17 @@ def test_search_paths(path: str, expected: tuple[Level, list[str]]) -> None:
 )
 def test_other_paths_are_not_searches(path: str) -> None:
     assert match_search(path) is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ({"type": "http", "method": "GET", "path": "/dicomweb/studies"}, "/studies"),
+        ({"type": "http", "method": "GET", "path": "/pacs/dicomweb/x", "root_path": "/pacs"}, "/x"),
+        ({"type": "http", "method": "POST", "path": "/dicomweb/studies"}, None),
+        ({"type": "http", "method": "GET", "path": "/api/jobs"}, None),
+        ({"type": "websocket", "path": "/dicomweb/studies"}, None),
+    ],
+)
+def test_the_path_below_the_mount(scope: dict[str, str], expected: str | None) -> None:
+    assert path_below(scope, "GET", "/dicomweb") == expected

@@ -29,7 +29,7 @@ def test_stow_targets(path: str, expected: tuple[str | None]) -> None:
         "studies",
         "/studies/",  # the routes redirect it
         "//studies",
-        "/studies/" + "1" * 65,  # the routes answer 422
+        "/studies/" + "1" * 65,  # the routes answer 400
         "/studies/1.2/series",
         "/studies/1.2/instances",
         "/series",

@@ -64,6 +64,20 @@ def match_search(path: str) -> tuple[Level, list[str]] | None:
     return None if level is None else (level, uids)
 
 
+def path_below(scope: Scope, method: str, prefix: str) -> str | None:
+    """Return the path below ``prefix`` of an HTTP ``method`` request, else None.
+
+    The path is the request's own, without the application's ``root_path``.
+    """
+    if scope["type"] != "http" or scope["method"] != method:
+        return None
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path[len(prefix) :] if path.startswith(prefix) else None
+
+
 class SearchLane:
     """ASGI middleware answering QIDO-RS GET requests under ``prefix`` (see the module).
 
@@ -112,15 +126,8 @@ class SearchLane:
         await response(scope, receive, send)
 
     def _search_of(self, scope: Scope) -> tuple[Level, list[str]] | None:
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return None
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if not path.startswith(self.prefix):
-            return None
-        return match_search(path[len(self.prefix) :])
+        path = path_below(scope, "GET", self.prefix)
+        return None if path is None else match_search(path)
 
     async def _answer(self, request: Request, level: Level, uids: list[str]) -> Response:
         await self.caller(request)

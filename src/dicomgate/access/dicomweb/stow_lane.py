@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomgate.access.api_errors import domain_problem, http_problem
+from dicomgate.access.dicomweb.search_lane import path_below
 from dicomgate.auth.roles import Caller
 from dicomgate.errors import DicomgateError
 from dicomgate.sources.stow import Stow
@@ -94,12 +95,5 @@ class StowLane:
         await response(scope, receive, send)
 
     def _study_of(self, scope: Scope) -> tuple[str | None] | None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            return None
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if not path.startswith(self.prefix):
-            return None
-        return match_stow(path[len(self.prefix) :])
+        path = path_below(scope, "POST", self.prefix)
+        return None if path is None else match_stow(path)
