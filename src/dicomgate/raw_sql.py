@@ -13,11 +13,23 @@ a duplicate key, as with Core).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Select,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
@@ -157,3 +169,44 @@ def _names(compiled: Any) -> list[str]:
 def _processor(sql_type: Any, dialect: Dialect) -> _Processor:
     processor: _Processor = sql_type.dialect_impl(dialect).bind_processor(dialect)
     return processor
+
+
+def one_of(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """Return "``column`` is one of the values bound as ``name``" (given by ``listed``).
+
+    The values are bound as one parameter, not one per value (an expanding IN), so the SQL of
+    a statement is the same whatever the number of values and is run as compiled
+    (``RawStatement``): an array on PostgreSQL, a JSON array read by ``json_each`` on SQLite.
+    """
+    if dialect == "postgresql":
+        in_array: ColumnElement[bool] = column == any_(bindparam(name, type_=ARRAY(column.type)))
+        return in_array
+    values: Any = select(literal_column("value")).select_from(func.json_each(bindparam(name)))
+    in_json: ColumnElement[bool] = column.in_(values.scalar_subquery())
+    return in_json
+
+
+def listed(dialect: str, values: Sequence[Any]) -> Any:
+    """Return ``values`` as ``one_of`` binds them."""
+    return list(values) if dialect == "postgresql" else json.dumps(list(values))
+
+
+class PerDialect:
+    """A ``RawStatement`` built for each dialect met, for SQL that differs between them.
+
+    Parameters
+    ----------
+    build
+        Makes the statement for a dialect's name (``one_of`` makes different SQL on each).
+    """
+
+    def __init__(self, build: Callable[[str], Select[*tuple[Any, ...]]]) -> None:
+        self._build = build
+        self._made: dict[str, RawStatement] = {}
+
+    def of(self, dialect: str) -> RawStatement:
+        """Return the statement of ``dialect`` (built on first use)."""
+        made = self._made.get(dialect)
+        if made is None:
+            made = self._made[dialect] = RawStatement(self._build(dialect))
+        return made

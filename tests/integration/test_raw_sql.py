@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from dicomgate.archive.models import Change, StagingSession
 from dicomgate.db import Database
-from dicomgate.raw_sql import RawStatement
+from dicomgate.raw_sql import PerDialect, RawStatement, listed, one_of
 
 _CHANGE_COLUMNS = ["change_type", "resource_type", "resource_pk", "created_at"]
 _INSERT_CHANGE = RawStatement(
@@ -124,3 +124,29 @@ def test_a_begin_the_driver_refuses_is_sqlalchemys_error(tmp_path: Path) -> None
                 conn.begin()
     finally:
         db.dispose()
+
+
+_CHANGES_OF = PerDialect(
+    lambda dialect: (
+        select(Change.resource_pk, Change.change_type)
+        .where(
+            one_of(dialect, Change.resource_pk, "pks"), one_of(dialect, Change.change_type, "types")
+        )
+        .order_by(Change.resource_pk)
+    )
+)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 2000])
+def test_one_of_binds_a_list_of_any_length_as_one_value(database: Database, count: int) -> None:
+    with database.unit_of_work() as session:
+        for pk in range(1, 4):
+            _INSERT_CHANGE.returned(session, _change(pk))
+    wanted = [2, *range(1000, 1000 + count - 1)] if count else []
+    with database.read_connection() as connection:
+        dialect = connection.dialect.name
+        statement = _CHANGES_OF.of(dialect)
+        params = {"pks": listed(dialect, wanted), "types": listed(dialect, ["t", "x'y"])}
+        rows = statement.rows(connection, params)
+    assert rows == ([(2, "t")] if count else [])
+    assert _CHANGES_OF.of(dialect) is statement  # built once per dialect

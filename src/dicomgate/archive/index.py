@@ -29,7 +29,7 @@ from dicomgate.archive.models import (
     utcnow,
 )
 from dicomgate.dicom.header_values import us_value, value_text
-from dicomgate.raw_sql import RawStatement
+from dicomgate.raw_sql import PerDialect, RawStatement, listed, one_of
 
 
 def text(header: Dataset, keyword: str, limit: int = 64) -> str:
@@ -273,19 +273,19 @@ def add_instances(session: Session, rows: list[dict[str, Any]]) -> list[int]:
 
 
 # Built once: a statement built per call cost more in SQLAlchemy's cache key than the lookup.
-_STORED = select(Instance.sop_instance_uid, Instance.pk, Instance.sha256, Instance.blob_key).where(
-    Instance.sop_instance_uid.in_(bindparam("uids", expanding=True))
+_STORED = PerDialect(
+    lambda dialect: select(
+        Instance.sop_instance_uid, Instance.pk, Instance.sha256, Instance.blob_key
+    ).where(one_of(dialect, Instance.sop_instance_uid, "uids"))
 )
-_UIDS_PER_LOOKUP = 500  # SOP Instance UIDs per IN (...)
 Stored = tuple[int, str, str]  # an instance's pk, SHA-256 and blob key
 
 
 def stored_instances(connection: Connection, uids: Iterable[str]) -> dict[str, Stored]:
     """Return the instances the index holds among ``uids``: UID -> (pk, SHA-256, blob key)."""
-    ordered = sorted(set(uids))
-    found: dict[str, Stored] = {}
-    for start in range(0, len(ordered), _UIDS_PER_LOOKUP):
-        chunk = ordered[start : start + _UIDS_PER_LOOKUP]
-        for uid, pk, digest, key in connection.execute(_STORED, {"uids": chunk}):
-            found[str(uid)] = (int(pk), str(digest), str(key))
-    return found
+    wanted = sorted(set(uids))
+    if not wanted:
+        return {}
+    dialect = connection.dialect.name
+    rows = _STORED.of(dialect).rows(connection, {"uids": listed(dialect, wanted)})
+    return {str(uid): (int(pk), str(digest), str(key)) for uid, pk, digest, key in rows}

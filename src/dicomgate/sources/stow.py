@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, select
 
 from dicomgate.archive.models import Instance, Series, StagingSession, Study
 from dicomgate.auth.audit import AuditEvent, AuditTrail
@@ -30,6 +30,7 @@ from dicomgate.httputil import base_url
 from dicomgate.intake.batch import receive_many
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive, refuse
+from dicomgate.raw_sql import PerDialect, listed, one_of
 from dicomgate.sources.stow_body import DICOM, BodyPart, boundary_of, close, read_parts
 
 DICOM_JSON = "application/dicom+json"
@@ -148,15 +149,18 @@ def receive_parts(
 Landing = tuple[int | None, str, str, str, str]
 
 
-# Built once: built per request, its cache key cost more than running it.
-_LANDING = (
-    select(Instance.pk, StagingSession.pk, StagingSession.status, StagingSession.project_id,
-           Study.project_id, Study.study_uid, Series.series_uid)
-    .join(Series, Instance.series_pk == Series.pk)
-    .join(Study, Series.study_pk == Study.pk)
-    .outerjoin(StagingSession, Instance.staging_pk == StagingSession.pk)
-    .where(Instance.pk.in_(bindparam("pks", expanding=True)))
-)  # fmt: skip
+def _landing_of(dialect: str) -> Select[*tuple[Any, ...]]:
+    return (
+        select(Instance.pk, StagingSession.pk, StagingSession.status, StagingSession.project_id,
+               Study.project_id, Study.study_uid, Series.series_uid)
+        .join(Series, Instance.series_pk == Series.pk)
+        .join(Study, Series.study_pk == Study.pk)
+        .outerjoin(StagingSession, Instance.staging_pk == StagingSession.pk)
+        .where(one_of(dialect, Instance.pk, "pks"))
+    )  # fmt: skip
+
+
+_LANDING = PerDialect(_landing_of)
 
 
 def _landing(intake: Intake, results: list[PartResult]) -> dict[int, Landing]:
@@ -165,7 +169,8 @@ def _landing(intake: Intake, results: list[PartResult]) -> dict[int, Landing]:
     if not pks:
         return {}
     with intake.db.read_connection() as connection:
-        rows = connection.execute(_LANDING, {"pks": pks}).all()
+        dialect = connection.dialect.name
+        rows = _LANDING.of(dialect).rows(connection, {"pks": listed(dialect, pks)})
     return {int(pk): (staging, status or "ARCHIVED", staged or archived or "", study, series)
             for pk, staging, status, staged, archived, study, series in rows}  # fmt: skip
 

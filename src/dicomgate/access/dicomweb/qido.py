@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Connection,
-    String,
     and_,
-    any_,
     bindparam,
     distinct,
     exists,
@@ -26,7 +22,7 @@ from dicomgate.access.dicomweb.attributes import ATTRIBUTES, BY_KEYWORD, DEFAULT
 from dicomgate.access.dicomweb.qido_params import Match, QidoQuery, keywords_to_return
 from dicomgate.access.dicomweb.resources import AnySelect, Scope
 from dicomgate.archive.models import Instance, Series, Study
-from dicomgate.raw_sql import RawStatement
+from dicomgate.raw_sql import RawStatement, listed, one_of
 
 RETRIEVE_URL = "00081190"
 
@@ -69,7 +65,7 @@ def _condition(dialect: str, column: Any, match: Match, name: str) -> ColumnElem
     if match.kind == "universal":
         return None
     if match.kind == "uids":
-        return _one_of(dialect, column, name)
+        return one_of(dialect, column, name)
     if match.kind == "range":
         low, high = match.values
         parts: list[ColumnElement[bool]] = [column != ""]
@@ -89,7 +85,7 @@ def _params(dialect: str, match: Match, name: str) -> Params:
     if match.kind == "universal":
         return {}
     if match.kind == "uids":
-        return {name: _listed(dialect, [v for v in match.values if v is not None])}
+        return {name: listed(dialect, [v for v in match.values if v is not None])}
     if match.kind == "range":
         low, high = match.values
         bounds = ((f"{name}_lo", low), (f"{name}_hi", high))
@@ -233,32 +229,12 @@ def _statement(
         conditions = _conditions(dialect, query)
         sql = _order(_base(query.level, within, dialect).where(*conditions), query.level)
         if scope.projects is not None:
-            sql = sql.where(_one_of(dialect, Study.project_id, "qido_projects"))
+            sql = sql.where(one_of(dialect, Study.project_id, "qido_projects"))
         sql = sql.limit(bindparam("qido_limit")).offset(bindparam("qido_offset"))
         if len(_STATEMENTS) >= _MAX_STATEMENTS:
             _STATEMENTS.clear()
         _STATEMENTS[shape] = statement = _Statement(RawStatement(sql), _labels(sql))
     return statement, params
-
-
-def _one_of(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
-    """Return "``column`` is one of the values bound as ``name``" (given by ``_listed``).
-
-    The values are bound as one parameter, not one per value (an expanding IN), so the SQL of
-    a statement is the same whatever the number of values and is run as compiled
-    (``RawStatement``): an array on PostgreSQL, a JSON array read by ``json_each`` on SQLite.
-    """
-    if dialect == "postgresql":
-        in_array: ColumnElement[bool] = column == any_(bindparam(name, type_=ARRAY(String)))
-        return in_array
-    values: AnySelect = select(literal_column("value")).select_from(func.json_each(bindparam(name)))
-    in_json: ColumnElement[bool] = column.in_(values.scalar_subquery())
-    return in_json
-
-
-def _listed(dialect: str, values: list[str]) -> Any:
-    """Return ``values`` as ``_one_of`` binds them."""
-    return values if dialect == "postgresql" else json.dumps(values)
 
 
 def _labels(sql: AnySelect) -> tuple[str, ...]:
@@ -288,7 +264,7 @@ def search(
     params.update(qido_limit=limit + 1, qido_offset=query.offset)
     params.update(qido_study=within.study, qido_series=within.series)
     if scope.projects is not None:
-        params["qido_projects"] = _listed(dialect, sorted(scope.projects))
+        params["qido_projects"] = listed(dialect, sorted(scope.projects))
     labels = statement.labels
     rows = [dict(zip(labels, row, strict=True)) for row in statement.raw.rows(connection, params)]
     more = len(rows) > limit
