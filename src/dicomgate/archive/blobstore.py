@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import stat
 import sys
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, cast
 
+from dicomgate.archive.direct_write import DIRECT_FROM, O_DIRECT, write_direct
 from dicomgate.errors import NotFoundError, StorageError, StorageFullError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 TEMP_DIR = ".tmp"
 TEMP_SUFFIX = ".tmp"  # of a blob being written beside its final name (no syncfs)
 _FLUSHERS = 16  # fsyncs in flight at once for a batch; they wait on the disk, not the CPU
@@ -228,12 +231,25 @@ def _sync(fds: list[int], syncfs: Callable[[int], int]) -> None:
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
-def _write_new(path: str, data: bytes) -> None:
+def _write_new(path: str, data: bytes, direct: bool) -> bool:
     """Create the file ``path`` (never an existing one), write ``data`` and fsync it.
 
-    Plain descriptor calls: a buffered file object's ``fstat``, ``isatty`` and ``seek`` and
-    its Python layers cost a quarter of a small blob's CPU.
+    A large blob is written past the page cache when ``direct`` allows it (``direct_write``).
+    Returns False when the file system refused that; the blob was then written through the
+    cache, and the caller should not ask again.
     """
+    if direct and O_DIRECT and len(data) >= DIRECT_FROM:
+        if _write_new_direct(path, data):
+            return True
+        _write_new_cached(path, data)
+        return False
+    _write_new_cached(path, data)
+    return True
+
+
+def _write_new_cached(path: str, data: bytes) -> None:
+    # Plain descriptor calls: a buffered file object's ``fstat``, ``isatty`` and ``seek``
+    # and its Python layers cost a quarter of a small blob's CPU.
     fd = os.open(path, _NEW_FILE, 0o666)
     try:
         view = memoryview(data)
@@ -242,6 +258,27 @@ def _write_new(path: str, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_new_direct(path: str, data: bytes) -> bool:
+    """Write and fsync ``path`` with ``O_DIRECT``; False (nothing left) when that is refused."""
+    try:
+        fd = os.open(path, _NEW_FILE | O_DIRECT, 0o666)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return False
+    try:
+        write_direct(fd, data)
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno != errno.EINVAL:
+            raise
+        os.unlink(path)
+        return False
+    os.close(fd)
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -308,6 +345,7 @@ class FilesystemBlobStore:
         self.temp.mkdir(parents=True, exist_ok=True)
         self._known_dirs: set[Path] = set()
         self._folders: dict[str, Path] = {}
+        self._direct = True  # large blobs written past the page cache, until refused
         self._new_key = KeyMaker()
 
     def path(self, key: str) -> Path:
@@ -330,7 +368,9 @@ class FilesystemBlobStore:
         parent = self._folder_of(key)
         try:
             folders = self._make_parent(parent)
-            _write_new(f"{parent}/{key}", data)
+            if not _write_new(f"{parent}/{key}", data, self._direct):
+                self._direct = False
+                log.info("%s refuses O_DIRECT: blobs are written through the page cache", self.root)
             for folder in reversed(folders):  # new folders' entries first, the blob's last
                 _fsync_dir(folder)
         except OSError as exc:

@@ -1,0 +1,105 @@
+"""Large blobs written past the page cache (``O_DIRECT``), and the fall-back when refused."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dicomgate.archive.blobstore import FilesystemBlobStore
+from dicomgate.archive.direct_write import DIRECT_FROM, O_DIRECT, write_direct
+from dicomgate.errors import StorageError
+
+pytestmark = pytest.mark.skipif(not O_DIRECT, reason="the platform has no O_DIRECT")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> FilesystemBlobStore:
+    return FilesystemBlobStore(tmp_path / "blobs")
+
+
+def _opened_with(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    flags: list[int] = []
+    real_open = os.open
+
+    def recording(path: Any, flag: int, *args: Any) -> int:
+        flags.append(flag)
+        return real_open(path, flag, *args)
+
+    monkeypatch.setattr(os, "open", recording)
+    return flags
+
+
+@pytest.mark.parametrize(
+    "size", [DIRECT_FROM, DIRECT_FROM + 1, 525_000, (1 << 20) - 1, 1 << 20, 3 * (1 << 20) + 7]
+)
+def test_a_large_blob_is_written_direct_and_read_back_whole(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    flags = _opened_with(monkeypatch)
+    data = os.urandom(size)
+    key = store.create(data)
+    monkeypatch.undo()
+    assert flags[0] & O_DIRECT
+    assert store.path(key).stat().st_size == size
+    assert store.read(key) == data
+
+
+def test_a_small_blob_goes_through_the_page_cache(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flags = _opened_with(monkeypatch)
+    key = store.create(b"x" * (DIRECT_FROM - 1))
+    monkeypatch.undo()
+    assert not flags[0] & O_DIRECT
+    assert store.read(key) == b"x" * (DIRECT_FROM - 1)
+
+
+@pytest.mark.parametrize("refused_at", ["open", "write"])
+def test_a_file_system_that_refuses_o_direct_gets_cached_writes(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch, refused_at: str
+) -> None:
+    real_open, real_pwrite = os.open, os.pwrite
+
+    def opening(path: Any, flag: int, *args: Any) -> int:
+        if refused_at == "open" and flag & O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flag, *args)
+
+    def writing(*_args: Any) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "open", opening)
+    monkeypatch.setattr(os, "pwrite", writing if refused_at == "write" else real_pwrite)
+    data = os.urandom(DIRECT_FROM * 2)
+    first, second = store.create(data), store.create(data[::-1])
+    monkeypatch.undo()
+    assert (store.read(first), store.read(second)) == (data, data[::-1])
+    assert sorted(store.iter_keys()) == sorted([first, second])  # nothing half-written kept
+    assert not store._direct  # not asked again
+
+
+def test_a_failed_direct_write_keeps_nothing(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(StorageError, match="Input/output error"):
+        store.create(os.urandom(DIRECT_FROM))
+    monkeypatch.undo()
+    assert list(store.iter_keys()) == []
+
+
+def test_write_direct_cuts_the_file_to_its_length(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | O_DIRECT, 0o644)
+    try:
+        write_direct(fd, memoryview(b"abc" * 5000))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"abc" * 5000
