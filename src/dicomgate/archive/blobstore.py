@@ -231,23 +231,24 @@ def _sync(fds: list[int], syncfs: Callable[[int], int]) -> None:
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
-def _write_new(path: str, data: bytes, direct: bool) -> bool:
+def _write_new(path: str, data: bytes, direct: bool, sync: bool = True) -> bool:
     """Create the file ``path`` (never an existing one), write ``data`` and fsync it.
 
     A large blob is written past the page cache when ``direct`` allows it (``direct_write``).
     Returns False when the file system refused that; the blob was then written through the
-    cache, and the caller should not ask again.
+    cache, and the caller should not ask again. ``sync=False`` leaves the fsync to the
+    caller (a batch's one ``syncfs``).
     """
     if direct and O_DIRECT and len(data) >= DIRECT_FROM:
-        if _write_new_direct(path, data):
+        if _write_new_direct(path, data, sync):
             return True
-        _write_new_cached(path, data)
+        _write_new_cached(path, data, sync)
         return False
-    _write_new_cached(path, data)
+    _write_new_cached(path, data, sync)
     return True
 
 
-def _write_new_cached(path: str, data: bytes) -> None:
+def _write_new_cached(path: str, data: bytes, sync: bool) -> None:
     # Plain descriptor calls: a buffered file object's ``fstat``, ``isatty`` and ``seek``
     # and its Python layers cost a quarter of a small blob's CPU.
     fd = os.open(path, _NEW_FILE, 0o666)
@@ -255,13 +256,14 @@ def _write_new_cached(path: str, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _write_new_direct(path: str, data: bytes) -> bool:
-    """Write and fsync ``path`` with ``O_DIRECT``; False (nothing left) when that is refused."""
+def _write_new_direct(path: str, data: bytes, sync: bool) -> bool:
+    """Write ``path`` with ``O_DIRECT``; False (nothing left) when that is refused."""
     try:
         fd = os.open(path, _NEW_FILE | O_DIRECT, 0o666)
     except OSError as exc:
@@ -270,7 +272,8 @@ def _write_new_direct(path: str, data: bytes) -> bool:
         return False
     try:
         write_direct(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except OSError as exc:
         os.close(fd)
         if exc.errno != errno.EINVAL:
@@ -369,8 +372,7 @@ class FilesystemBlobStore:
         try:
             folders = self._make_parent(parent)
             if not _write_new(f"{parent}/{key}", data, self._direct):
-                self._direct = False
-                log.info("%s refuses O_DIRECT: blobs are written through the page cache", self.root)
+                self._refuse_direct()
             for folder in reversed(folders):  # new folders' entries first, the blob's last
                 _fsync_dir(folder)
         except OSError as exc:
@@ -378,6 +380,10 @@ class FilesystemBlobStore:
                 os.unlink(f"{parent}/{key}")
             raise _storage_error(exc, "store a blob") from exc
         return key
+
+    def _refuse_direct(self) -> None:
+        self._direct = False
+        log.info("%s refuses O_DIRECT: blobs are written through the page cache", self.root)
 
     def _folder_of(self, key: str) -> Path:
         """Return the fan-out folder of a key this store generated (one ``Path`` per folder)."""
@@ -450,9 +456,10 @@ class FilesystemBlobStore:
             folders.update(self._make_parent(final.parent))
         with _file_systems(folders) as fds:
             for final, data, file in zip(finals, blobs, files, strict=True):
-                if file is None or not _link(file, final):
-                    with open(final, "xb") as fh:
-                        fh.write(data)
+                if file is not None and _link(file, final):
+                    continue
+                if not _write_new(str(final), data, self._direct, sync=False):
+                    self._refuse_direct()
             _sync(fds, syncfs)
 
     def _write_one(self, key: str, data: bytes) -> list[Path]:

@@ -103,3 +103,39 @@ def test_write_direct_cuts_the_file_to_its_length(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert path.read_bytes() == b"abc" * 5000
+
+
+def test_a_batch_writes_its_large_blobs_direct_and_syncs_once(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomgate.archive import blobstore
+
+    if blobstore._SYNCFS is None:
+        pytest.skip("no syncfs here: a batch fsyncs each blob")
+    syncs: list[int] = []
+    real_syncfs = blobstore._SYNCFS
+    monkeypatch.setattr(blobstore, "_SYNCFS", lambda fd: syncs.append(fd) or real_syncfs(fd))
+    flags = _opened_with(monkeypatch)
+    blobs = [os.urandom(DIRECT_FROM + 100), b"small", os.urandom(2 * DIRECT_FROM)]
+    keys = store.create_many(blobs)
+    monkeypatch.undo()
+    direct = [bool(f & O_DIRECT) for f in flags if f & os.O_CREAT]
+    assert direct == [True, False, True] and len(syncs) == 1
+    assert [store.read(key) for key in keys] == blobs
+
+
+def test_a_batch_on_a_file_system_refusing_o_direct_is_written_whole(
+    store: FilesystemBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def opening(path: Any, flag: int, *args: Any) -> int:
+        if flag & O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flag, *args)
+
+    monkeypatch.setattr(os, "open", opening)
+    blobs = [os.urandom(DIRECT_FROM), os.urandom(DIRECT_FROM + 1)]
+    keys = store.create_many(blobs)
+    monkeypatch.undo()
+    assert [store.read(key) for key in keys] == blobs and not store._direct
