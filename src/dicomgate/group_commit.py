@@ -139,10 +139,6 @@ class GroupCommit:
                 for job in group:
                     try:
                         with session.begin_nested():
-                            # The session emits its SAVEPOINT when it first uses its
-                            # connection, and statements run on the connection itself
-                            # (``raw_sql``) do not: have it emitted before the work runs.
-                            session.connection()
                             job.result = job.work(session)
                     except Exception as exc:  # this job alone failed; its savepoint is undone
                         job.error = exc

@@ -54,12 +54,16 @@ def connection_of(session: Session | Connection) -> Connection:
 
     A session made on a connection already inside its transaction names that connection in
     ``info`` (``SESSION_CONNECTION``): asking the session for it would begin the session's
-    own transaction bookkeeping first, which cost more than the statement run on it.
+    own transaction bookkeeping first, which cost more than the statement run on it. Inside
+    a nested transaction the session is asked all the same: it emits the SAVEPOINT when it
+    first uses its connection, and the statement must run after it.
     """
     if isinstance(session, Connection):
         return session
     named: Connection | None = session.info.get(SESSION_CONNECTION)
-    return named if named is not None else session.connection()
+    if named is None or session.in_nested_transaction():
+        return session.connection()
+    return named
 
 
 class RawStatement:
