@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -132,3 +133,27 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
     peer = start_orthanc(tmp_path / "orthanc")
     yield peer
     peer.stop()
+
+
+HIGH_DESCRIPTOR = 1100  # above select()'s ceiling (FD_SETSIZE, 1024)
+
+
+@pytest.fixture()
+def high_descriptors() -> Iterator[None]:
+    """Hold open files until the next descriptor the process opens is above 1024.
+
+    A long-running server reaches such numbers; ``select()`` cannot watch them.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2 * HIGH_DESCRIPTOR:
+        pytest.skip(f"the descriptor limit ({hard}) is too low to go past 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2 * HIGH_DESCRIPTOR), hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < HIGH_DESCRIPTOR:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

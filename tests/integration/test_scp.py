@@ -185,6 +185,19 @@ def test_same_study_from_eight_associations(
         assert session.scalar(select(func.count()).select_from(Instance)) == 50
 
 
+def test_associations_on_descriptors_above_1024(
+    high_descriptors: None, receiver: Receiver, intake: Intake, tmp_path: Path
+) -> None:
+    # A long-running receiver reaches such descriptor numbers; select() cannot watch them,
+    # and pynetdicom used to drop every association whose socket had one.
+    folders = [tmp_path / f"a{i}" for i in range(4)]
+    for folder in folders:
+        _study(folder, 10)
+    _parallel_storescu(receiver.port, folders)
+    with intake.db.reader() as session:
+        assert session.scalar(select(func.count()).select_from(Instance)) == 40
+
+
 def test_changed_resend_is_refused_and_kept_aside(
     receiver: Receiver, intake: Intake, tmp_path: Path
 ) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import select
 import socket
 import ssl
 import struct
@@ -38,6 +37,7 @@ from pynetdicom.transport import RequestHandler
 
 from dicomgate.dicom.fast_response import ResponseAssembler
 from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, StoreRequest, p_data_pdu
+from dicomgate.dicom.readiness import wait_readable
 from dicomgate.dicom.store_response import command_pdata
 
 log = logging.getLogger(__name__)
@@ -303,10 +303,9 @@ class EventDrivenDUL(DULServiceProvider):
             return
         if isinstance(raw, ssl.SSLSocket) and raw.pending():
             return
-        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: next loop sees it
-            readable, _, _ = select.select([raw, self._wake_r], [], [], TICK)
-            if self._wake_r in readable:  # a read of an empty socket costs a call and a raise
-                self._drain()
+        with contextlib.suppress(OSError):  # closed meanwhile: next loop sees it
+            if self._wake_r in wait_readable([raw, self._wake_r], TICK):
+                self._drain()  # only then: a read of an empty socket costs a call and a raise
 
     def run_reactor(self) -> None:
         """Run pynetdicom's DUL loop, waking the association after each action."""

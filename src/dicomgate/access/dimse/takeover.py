@@ -15,7 +15,6 @@ Only plain TCP sockets are taken over; TLS associations keep pynetdicom's path.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 import threading
@@ -32,6 +31,7 @@ from dicomgate.access.dimse.wire import (
     pending_command,
     us_value,
 )
+from dicomgate.dicom.readiness import wait_readable
 
 _HOLD = "_dicomgate_hold"
 _HOLD_WAIT = 2.0
@@ -149,7 +149,7 @@ class Takeover:
     def _poll_cancel(self, wire: Wire) -> None:
         """Read what the requester sent meanwhile (only a C-CANCEL-RQ is expected)."""
         try:
-            while select.select([wire.sock], [], [], 0)[0]:
+            while wait_readable([wire.sock], 0):
                 values = wire.read_command()
                 if us_value(values, 0x0100) != C_CANCEL_RQ:
                     raise OSError("the requester sent another request during a retrieve")
