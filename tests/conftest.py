@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -157,3 +158,12 @@ def high_descriptors() -> Iterator[None]:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def open_descriptors() -> dict[int, str]:
+    """Return this process's open descriptors and what each one is (a path, a pipe, ...)."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed meanwhile
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return found

@@ -239,6 +239,7 @@ class Service:
         # Its processes would outlive nothing (they watch this one) but leave their queue's
         # semaphores behind for the resource tracker to warn about.
         import_processes.shutdown()
+        self.auth.audit.dispose()
 
 
 def create_app(service: Service) -> FastAPI:

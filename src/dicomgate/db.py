@@ -126,6 +126,20 @@ class _WriteLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._threads.release()
 
+    def close(self) -> None:
+        """Close the lock file unless it is held (the next holder opens it again).
+
+        Never waits: after a fork the thread lock may be held by a thread the child lacks.
+        """
+        if not self._threads.acquire(blocking=False):
+            return
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fd, self._fd = self._fd, None
+                os.close(fd)
+        finally:
+            self._threads.release()
+
 
 def _sqlite_file(engine: Engine) -> str | None:
     """Return the path of a SQLite engine's database file (None in memory or for a URI)."""
@@ -244,9 +258,15 @@ class Database:
             yield connection
 
     def dispose(self) -> None:
-        """Close every pooled connection (call in a child process after fork)."""
+        """Close every pooled connection and the write lock's file.
+
+        Call it in a child process after fork too: ``flock`` locks belong to the open file,
+        which the child would otherwise share with its parent.
+        """
         self.writer.close()
         self.engine.dispose()
+        if isinstance(self._write_lock, _WriteLock):
+            self._write_lock.close()
 
 
 class DedicatedWriter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
 
@@ -46,9 +47,20 @@ def _ct_copy(patient_id: str, study_date: str) -> tuple[bytes, str]:
     return out.getvalue(), str(ds.StudyInstanceUID)
 
 
+_TRAILS: list[AuditTrail] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_trails() -> Iterator[None]:
+    yield
+    while _TRAILS:
+        _TRAILS.pop().dispose()
+
+
 def _client(intake: Intake) -> TestClient:
     app = FastAPI()
     audit = AuditTrail(f"sqlite:///{intake.blobs.root.parent / 'audit.sqlite3'}")
+    _TRAILS.append(audit)
     app.include_router(create_api(intake.db, intake.blobs, open_dependency, audit))
     install_error_handlers(app)
     return TestClient(app)

@@ -21,7 +21,7 @@ from dicomgate.db import CommitNotDurableError, Database, sync_wal
 from dicomgate.group_commit import GroupCommit
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, receive
-from tests.conftest import PYDICOM_FILES
+from tests.conftest import PYDICOM_FILES, open_descriptors
 
 
 @pytest.fixture()
@@ -134,3 +134,29 @@ def test_without_a_wal_file_the_database_file_is_synced(
     with pytest.raises(FileNotFoundError):
         sync_wal(str(tmp_path / "missing.sqlite3"))
     database.dispose()
+
+
+def _lock_files_open(database: Database) -> list[int]:
+    lock = str(database._write_lock._path)  # type: ignore[union-attr]
+    return [fd for fd, target in open_descriptors().items() if target == lock]
+
+
+def test_dispose_closes_the_write_locks_file_and_the_next_write_opens_it(
+    sqlite_db: Database,
+) -> None:
+    with sqlite_db.writer.unit_of_work() as session:
+        log_change(session, "test", "test", 1)
+    assert len(_lock_files_open(sqlite_db)) == 1
+    sqlite_db.dispose()
+    assert _lock_files_open(sqlite_db) == []
+    with sqlite_db.writer.unit_of_work() as session:
+        log_change(session, "test", "test", 2)
+    assert len(_lock_files_open(sqlite_db)) == 1
+
+
+def test_dispose_leaves_a_held_write_lock_alone(sqlite_db: Database) -> None:
+    with sqlite_db.write_lock:
+        sqlite_db.dispose()  # e.g. a child process: the lock may be a thread's it lacks
+        assert len(_lock_files_open(sqlite_db)) == 1
+    sqlite_db.dispose()
+    assert _lock_files_open(sqlite_db) == []

@@ -38,8 +38,10 @@ def sqlite_intake(tmp_path: Path) -> Iterator[Intake]:
 
 
 @pytest.fixture()
-def audit(tmp_path: Path) -> AuditTrail:
-    return AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+def audit(tmp_path: Path) -> Iterator[AuditTrail]:
+    trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    yield trail
+    trail.dispose()
 
 
 @pytest.fixture()

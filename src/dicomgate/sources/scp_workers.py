@@ -77,7 +77,7 @@ def start_workers(
 
 
 def stop_workers(workers: list[BaseProcess], timeout: float = 10.0) -> None:
-    """Ask each worker to finish (SIGTERM), then kill the ones still running, by process id."""
+    """Ask each worker to finish (SIGTERM), kill the ones still running (by pid), close them."""
     for worker in workers:
         if worker.is_alive():
             worker.terminate()
@@ -86,6 +86,7 @@ def stop_workers(workers: list[BaseProcess], timeout: float = 10.0) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join()
+        worker.close()  # its pipe to us, which only the garbage collector would close
 
 
 def _worker_main(

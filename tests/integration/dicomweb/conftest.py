@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -47,7 +47,7 @@ class Gate:
         return result.sop_instance_uid
 
 
-def _serve(tmp: Path, database_url: str, **overrides: object) -> Iterator[Gate]:
+def _serve(tmp: Path, database_url: str, **overrides: object) -> Generator[Gate, None, None]:
     http, dicom = _free_port(), _free_port()
     settings = load_settings(
         data_dir=tmp / "data",
