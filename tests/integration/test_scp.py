@@ -163,12 +163,17 @@ def _parallel_storescu(port: int, folders: list[Path]) -> None:
         assert proc.returncode == 0, errors
 
 
+def _push_studies(receiver: Receiver, tmp: Path, associations: int, each: int) -> None:
+    """Push a study of ``each`` instances on each of ``associations`` parallel associations."""
+    folders = [tmp / f"a{i}" for i in range(associations)]
+    for folder in folders:
+        _study(folder, each)
+    _parallel_storescu(receiver.port, folders)
+
+
 @pytest.mark.slow
 def test_eight_associations_of_200_each(receiver: Receiver, intake: Intake, tmp_path: Path) -> None:
-    folders = [tmp_path / f"a{i}" for i in range(8)]
-    for folder in folders:
-        _study(folder, 200)
-    _parallel_storescu(receiver.port, folders)
+    _push_studies(receiver, tmp_path, 8, 200)
     with intake.db.reader() as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 1600
         assert session.scalar(select(func.count(func.distinct(Instance.sop_instance_uid)))) == 1600
@@ -190,10 +195,7 @@ def test_associations_on_descriptors_above_1024(
 ) -> None:
     # A long-running receiver reaches such descriptor numbers; select() cannot watch them,
     # and pynetdicom used to drop every association whose socket had one.
-    folders = [tmp_path / f"a{i}" for i in range(4)]
-    for folder in folders:
-        _study(folder, 10)
-    _parallel_storescu(receiver.port, folders)
+    _push_studies(receiver, tmp_path, 4, 10)
     with intake.db.reader() as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 40
 

@@ -7,7 +7,6 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from tests.conftest import HIGH_DESCRIPTOR
 
@@ -44,16 +43,6 @@ def test_a_closed_socket_is_an_error() -> None:
     left.close()
     with pytest.raises(OSError, match="closed"):
         wait_readable([left], 0)
-
-
-@pytest.fixture()
-def echo_port() -> Iterator[int]:
-    scp = AE(ae_title="ECHOSCP")
-    scp.add_supported_context(Verification)
-    server = scp.start_server(("127.0.0.1", 0), block=False)
-    assert server is not None
-    yield int(server.server_address[1])
-    server.shutdown()
 
 
 def test_associations_work_on_descriptors_above_1024(

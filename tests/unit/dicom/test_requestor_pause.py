@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_ECHO
@@ -47,16 +45,6 @@ def test_the_caller_gets_its_response_while_the_reactor_is_paused() -> None:
     assoc.dimse.msg_queue.put(RESPONSE)
     assoc._reactor_checkpoint.clear()
     assert assoc.dimse.get_msg(block=False) == RESPONSE
-
-
-@pytest.fixture()
-def echo_port() -> Iterator[int]:
-    scp = AE(ae_title="ECHOSCP")
-    scp.add_supported_context(Verification)
-    server = scp.start_server(("127.0.0.1", 0), block=False)
-    assert server is not None
-    yield int(server.server_address[1])
-    server.shutdown()
 
 
 def test_requested_associations_are_guarded_and_still_work(echo_port: int) -> None:
