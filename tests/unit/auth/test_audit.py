@@ -1,6 +1,8 @@
+import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from dicomgate.auth.audit_xml import to_audit_message
 
 
 @pytest.fixture()
-def trail(tmp_path: Path) -> AuditTrail:
+def trail(tmp_path: Path) -> Iterator[AuditTrail]:
     trail = AuditTrail(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
     trail.record(
         AuditEvent.IMPORT, "import", actor="alice", source="127.0.0.1", objects={"job_id": "j1"}
@@ -21,14 +23,17 @@ def trail(tmp_path: Path) -> AuditTrail:
     trail.record(
         AuditEvent.USER_AUTHENTICATION, "login", actor="unknown", outcome=Outcome.MINOR_FAILURE
     )
-    return trail
+    yield trail
+    trail.dispose()
 
 
-def _raw(tmp_path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(tmp_path / "audit.sqlite3")
-    conn.execute("DROP TRIGGER audit_no_update")
-    conn.execute("DROP TRIGGER audit_no_delete")
-    return conn
+@contextlib.contextmanager
+def _raw(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """The trail's file opened behind its back, its guards dropped; committed and closed after."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "audit.sqlite3")) as conn, conn:
+        conn.execute("DROP TRIGGER audit_no_update")
+        conn.execute("DROP TRIGGER audit_no_delete")
+        yield conn
 
 
 def test_an_intact_chain_verifies(trail: AuditTrail) -> None:
