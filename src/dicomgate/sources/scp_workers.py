@@ -10,6 +10,7 @@ once a second), so a killed server never leaves a listener behind.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -115,6 +116,9 @@ def _worker_main(
         settings, intake, extensions or (), audit, listener=listener, load=Load(*load)
     )
     log.debug("receiver worker %s serving", os.getpid())
+    # As ``Service.start`` does: what is loaded now lives as long as the worker, and every
+    # full collection (one a minute, see ``scp``) walked it again, all threads stalled.
+    gc.freeze()
     ready.set()
     while not stop.wait(1.0):
         pass
