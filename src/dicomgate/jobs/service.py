@@ -134,7 +134,8 @@ class Jobs:
     def retry(self, job_id: str, caller: Caller | None = None) -> JobOut:
         """Run an ended job again for its failed, missing, rejected and conflicting items only.
 
-        With ``caller``, only a job they may change (``jobs.access``); ``None`` is the server.
+        Returns the job as queued again (PENDING). With ``caller``, only a job they may change
+        (``jobs.access``); ``None`` is the server.
 
         Raises
         ------
@@ -159,8 +160,11 @@ class Jobs:
             job.finished_at, job.resume_at, job.updated_at = None, None, utcnow()
             job.message = f"retrying {reset} items"
             store.append_log(session, job_id, job.message)
+        # The answer is the job as the retry left it: an idle worker, woken at once, may
+        # already have it RUNNING by the time a read after the scheduling looks.
+        queued = self.get(job_id)
         self._schedule(job_id, None)
-        return self.get(job_id)
+        return queued
 
     def run_inline(self, job_id: str, wait: Callable[[float], None] = time.sleep) -> JobOut:
         """Run a job in this thread until it ends (waiting out deferrals); return its end."""
