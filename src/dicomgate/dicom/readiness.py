@@ -56,7 +56,7 @@ def _ready(self: AssociationSocket) -> bool:
         return False
     try:
         ready = bool(wait_readable([sock], 0))
-    except (OSError, ValueError):
+    except OSError:
         self.event_queue.put("Evt17")
         return False
     if isinstance(sock, ssl.SSLSocket):  # it may hold decrypted bytes poll() cannot see

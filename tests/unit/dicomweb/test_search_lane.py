@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tests.unit.dicomweb.lane_paths import NOT_A_RESOURCE
 
 from dicomgate.access.dicomweb.attributes import Level
 from dicomgate.access.dicomweb.search_lane import match_search, path_below
@@ -27,11 +28,7 @@ def test_search_paths(path: str, expected: tuple[Level, list[str]]) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "",
-        "/",
-        "studies",
-        "/studies/",  # the routes redirect it
-        "//studies",
+        *NOT_A_RESOURCE,
         "/studies//series",
         "/studies/1.2",  # WADO-RS
         "/studies/1.2/metadata",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi import Request
+from tests.unit.dicomweb.lane_paths import NOT_A_RESOURCE
 
 from dicomgate.access.dicomweb.stow_lane import match_stow, project_of
 
@@ -24,11 +25,7 @@ def test_stow_targets(path: str, expected: tuple[str | None]) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "",
-        "/",
-        "studies",
-        "/studies/",  # the routes redirect it
-        "//studies",
+        *NOT_A_RESOURCE,
         "/studies/" + "1" * 65,  # the routes answer 400
         "/studies/1.2/series",
         "/studies/1.2/instances",
