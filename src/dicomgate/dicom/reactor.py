@@ -35,6 +35,7 @@ from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler
 
+import dicomgate.dicom.uid_checks  # noqa: F401  (remembers UID checks: association set-up)
 from dicomgate.dicom.fast_response import ResponseAssembler
 from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, StoreRequest, p_data_pdu
 from dicomgate.dicom.readiness import wait_readable
