@@ -7,7 +7,6 @@ outcome or exception to a DIMSE status in one place. Success is answered only af
 
 from __future__ import annotations
 
-import copy
 import gc
 import logging
 import socket
@@ -196,22 +195,20 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
-def _copy_context(context: PresentationContext) -> PresentationContext:
-    fresh = copy.copy(context)
-    fresh._transfer_syntax = list(context._transfer_syntax)  # its only mutable attribute
-    return fresh
-
-
 class _Contexts(list[PresentationContext]):
-    """The supported contexts, copied for each association without re-validating every UID.
+    """The supported contexts, handed to each association without copying them.
 
-    pynetdicom deep-copies the server's contexts for every association; for all storage SOP
-    classes in every transfer syntax that rebuilds (and regex-checks) thousands of UIDs, about
-    a fifth of a second of CPU per association. UIDs are immutable, so sharing them is safe.
+    pynetdicom deep-copies the server's contexts for every association: for every storage SOP
+    class in every transfer syntax that rebuilt (and regex-checked) thousands of UIDs, about a
+    fifth of a second of CPU per association, and copying the context objects alone still
+    took 1-3 ms. The association only reads them: negotiation builds new contexts for its
+    answer (``negotiate_as_acceptor``, ``negotiate_unrestricted``), and nothing of ours
+    changes them after start (``tests/integration/test_scp_contexts.py`` holds pynetdicom to
+    that). So each association gets its own list of the same context objects.
     """
 
     def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
-        return [_copy_context(context) for context in self]
+        return list(self)
 
 
 def open_listener(host: str, port: int) -> socket.socket:
