@@ -7,6 +7,10 @@ one transaction, commits once, then wakes the others with their results and hand
 the next waiting thread. While a commit (and its fsync) is in flight, newcomers queue up and go
 into the next group, so N concurrent associations pay for about one commit instead of N.
 
+The savepoints are the driver's (``raw_sql.savepoint``), much cheaper than SQLAlchemy's; when a
+unit's failure takes the whole transaction with it (a failed ORM flush does), the group runs
+again in a new transaction with SQLAlchemy's savepoints, which contain such a failure.
+
 Guarantees, for every unit of work:
 
 - ``run()`` returns only after the commit that holds the work returned; the result is durable.
@@ -21,11 +25,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
 from dicomgate.db import Database
+from dicomgate.raw_sql import TransactionLostError, savepoint
 
 T = TypeVar("T")
 
@@ -136,15 +142,49 @@ class GroupCommit:
                     # every instance a lone association sends).
                     group[0].result = group[0].work(session)
                     return
-                for job in group:
-                    try:
-                        with session.begin_nested():
-                            job.result = job.work(session)
-                    except Exception as exc:  # this job alone failed; its savepoint is undone
-                        job.error = exc
+                _run_each(group, session, savepoint)
+        except TransactionLostError:
+            self._write_again(group)
         except BaseException as exc:  # the commit (or the transaction) failed: nothing is stored
             if not group:  # the transaction never began: its group fails with it
                 group.extend(self._take_group())
-            for job in group:
-                job.error = job.error or exc
-                job.result = None
+            _fail(group, exc)
+
+    def _write_again(self, group: list[Job[Any]]) -> None:
+        """Run a group whose transaction was lost once more, each unit in the session's savepoint.
+
+        SQLAlchemy's own savepoints cost more, but a failed ORM flush inside one undoes that
+        savepoint only. Every unit of the group runs again: a unit of work only writes in its
+        session, and nothing of the lost transaction was committed.
+        """
+        for job in group:
+            job.result, job.error = None, None
+        self.groups += 1
+        try:
+            with self.db.writer.unit_of_work() as session:
+                _run_each(group, session, Session.begin_nested)
+        except BaseException as exc:
+            _fail(group, exc)
+
+
+def _run_each(
+    group: list[Job[Any]],
+    session: Session,
+    savepoint: Callable[[Session], AbstractContextManager[Any]],
+) -> None:
+    """Run every unit of ``group`` in its own ``savepoint(session)``; a failure is its own."""
+    for job in group:
+        try:
+            with savepoint(session):
+                job.result = job.work(session)
+        except TransactionLostError:
+            raise
+        except Exception as exc:  # this job alone failed; its savepoint is undone
+            job.error = exc
+
+
+def _fail(group: list[Job[Any]], exc: BaseException) -> None:
+    """Fail every unit of ``group`` that has no error of its own with ``exc``."""
+    for job in group:
+        job.error = job.error or exc
+        job.result = None

@@ -14,7 +14,8 @@ a duplicate key, as with Core).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,3 +215,56 @@ class PerDialect:
         if made is None:
             made = self._made[dialect] = RawStatement(self._build(dialect))
         return made
+
+
+class TransactionLostError(RuntimeError):
+    """A unit of work's failure took its whole transaction with it, not only its savepoint."""
+
+
+_SAVEPOINT = "dicomgate_unit"
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """Run the block inside a SAVEPOINT of the session's transaction, sent by the driver.
+
+    SQLAlchemy's ``session.begin_nested()`` cost about 350 us of CPU per unit of work here,
+    several times the statements of a stored instance. This savepoint is the driver's alone:
+    the session's pending rows are flushed before it is released; when the block raises, it
+    is rolled back and the session forgets every object (those written inside it are gone).
+
+    The session does not know of it, so a failed ORM flush in the block makes the session
+    roll back the whole transaction (it joined it as "rollback only"), and some errors end a
+    SQLite transaction by themselves. Either way the work of the units before it is gone:
+    ``TransactionLostError`` is raised (from the block's exception) and the caller must run them
+    all again, in a transaction of their own.
+
+    Raises
+    ------
+    TransactionLostError
+        The transaction around the savepoint is no longer there.
+    """
+    cursor = connection_of(session).connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            yield
+            session.flush()
+        except Exception as exc:
+            _roll_back_to_savepoint(session, cursor, exc)
+            raise
+        cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    finally:
+        cursor.close()
+
+
+def _roll_back_to_savepoint(session: Session, cursor: Any, cause: Exception) -> None:
+    """Undo the savepoint's work after ``cause``; raise TransactionLostError if all is gone."""
+    if not session.is_active:  # a failed flush rolled the session's whole transaction back
+        raise TransactionLostError(f"the transaction was rolled back: {cause}") from cause
+    try:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    except Exception as exc:  # the driver's error: the savepoint (and its transaction) is gone
+        raise TransactionLostError(f"the transaction ended with: {cause}") from exc
+    session.expunge_all()

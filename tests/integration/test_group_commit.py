@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dicomgate.archive.index import log_change
-from dicomgate.archive.models import Change
+from dicomgate.archive.models import Change, Project
 from dicomgate.db import Database
 from dicomgate.group_commit import GroupCommit
 
@@ -134,6 +135,81 @@ def test_run_all_commits_in_order_and_reports_each_unit(database: Database) -> N
     with pytest.raises(ValueError, match="this unit fails"):
         jobs[1].outcome()
     assert _changes(database) == [0, 2]
+    assert committer.groups == 1
+
+
+def _project(database: Database, project_id: str) -> None:
+    with database.writer.unit_of_work() as session:
+        session.add(Project(id=project_id))
+
+
+def _projects(database: Database) -> list[str]:
+    with database.reader() as session:
+        return sorted(session.scalars(select(Project.id)))
+
+
+def test_a_failed_statement_in_a_group_is_undone_alone(database: Database) -> None:
+    # On PostgreSQL the failed INSERT aborts the transaction until the savepoint is undone.
+    _project(database, "taken")
+    committer = GroupCommit(database)
+
+    def duplicate(session: Session) -> int:
+        log_change(session, "test", "test", 99)
+        session.execute(
+            text("INSERT INTO projects (id, name, description) VALUES ('taken', '', '')")
+        )
+        return 1
+
+    jobs = committer.run_all([_logged(0), duplicate, _logged(2)])
+    assert jobs[0].outcome() == 0 and jobs[2].outcome() == 2
+    with pytest.raises(IntegrityError):
+        jobs[1].outcome()
+    assert _changes(database) == [0, 2]
+    assert committer.groups == 1
+
+
+def test_a_failed_orm_flush_in_a_group_runs_the_group_again(database: Database) -> None:
+    # A failed flush rolls the session's whole transaction back, the units before it with it:
+    # the group runs again in a new transaction, where only the failing unit is undone.
+    _project(database, "taken")
+    committer = GroupCommit(database)
+
+    def duplicate(session: Session) -> int:
+        log_change(session, "test", "test", 99)
+        session.add(Project(id="taken"))
+        session.flush()
+        return 1
+
+    jobs = committer.run_all([_logged(0), duplicate, _logged(2)])
+    assert jobs[0].outcome() == 0 and jobs[2].outcome() == 2
+    with pytest.raises(IntegrityError):
+        jobs[1].outcome()
+    assert _changes(database) == [0, 2]
+    assert committer.groups == 2  # the lost transaction, then the group once more
+
+
+def test_rows_a_failed_unit_wrote_are_forgotten_by_the_session(database: Database) -> None:
+    # The failed unit's flushed Project is rolled back in the database; the session must not
+    # keep it, or the next unit's row with the same key would clash with a ghost.
+    committer = GroupCommit(database)
+    kept: list[Project] = []  # held, as a traceback's frames hold a unit's objects
+
+    def writes_then_fails(session: Session) -> int:
+        kept.append(Project(id="again"))
+        session.add(kept[-1])
+        session.flush()
+        raise ValueError("fails after its flush")
+
+    def writes(session: Session) -> int:
+        session.add(Project(id="again"))
+        session.flush()
+        return 1
+
+    jobs = committer.run_all([_logged(0), writes_then_fails, writes])
+    assert jobs[0].outcome() == 0 and jobs[2].outcome() == 1
+    with pytest.raises(ValueError, match="after its flush"):
+        jobs[1].outcome()
+    assert _projects(database) == ["again"]
     assert committer.groups == 1
 
 
