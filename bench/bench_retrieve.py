@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from pydicom.uid import generate_uid
 
-from bench_store import PYTHON, free_port, make_instance, wait_http
+from bench_store import PYTHON, free_port, make_instance, settle_writes, wait_http
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 SERIES = 4
@@ -206,6 +206,7 @@ def main() -> int:
                 base.mkdir()
                 # Kept until the end: deleting a run's files slows the next run's file
                 # creations on ext4 without a journal (see bench_store.stop).
+                settle_writes()
                 times[name].append(system(base, port, study, args.count))
                 print(
                     f"  run {index + 1} {name}: {args.count / times[name][-1]:.1f} inst/s",
