@@ -63,7 +63,10 @@ DEFAULT_RETURN_KEYS: dict[QueryLevel, tuple[str, ...]] = {
     ),
 }
 
-_MAX_VALUE = 1024
+_MAX_VALUE = 1024  # one matching value
+# The longest value a string element can hold in explicit VR (a 2-byte length): a list of UIDs
+# (a retrieve asks for up to 500 SOP Instance UIDs at once) is bounded by that, not by one value.
+_MAX_ELEMENT = 65_534
 
 
 def level_of(value: str) -> QueryLevel:
@@ -88,10 +91,11 @@ def _check_keyword(keyword: str) -> None:
 def _matching_value(keyword: str, value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, list | tuple):
-        value = "\\".join(str(item).strip() for item in value)
-    text = str(value)
-    if len(text) > _MAX_VALUE or any(ord(c) < 0x20 for c in text):
+    many = isinstance(value, list | tuple)
+    items = [str(item).strip() for item in value] if many else [str(value)]
+    text = "\\".join(items)
+    too_long = len(text) > _MAX_ELEMENT or any(len(item) > _MAX_VALUE for item in items)
+    if too_long or any(ord(c) < 0x20 for c in text):
         raise InvalidInputError(f"{keyword}: not a valid matching value")
     return text
 

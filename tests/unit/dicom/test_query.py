@@ -36,6 +36,16 @@ def test_identifier_carries_keys_and_return_keys() -> None:
     assert ds.BodyPartExamined == "" and ds.SeriesInstanceUID == ""
 
 
+def test_a_retrieve_can_ask_for_500_instances_by_uid() -> None:
+    # As a retry or a part of a series does: 500 UIDs of 64 characters, one element of 32 KB,
+    # more than one matching value may hold but well inside an explicit VR element.
+    uids = [f"1.2.826.0.1.3680043.8.498.{n:038d}" for n in range(500)]
+    assert all(len(uid) == 64 for uid in uids)
+    ds = build_identifier(QueryLevel.IMAGE, {"StudyInstanceUID": "1.2", "SOPInstanceUID": uids})
+    assert list(ds.SOPInstanceUID) == uids
+    assert encode(ds, False, True) is not None  # explicit VR little endian: 2-byte lengths
+
+
 def test_study_level_modality_is_modalities_in_study() -> None:
     ds = build_identifier(QueryLevel.STUDY, {"Modality": "MR", "StudyDate": "20240101-"})
     assert ds.ModalitiesInStudy == "MR" and "Modality" not in ds
@@ -54,6 +64,8 @@ def test_levels(name: str) -> None:
         ({"PatientIdd": "x"}, [], "PatientIdd"),
         ({"PatientID": "a\nb"}, [], "PatientID"),
         ({"PatientID": "x" * 2000}, [], "PatientID"),
+        ({"PatientID": ["x", "y" * 2000]}, [], "PatientID"),
+        ({"SOPInstanceUID": ["1.2.3." + "4" * 58] * 1100}, [], "SOPInstanceUID"),
         ({}, ["ReferencedSeriesSequence"], "sequence"),
         ({}, ["NoSuchKeyword"], "NoSuchKeyword"),
     ],
