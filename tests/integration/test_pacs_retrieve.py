@@ -20,6 +20,7 @@ from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import WindowClosedError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake
+from dicomgate.sources.pacs import retrieve
 from dicomgate.sources.pacs.batch import Target, retrieve_targets
 from dicomgate.sources.pacs.ledger import MemoryLedger
 from dicomgate.sources.pacs.retrieve import list_expected, retrieve_all
@@ -104,6 +105,35 @@ def test_c_get_on_our_association(peer: Peer, intake: Intake, tmp_path: Path) ->
     assert ledger.counts() == {"stored": len(study.sop_uids)}
     assert _stored_uids(intake) == set(study.sop_uids)
     assert all(c.ok and c.method == "c-get" for _, c in ledger.requests)
+
+
+@pytest.mark.parametrize("method", ["c-move", "c-get"])
+def test_series_are_split_over_spare_associations(
+    peer: Peer, intake: Intake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    # Two series of three, four associations allowed, parts of one instance or more: each
+    # series becomes two requests by SOP Instance UID list, which Orthanc answers.
+    monkeypatch.setattr(retrieve, "_PART_AT_LEAST", 1)
+    study = peer.studies[0]
+    service = peer.service(intake, tmp_path, retrieve_method=method, max_associations=4)
+    receiver = Receiver(service.settings, intake) if method == "c-move" else None
+    try:
+        ledger = _retrieve(service, study)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    assert _stored_uids(intake) == set(study.sop_uids)
+    assert sorted((c.level, c.completed) for _, c in ledger.requests) == [
+        ("IMAGE", 1),
+        ("IMAGE", 1),
+        ("IMAGE", 2),
+        ("IMAGE", 2),
+    ]
+    assert all(c.ok and c.method == method for _, c in ledger.requests)
+    with intake.db.reader() as session:
+        sources = set(session.scalars(select(StagingSession.source_key)))
+    assert sources == {"pacs:job:job-under-test"}
 
 
 def test_c_get_stores_are_taken_from_the_pdus(

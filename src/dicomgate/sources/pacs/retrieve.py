@@ -33,6 +33,7 @@ from dicomgate.sources.scp import store_status
 log = logging.getLogger(__name__)
 
 _RETRY_BY_UID_LIST = 500  # a retry asks for the missing instances by UID up to this many
+_PART_AT_LEAST = 50  # a series is split for spare associations into parts of this many or more
 _SETTLE_POLLS = (0.05, 0.1, 0.2, 0.5)  # seconds between looks at the index, then 0.5 s
 
 
@@ -198,15 +199,21 @@ class Retriever:
             self.clock.sleep(delay)
             waited += delay
 
-    def retrieve_series(self, instances: list[ExpectedInstance], ledger: Ledger) -> set[str]:
-        """Retrieve one series' pending instances, with retries; return the missing UIDs."""
+    def retrieve_series(
+        self, instances: list[ExpectedInstance], ledger: Ledger, whole: bool = True
+    ) -> set[str]:
+        """Retrieve one series' pending instances, with retries; return the missing UIDs.
+
+        ``whole=False``: ``instances`` are a part of the series (at most
+        ``_RETRY_BY_UID_LIST``), always asked for by UID list, never as the series.
+        """
         wanted = {item.sop_uid for item in instances}
         todo = list(instances)
         arrived: dict[str, ReceiveResult] = {}
         for attempt in range(self.policy.attempts):
-            whole = attempt == 0 or len(todo) > _RETRY_BY_UID_LIST
+            as_series = whole and (attempt == 0 or len(todo) > _RETRY_BY_UID_LIST)
             try:
-                counts, got = self.request(todo, whole_series=whole)
+                counts, got = self.request(todo, whole_series=as_series)
             except WindowClosedError:
                 raise
             except RemoteNodeError as exc:
@@ -248,34 +255,76 @@ def retrieve_all(
     for item in todo:
         if item.sop_uid in pending:
             series.setdefault(item.series_uid, []).append(item)
-    _retrieve_series_concurrently(retriever, series, ledger, progress)
+    parts = split_series(series, retriever.node.max_associations)
+    _retrieve_parts_concurrently(retriever, parts, ledger, progress)
 
 
-def _retrieve_series_concurrently(
+@dataclass(frozen=True, slots=True)
+class SeriesPart:
+    """What one retrieve request asks for: a series' pending instances, or a part of them."""
+
+    series_uid: str
+    instances: list[ExpectedInstance]
+    whole: bool  # all of the series' pending instances: asked for as the series first
+
+
+def split_series(
+    series: Mapping[str, list[ExpectedInstance]], associations: int
+) -> list[SeriesPart]:
+    """Return the requests of a retrieve: one per series, split to use spare associations.
+
+    The node sends the instances of one request one after the other, each waiting for our
+    answer, so a study of one large series came over one association while the node allowed
+    more. While there are fewer requests than ``associations``, the largest one is split in
+    two (each part at least ``_PART_AT_LEAST`` instances), asked for by SOP Instance UID list
+    (PS3.4 C.4.2.2.1, as a retry asks for missing instances); a part longer than such a list
+    may be (``_RETRY_BY_UID_LIST``) is cut into lists that long.
+    """
+    parts = [SeriesPart(uid, items, True) for uid, items in series.items()]
+    while len(parts) < associations:
+        largest = max(parts, key=lambda part: len(part.instances), default=None)
+        if largest is None or len(largest.instances) < 2 * _PART_AT_LEAST:
+            break
+        parts.remove(largest)
+        half = len(largest.instances) // 2
+        for instances in (largest.instances[:half], largest.instances[half:]):
+            parts.append(SeriesPart(largest.series_uid, instances, False))
+    return [piece for part in parts for piece in _uid_lists(part)]
+
+
+def _uid_lists(part: SeriesPart) -> list[SeriesPart]:
+    if part.whole or len(part.instances) <= _RETRY_BY_UID_LIST:
+        return [part]
+    size = _RETRY_BY_UID_LIST
+    chunks = (part.instances[i : i + size] for i in range(0, len(part.instances), size))
+    return [SeriesPart(part.series_uid, chunk, False) for chunk in chunks]
+
+
+def _retrieve_parts_concurrently(
     retriever: Retriever,
-    series: dict[str, list[ExpectedInstance]],
+    parts: list[SeriesPart],
     ledger: Ledger,
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Retrieve series side by side, as many at once as the node allows associations.
+    """Retrieve series (or parts) side by side, as many at once as the node allows associations.
 
-    A closed window (or any unexpected error) stops new series from starting; the ones in
+    A closed window (or any unexpected error) stops new requests from starting; the ones in
     flight finish, then the first error is raised.
     """
 
-    def one(series_uid: str, instances: list[ExpectedInstance]) -> None:
-        missing = retriever.retrieve_series(instances, ledger)
+    def one(part: SeriesPart) -> None:
+        missing = retriever.retrieve_series(part.instances, ledger, whole=part.whole)
         for uid in sorted(missing):
             reason = f"not received after {retriever.policy.attempts} attempts"
-            ledger.record_missing(uid, reason, {"series_uid": series_uid})
+            ledger.record_missing(uid, reason, {"series_uid": part.series_uid})
         if progress:
-            progress(len(instances))
+            progress(len(part.instances))
 
-    workers = max(1, min(retriever.node.max_associations, len(series)))
+    workers = max(1, min(retriever.node.max_associations, len(parts)))
     errors: list[BaseException] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="retrieve") as pool:
         running: set[Future[None]] = set()
-        for series_uid, instances in series.items():
+        for part in parts:
             if errors or ledger.cancelled():
                 break
             if len(running) >= workers:
@@ -283,7 +332,7 @@ def _retrieve_series_concurrently(
                 errors.extend(e for f in finished if (e := f.exception()) is not None)
                 if errors:
                     break
-            running.add(pool.submit(one, series_uid, instances))
+            running.add(pool.submit(one, part))
         for future in running:
             if (error := future.exception()) is not None:
                 errors.append(error)
