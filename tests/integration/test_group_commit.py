@@ -148,16 +148,34 @@ def _projects(database: Database) -> list[str]:
         return sorted(session.scalars(select(Project.id)))
 
 
-def test_a_failed_statement_in_a_group_is_undone_alone(database: Database) -> None:
-    # On PostgreSQL the failed INSERT aborts the transaction until the savepoint is undone.
+def _insert_statement(session: Session) -> None:
+    session.execute(text("INSERT INTO projects (id, name, description) VALUES ('taken', '', '')"))
+
+
+def _insert_orm(session: Session) -> None:
+    session.add(Project(id="taken"))
+    session.flush()
+
+
+@pytest.mark.parametrize(
+    ("insert", "groups"),
+    [
+        # On PostgreSQL the failed INSERT aborts the transaction until the savepoint is undone.
+        (_insert_statement, 1),
+        # A failed flush rolls the session's whole transaction back, the units before it
+        # with it: the group runs again in a new transaction (SQLAlchemy's savepoints).
+        (_insert_orm, 2),
+    ],
+)
+def test_a_unit_failing_on_a_duplicate_key_is_undone_alone(
+    database: Database, insert: Callable[[Session], None], groups: int
+) -> None:
     _project(database, "taken")
     committer = GroupCommit(database)
 
     def duplicate(session: Session) -> int:
         log_change(session, "test", "test", 99)
-        session.execute(
-            text("INSERT INTO projects (id, name, description) VALUES ('taken', '', '')")
-        )
+        insert(session)
         return 1
 
     jobs = committer.run_all([_logged(0), duplicate, _logged(2)])
@@ -165,27 +183,7 @@ def test_a_failed_statement_in_a_group_is_undone_alone(database: Database) -> No
     with pytest.raises(IntegrityError):
         jobs[1].outcome()
     assert _changes(database) == [0, 2]
-    assert committer.groups == 1
-
-
-def test_a_failed_orm_flush_in_a_group_runs_the_group_again(database: Database) -> None:
-    # A failed flush rolls the session's whole transaction back, the units before it with it:
-    # the group runs again in a new transaction, where only the failing unit is undone.
-    _project(database, "taken")
-    committer = GroupCommit(database)
-
-    def duplicate(session: Session) -> int:
-        log_change(session, "test", "test", 99)
-        session.add(Project(id="taken"))
-        session.flush()
-        return 1
-
-    jobs = committer.run_all([_logged(0), duplicate, _logged(2)])
-    assert jobs[0].outcome() == 0 and jobs[2].outcome() == 2
-    with pytest.raises(IntegrityError):
-        jobs[1].outcome()
-    assert _changes(database) == [0, 2]
-    assert committer.groups == 2  # the lost transaction, then the group once more
+    assert committer.groups == groups
 
 
 def test_rows_a_failed_unit_wrote_are_forgotten_by_the_session(database: Database) -> None:
