@@ -23,10 +23,16 @@ from dicomgate.intake.receive import Intake
 from dicomgate.sources.pacs import retrieve
 from dicomgate.sources.pacs.batch import Target, retrieve_targets
 from dicomgate.sources.pacs.ledger import MemoryLedger
-from dicomgate.sources.pacs.retrieve import list_expected, retrieve_all
+from dicomgate.sources.pacs.retrieve import (
+    ExpectedInstance,
+    RetrievePolicy,
+    list_expected,
+    retrieve_all,
+)
 from dicomgate.sources.pacs.service import PacsService
 from dicomgate.sources.scp import Receiver
 from dicomgate.sources.scp_processes import ReceiverProcesses
+from tests.conftest import _free_port
 from tests.fake_clock import FakeClock
 from tests.integration.pacs_corpus import CorpusStudy, instance
 from tests.integration.pacs_peer import Peer, start_peer
@@ -134,6 +140,26 @@ def test_series_are_split_over_spare_associations(
     with intake.db.reader() as session:
         sources = set(session.scalars(select(StagingSession.source_key)))
     assert sources == {"pacs:job:job-under-test"}
+
+
+@pytest.mark.parametrize(("whole", "levels"), [(True, ["SERIES", "IMAGE"]), (False, ["IMAGE"] * 2)])
+def test_a_failed_request_is_recorded_at_the_level_it_asked(
+    peer: Peer, intake: Intake, tmp_path: Path, whole: bool, levels: list[str]
+) -> None:
+    # Nothing listens on the node's port: every request fails as a remote-node error. A series
+    # is asked for as the series, then its missing instances by UID list; a part by UID list.
+    service = peer.service(intake, tmp_path, retrieve_method="c-get", port=_free_port())
+    retriever = service.retriever("orthanc", ORIGIN)
+    retriever.policy = RetrievePolicy(attempts=2, backoff=0.0)
+    study = peer.studies[0]
+    series_uid, sop_uids = next(iter(study.series.items()))
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    instances = [ExpectedInstance(uid, ct, series_uid, study.study_uid) for uid in sop_uids]
+    ledger = MemoryLedger()
+    missing = retriever.retrieve_series(instances, ledger, whole=whole)
+    assert missing == set(sop_uids)
+    assert [counts.level for _, counts in ledger.requests] == levels
+    assert all(counts.error and not counts.ok for _, counts in ledger.requests)
 
 
 def test_c_get_stores_are_taken_from_the_pdus(

@@ -217,7 +217,9 @@ class Retriever:
             except WindowClosedError:
                 raise
             except RemoteNodeError as exc:
-                counts = RetrieveCounts(self.node.retrieve_method.value, "SERIES", error=str(exc))
+                level = QueryLevel.SERIES if as_series else QueryLevel.IMAGE
+                method = self.node.retrieve_method.value
+                counts = RetrieveCounts(method, level.value, error=str(exc))
                 got = {}
             ledger.record_request(instances[0].series_uid, counts)
             merged = arrived | {uid: res for uid, res in got.items() if uid in wanted}
