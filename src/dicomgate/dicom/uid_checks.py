@@ -28,48 +28,43 @@ from pynetdicom import _config
 CACHED = 4096
 """UIDs remembered per check; a full cache forgets the least recently used."""
 
-PydicomCheck = Callable[[str, Any], tuple[bool, str]]
-PynetdicomCheck = Callable[[Any], tuple[bool, str]]
+Check = Callable[..., tuple[bool, str]]
 
 
-class RememberedPydicomCheck:
-    """pydicom's validator ``check(vr, value)`` with its answers remembered."""
-
-    def __init__(self, check: PydicomCheck) -> None:
-        self.__wrapped__ = check
-        self._cached = lru_cache(maxsize=CACHED)(check)
-
-    def __call__(self, vr: str, value: Any) -> tuple[bool, str]:
-        """Return ``(valid, reason)`` for ``value`` as pydicom's check does."""
-        try:
-            return self._cached(vr, value)
-        except TypeError:  # a value that cannot be a key (a list): checked as before
-            return self.__wrapped__(vr, value)
-
-    def cache_info(self) -> Any:
-        """Return the cache's ``functools`` statistics."""
-        return self._cached.cache_info()
+def _no_context() -> None:
+    return None
 
 
-class RememberedPynetdicomCheck:
-    """pynetdicom's validator ``check(value)`` with its answers remembered.
+def conformance_switch() -> bool:
+    """Return pynetdicom's UID conformance switch, which its UID check's answer depends on."""
+    return bool(_config.ENFORCE_UID_CONFORMANCE)
 
-    Its answer depends on ``_config.ENFORCE_UID_CONFORMANCE`` too, read at each call.
+
+class RememberedCheck:
+    """A validator (pydicom's ``check(vr, value)``, pynetdicom's ``check(value)``) remembered.
+
+    Parameters
+    ----------
+    check
+        The library's check; its answer depends on its arguments and on ``context()``.
+    context
+        Read at each call and made part of the key (pynetdicom's conformance switch).
     """
 
-    def __init__(self, check: PynetdicomCheck) -> None:
+    def __init__(self, check: Check, context: Callable[[], object] = _no_context) -> None:
         self.__wrapped__ = check
+        self._context = context
         self._cached = lru_cache(maxsize=CACHED)(self._check)
 
-    def _check(self, value: Any, _enforce: bool) -> tuple[bool, str]:
-        return self.__wrapped__(value)
+    def _check(self, _context: object, *args: Any) -> tuple[bool, str]:
+        return self.__wrapped__(*args)
 
-    def __call__(self, value: Any) -> tuple[bool, str]:
-        """Return ``(valid, reason)`` for ``value`` as pynetdicom's check does."""
+    def __call__(self, *args: Any) -> tuple[bool, str]:
+        """Return ``(valid, reason)`` as the library's check does."""
         try:
-            return self._cached(value, _config.ENFORCE_UID_CONFORMANCE)
-        except TypeError:
-            return self.__wrapped__(value)
+            return self._cached(self._context(), *args)
+        except TypeError:  # a value that cannot be a key (a list): checked as before
+            return self.__wrapped__(*args)
 
     def cache_info(self) -> Any:
         """Return the cache's ``functools`` statistics."""
@@ -78,10 +73,10 @@ class RememberedPynetdicomCheck:
 
 def _install() -> None:
     """Put the remembering checks in place of pydicom's and pynetdicom's (once)."""
-    if isinstance(valuerep.VALIDATORS["UI"], RememberedPydicomCheck):
+    if isinstance(valuerep.VALIDATORS["UI"], RememberedCheck):
         return
-    valuerep.VALIDATORS["UI"] = RememberedPydicomCheck(valuerep.VALIDATORS["UI"])
-    _config.VALIDATORS["UI"] = RememberedPynetdicomCheck(_config.VALIDATORS["UI"])
+    valuerep.VALIDATORS["UI"] = RememberedCheck(valuerep.VALIDATORS["UI"])
+    _config.VALIDATORS["UI"] = RememberedCheck(_config.VALIDATORS["UI"], conformance_switch)
     is_valid = lru_cache(maxsize=CACHED)(UID.is_valid.fget)  # type: ignore[attr-defined]
     UID.is_valid = property(is_valid)  # type: ignore[method-assign,assignment]
 

@@ -25,16 +25,16 @@ def enforce_conformance() -> Iterator[None]:
     _config.ENFORCE_UID_CONFORMANCE = before
 
 
-def _installed_pydicom_check() -> uid_checks.RememberedPydicomCheck:
+def _installed_pydicom_check() -> uid_checks.RememberedCheck:
     check = valuerep.VALIDATORS["UI"]
-    assert isinstance(check, uid_checks.RememberedPydicomCheck)
+    assert isinstance(check, uid_checks.RememberedCheck)
     return check
 
 
 def test_installed_once_in_place_of_the_libraries_checks() -> None:
     pydicom_check = valuerep.VALIDATORS["UI"]
     pynetdicom_check = _config.VALIDATORS["UI"]
-    assert isinstance(pydicom_check, uid_checks.RememberedPydicomCheck)
+    assert isinstance(pydicom_check, uid_checks.RememberedCheck)
     assert pydicom_check.__wrapped__ is valuerep.validate_length_and_type_and_regex
     uid_checks._install()
     assert valuerep.VALIDATORS["UI"] is pydicom_check
@@ -75,8 +75,8 @@ def test_values_that_cannot_be_remembered_are_checked_as_before() -> None:
 
 def test_the_caches_are_bounded() -> None:
     # Every instance brings new SOP Instance UIDs: the caches must not grow with them.
-    check = uid_checks.RememberedPydicomCheck(valuerep.validate_length_and_type_and_regex)
-    netcheck = uid_checks.RememberedPynetdicomCheck(validate_ui)
+    check = uid_checks.RememberedCheck(valuerep.validate_length_and_type_and_regex)
+    netcheck = uid_checks.RememberedCheck(validate_ui, uid_checks.conformance_switch)
     for index in range(uid_checks.CACHED + 100):
         assert check("UI", f"1.2.3.{index}") == (True, "")
         assert netcheck(UID(f"1.2.3.{index}")) == (True, "")
