@@ -154,7 +154,7 @@ def test_a_failed_request_is_recorded_at_the_level_it_asked(
     study = peer.studies[0]
     series_uid, sop_uids = next(iter(study.series.items()))
     ct = "1.2.840.10008.5.1.4.1.1.2"
-    instances = [ExpectedInstance(uid, ct, series_uid, study.study_uid) for uid in sop_uids]
+    instances = [ExpectedInstance(uid, (ct,), series_uid, study.study_uid) for uid in sop_uids]
     ledger = MemoryLedger()
     missing = retriever.retrieve_series(instances, ledger, whole=whole)
     assert missing == set(sop_uids)
@@ -212,11 +212,63 @@ def test_retrieve_responses_are_decoded_from_the_pdus(
     ledger = _retrieve(peer.service(intake, tmp_path, retrieve_method=method), study)
     assert ledger.counts() == {"stored": len(study.sop_uids)}
     assert all(c.ok and c.completed for _, c in ledger.requests)
-    # The IMAGE-level find: a pending response per instance, a final success. The retrieve:
-    # Orthanc answers every sub-operation with a pending response, then a final success.
+    # The IMAGE-level find: a pending response per instance, a final success (a C-GET first
+    # asks for the study's SOP classes: one more). The retrieve: Orthanc answers every
+    # sub-operation with a pending response, then a final success.
     instances, requests = len(study.sop_uids), len(ledger.requests)
+    finds = 2 if method == "c-get" else 1
     assert decoded.count(0xFF00) >= instances + instances - requests
-    assert decoded.count(0x0000) == 1 + requests
+    assert decoded.count(0x0000) == finds + requests
+
+
+def _mixed_study(peer: Peer, patient_id: str) -> CorpusStudy:
+    """Upload a study of two SOP classes (a CT series and an MR series)."""
+    study = CorpusStudy(patient_id, "ECHO^EVA", generate_uid(), "20240301", "A" + patient_id, "CT")
+    for modality in ("CT", "MR"):
+        study.modality = modality
+        series = generate_uid()
+        for n in range(2):
+            peer.orthanc.upload(instance(study, series, n + 1))
+    return study
+
+
+def test_the_listing_asks_a_c_move_node_for_uids_only(
+    peer: Peer, intake: Intake, tmp_path: Path
+) -> None:
+    study = _mixed_study(peer, "PAT010")
+    client = peer.service(intake, tmp_path).retriever("orthanc", ORIGIN).client
+    expected = list_expected(client, QueryLevel.STUDY, study.study_uid)
+    assert {item.sop_uid for item in expected} == set(study.sop_uids)
+    assert {item.sop_classes for item in expected} == {()}  # a C-MOVE proposes no classes
+    assert {item.study_uid for item in expected} == {study.study_uid}
+
+
+@pytest.mark.parametrize("study_classes_answered", [True, False])
+def test_c_get_proposes_every_sop_class_of_the_study(
+    peer: Peer,
+    intake: Intake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    study_classes_answered: bool,
+) -> None:
+    # The classes come from the study's SOPClassesInStudy; from a node that does not answer
+    # it, from each instance's SOPClassUID.
+    study = _mixed_study(peer, f"PAT01{int(study_classes_answered) + 1}")
+    if not study_classes_answered:
+        monkeypatch.setattr(retrieve, "study_sop_classes", lambda client, uid: ())
+    service = peer.service(intake, tmp_path, retrieve_method="c-get")
+    expected = list_expected(
+        service.retriever("orthanc", ORIGIN).client, QueryLevel.STUDY, study.study_uid
+    )
+    classes = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}  # CT, MR
+    if study_classes_answered:
+        assert {item.sop_classes for item in expected} == {tuple(sorted(classes))}
+    else:
+        assert {c for item in expected for c in item.sop_classes} == classes
+        assert all(len(item.sop_classes) == 1 for item in expected)
+    ledger = _retrieve(service, study)
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    assert _stored_uids(intake) == set(study.sop_uids)
 
 
 @pytest.mark.usefixtures("receiver")

@@ -100,15 +100,22 @@ def _matching_value(keyword: str, value: Any) -> str:
     return text
 
 
+def _defaults(level: QueryLevel, wanted: bool) -> tuple[str, ...]:
+    return DEFAULT_RETURN_KEYS[level] if wanted else ()
+
+
 def build_identifier(
     level: QueryLevel,
     keys: Mapping[str, Any],
     return_keys: Iterable[str] = (),
+    defaults: bool = True,
 ) -> Dataset:
     """Return the C-FIND identifier for ``keys`` at ``level`` with ``return_keys`` requested.
 
     A ``Modality`` key at STUDY level is sent as ``ModalitiesInStudy`` (Modality is a series
-    attribute that many PACS ignore at study level).
+    attribute that many PACS ignore at study level). ``defaults=False`` leaves out the
+    level's ``DEFAULT_RETURN_KEYS``: a node may pay for every key asked (Orthanc reads each
+    instance's file for an IMAGE-level ``SOPClassUID``).
 
     Raises
     ------
@@ -117,7 +124,7 @@ def build_identifier(
     """
     identifier = Dataset()
     identifier.QueryRetrieveLevel = level.value
-    for keyword in (*DEFAULT_RETURN_KEYS[level], *return_keys):
+    for keyword in (*_defaults(level, defaults), *return_keys):
         _check_keyword(keyword)
         if keyword not in identifier:
             setattr(identifier, keyword, "" if dictionary_VR(keyword) != "IS" else None)
@@ -156,10 +163,12 @@ def result_dict(identifier: Dataset, keywords: Iterable[str]) -> dict[str, str]:
     return row
 
 
-def result_keywords(level: QueryLevel, keys: Mapping[str, Any], extra: Iterable[str]) -> list[str]:
-    """Return the ordered column names of a find result."""
+def result_keywords(
+    level: QueryLevel, keys: Mapping[str, Any], extra: Iterable[str], defaults: bool = True
+) -> list[str]:
+    """Return the ordered column names of a find result (as ``build_identifier`` asked)."""
     columns: list[str] = []
-    for keyword in (*DEFAULT_RETURN_KEYS[level], *keys, *extra):
+    for keyword in (*_defaults(level, defaults), *keys, *extra):
         study_modality = level is QueryLevel.STUDY and keyword == "Modality"
         name = "ModalitiesInStudy" if study_modality else keyword
         if name not in columns:

@@ -200,12 +200,20 @@ class RemoteNodeClient:
         return int(status.Status)
 
     def find(
-        self, level: QueryLevel, keys: Mapping[str, Any], return_keys: Iterable[str] = ()
+        self,
+        level: QueryLevel,
+        keys: Mapping[str, Any],
+        return_keys: Iterable[str] = (),
+        default_keys: bool = True,
     ) -> list[dict[str, str]]:
-        """Run one C-FIND and return every match as keyword -> string."""
+        """Run one C-FIND and return every match as keyword -> string.
+
+        ``default_keys=False`` asks for ``return_keys`` (and ``keys``) only, not the level's
+        usual columns.
+        """
         extra = list(return_keys)
-        identifier = build_identifier(level, keys, extra)
-        columns = result_keywords(level, keys, extra)
+        identifier = build_identifier(level, keys, extra, default_keys)
+        columns = result_keywords(level, keys, extra, default_keys)
         model = (
             PatientRootQueryRetrieveInformationModelFind
             if level is QueryLevel.PATIENT

@@ -36,6 +36,14 @@ def test_identifier_carries_keys_and_return_keys() -> None:
     assert ds.BodyPartExamined == "" and ds.SeriesInstanceUID == ""
 
 
+def test_an_identifier_without_the_default_keys_asks_only_what_is_named() -> None:
+    keys = {"StudyInstanceUID": "1.2.3"}
+    ds = build_identifier(QueryLevel.IMAGE, keys, ["SOPInstanceUID"], defaults=False)
+    assert {e.keyword for e in ds} == {"QueryRetrieveLevel", "StudyInstanceUID", "SOPInstanceUID"}
+    columns = result_keywords(QueryLevel.IMAGE, keys, ["SOPInstanceUID"], defaults=False)
+    assert columns == ["StudyInstanceUID", "SOPInstanceUID"]
+
+
 def test_a_retrieve_can_ask_for_500_instances_by_uid() -> None:
     # As a retry or a part of a series does: 500 UIDs of 64 characters, one element of 32 KB,
     # more than one matching value may hold but well inside an explicit VR element.

@@ -10,7 +10,7 @@ from dicomgate.sources.pacs.retrieve import ExpectedInstance, SeriesPart, split_
 
 def _series(uid: str, count: int) -> list[ExpectedInstance]:
     return [
-        ExpectedInstance(f"{uid}.{i}", "1.2.840.10008.5.1.4.1.1.2", uid, "1.2")
+        ExpectedInstance(f"{uid}.{i}", ("1.2.840.10008.5.1.4.1.1.2",), uid, "1.2")
         for i in range(count)
     ]
 

@@ -23,6 +23,7 @@ from dicomgate.dicom.nodes import RemoteNode, RetrieveMethod
 from dicomgate.dicom.politeness import Clock
 from dicomgate.dicom.query import QueryLevel
 from dicomgate.dicom.remote import RemoteNodeClient, RetrieveCounts
+from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import RemoteNodeError, WindowClosedError
 from dicomgate.intake.origin import Origin
 from dicomgate.intake.receive import Intake, Outcome, ReceiveResult, receive
@@ -35,14 +36,20 @@ log = logging.getLogger(__name__)
 _RETRY_BY_UID_LIST = 500  # a retry asks for the missing instances by UID up to this many
 _PART_AT_LEAST = 50  # a series is split for spare associations into parts of this many or more
 _SETTLE_POLLS = (0.05, 0.1, 0.2, 0.5)  # seconds between looks at the index, then 0.5 s
+_LISTED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 
 @dataclass(frozen=True, slots=True)
 class ExpectedInstance:
-    """One instance the node said it holds, from the IMAGE-level find."""
+    """One instance the node said it holds, from the IMAGE-level find.
+
+    ``sop_classes`` is what a C-GET must propose for it: its SOP Class UID when the node listed
+    it per instance, else the SOP classes of its study; empty for a C-MOVE, which never needs
+    them.
+    """
 
     sop_uid: str
-    sop_class: str
+    sop_classes: tuple[str, ...]
     series_uid: str
     study_uid: str
 
@@ -84,29 +91,63 @@ class RetrievePolicy:
 def list_expected(
     client: RemoteNodeClient, level: QueryLevel, uid: str, study_uid: str | None = None
 ) -> list[ExpectedInstance]:
-    """Return the instances of a patient, study or series, by IMAGE-level finds."""
+    """Return the instances of a patient, study or series, by IMAGE-level finds.
+
+    Only the UIDs are asked for: a node may pay for every key (Orthanc reads each instance's
+    file for ``SOPClassUID``, which doubled its answer's time). A C-GET also needs the SOP
+    classes to propose; they are asked once per study (``SOPClassesInStudy``), and per
+    instance only from a node that does not answer that.
+    """
     if level is QueryLevel.PATIENT:
-        studies = client.find(QueryLevel.STUDY, {"PatientID": uid})
+        studies = client.find(
+            QueryLevel.STUDY, {"PatientID": uid}, ["StudyInstanceUID"], default_keys=False
+        )
         found: list[ExpectedInstance] = []
-        for study in studies:
-            found.extend(list_expected(client, QueryLevel.STUDY, study["StudyInstanceUID"]))
+        for row in studies:
+            found.extend(list_expected(client, QueryLevel.STUDY, row["StudyInstanceUID"]))
         return found
-    keys: dict[str, str] = {"StudyInstanceUID": study_uid or uid}
+    study = study_uid or (uid if level is QueryLevel.STUDY else "")
+    keys: dict[str, str] = {"StudyInstanceUID": study}
     if level is QueryLevel.SERIES:
-        keys = {"StudyInstanceUID": study_uid or "", "SeriesInstanceUID": uid}
+        keys["SeriesInstanceUID"] = uid
     elif level is QueryLevel.IMAGE:
-        keys = {"StudyInstanceUID": study_uid or "", "SOPInstanceUID": uid}
-    rows = client.find(QueryLevel.IMAGE, keys)
+        keys["SOPInstanceUID"] = uid
+    classes: tuple[str, ...] = ()
+    if client.node.retrieve_method is RetrieveMethod.C_GET:
+        classes = study_sop_classes(client, study)
+    per_instance = client.node.retrieve_method is RetrieveMethod.C_GET and not classes
+    wanted = (*_LISTED, "SOPClassUID") if per_instance else _LISTED
+    rows = client.find(QueryLevel.IMAGE, keys, wanted, default_keys=False)
     return [
         ExpectedInstance(
             row["SOPInstanceUID"],
-            row["SOPClassUID"],
+            (row["SOPClassUID"],) if per_instance else classes,
             row["SeriesInstanceUID"],
             row["StudyInstanceUID"],
         )
         for row in rows
         if row["SOPInstanceUID"]
     ]
+
+
+def study_sop_classes(client: RemoteNodeClient, study_uid: str) -> tuple[str, ...]:
+    """Return the SOP classes the node lists for a study; empty when it lists none."""
+    if not study_uid:
+        return ()
+    try:
+        rows = client.find(
+            QueryLevel.STUDY,
+            {"StudyInstanceUID": study_uid},
+            ["SOPClassesInStudy"],
+            default_keys=False,
+        )
+    except WindowClosedError:
+        raise
+    except RemoteNodeError as exc:  # a node that refuses the key: each instance's is asked
+        log.info("node %s: no SOPClassesInStudy (%s)", client.node.name, exc)
+        return ()
+    listed = {uid for row in rows for uid in row["SOPClassesInStudy"].split("\\")}
+    return tuple(sorted(uid for uid in listed if is_valid_uid(uid)))
 
 
 def in_index(intake: Intake, uids: Iterable[str]) -> dict[str, int]:
@@ -178,7 +219,8 @@ class Retriever:
             level = QueryLevel.IMAGE
             keys["SOPInstanceUID"] = [item.sop_uid for item in instances]
         if self.node.retrieve_method is RetrieveMethod.C_GET:
-            return self._get(level, keys, {item.sop_class for item in instances})
+            classes = {uid for item in instances for uid in item.sop_classes}
+            return self._get(level, keys, classes)
         return self._move(level, keys)
 
     def _settle(self, wanted: set[str], arrived: dict[str, ReceiveResult]) -> None:
