@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from io import BufferedReader
 from pathlib import Path
 
-CHUNK = 4 * 1024 * 1024
-LARGE = 256 * 1024  # a file this large is read into its own write (see ``stream``)
+CHUNK = 2 * 1024 * 1024  # the largest write; data given whole at this size goes as it is
+FIRST = 64 * 1024  # the first write's buffer; each next one twice as large, up to CHUNK
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +45,6 @@ def _body(part: Part) -> Iterator[bytes]:
         yield part.data
     elif part.produce is not None:
         yield part.produce()
-    elif part.path is not None:
-        with part.path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                yield chunk
 
 
 def body_length(parts: list[Part], sizes: list[int], boundary: str) -> int:
@@ -62,50 +57,80 @@ def body_length(parts: list[Part], sizes: list[int], boundary: str) -> int:
 def stream(parts: Iterable[Part], boundary: str) -> Iterator[bytes | memoryview]:
     """Yield the encoded body: each part's head and data, then the closing delimiter.
 
-    Small pieces are gathered into writes of about ``CHUNK`` bytes; data of ``CHUNK`` bytes or
-    more goes as it is. A file of ``LARGE`` bytes or more is read straight into a buffer that
-    begins with the pieces gathered before it (its own head included), so its bytes are
-    copied once, from the file: joining them into the gathered writes had been more than
-    half of the time spent producing a study's body (38 -> 16 ms for 105 MB in 512 KiB
-    files). The rest of a file longer than ``CHUNK`` follows in ``CHUNK`` reads.
+    The body goes out in full buffers that heads are copied into and files are read straight
+    into (``_Writes``), growing from ``FIRST`` to ``CHUNK`` bytes: a study of 512 KiB files
+    had gone in one write per file, each a trip from the server's event loop to a thread and
+    back, and a 105 MB study came 1,342 -> 1,684 MB/s (median of 4 rounds of 5 retrievals)
+    in 2 MiB writes. Data of ``CHUNK`` bytes or more that is given or produced whole goes as
+    it is.
     """
-    pending: list[bytes] = []
-    size = 0
+    writes = _Writes()
     lead = b""
     for part in parts:
-        head = lead + _head(boundary, part)
+        yield from writes.add(lead + _head(boundary, part))
         lead = b"\r\n"
-        pending.append(head)
-        size += len(head)
-        if part.path is not None and (length := part.path.stat().st_size) >= LARGE:
-            with part.path.open("rb") as fh:
-                yield _read_after(pending, size, fh, min(length, CHUNK))
-                pending, size = [], 0
-                while chunk := fh.read(CHUNK):
-                    yield chunk
+        if part.path is not None:
+            yield from writes.add_file(part.path)
             continue
         for piece in _body(part):
-            if len(piece) >= CHUNK:  # produced or given whole: sent as it is
-                yield b"".join(pending)
-                yield piece
-                pending, size = [], 0
+            yield from writes.add(piece)
+    yield from writes.add(lead + f"--{boundary}--\r\n".encode("ascii"))
+    yield from writes.flush()
+
+
+class _Writes:
+    """The body's writes, each buffer filled before it goes.
+
+    Buffers grow from ``FIRST`` to ``CHUNK`` bytes, so a short body costs a small buffer, not
+    a zeroed ``CHUNK``. (Anonymous ``mmap`` buffers, which are not zeroed up front, halved a
+    study's rate: each write then faulted in fresh pages.)
+    """
+
+    def __init__(self) -> None:
+        self._view: memoryview | None = None
+        self._used = 0
+        self._next = FIRST
+
+    def _free(self) -> memoryview:
+        """Return the unwritten rest of the current buffer (a new one when there is none)."""
+        if self._view is None:
+            self._view = memoryview(bytearray(self._next))
+            self._used = 0
+            self._next = min(CHUNK, 2 * self._next)
+        return self._view[self._used :]
+
+    def flush(self) -> Iterator[memoryview]:
+        """Yield what the current buffer holds, if anything; the next piece starts a new one."""
+        if self._view is not None and self._used:
+            yield self._view[: self._used]
+        self._view, self._used = None, 0
+
+    def add(self, piece: bytes) -> Iterator[bytes | memoryview]:
+        """Copy ``piece`` in, or send it as it is when it is ``CHUNK`` bytes or more."""
+        if len(piece) >= CHUNK:
+            yield from self.flush()
+            yield piece
+            return
+        rest = memoryview(piece)
+        while rest:
+            room = self._free()
+            if not room:
+                yield from self.flush()
                 continue
-            pending.append(piece)
-            size += len(piece)
-            if size >= CHUNK:
-                yield b"".join(pending)
-                pending, size = [], 0
-    pending.append(lead + f"--{boundary}--\r\n".encode("ascii"))
-    yield b"".join(pending)
+            count = min(len(room), len(rest))
+            room[:count] = rest[:count]
+            self._used += count
+            rest = rest[count:]
 
-
-def _read_after(prefix: list[bytes], size: int, fh: BufferedReader, count: int) -> memoryview:
-    """Return ``prefix`` followed by up to ``count`` bytes read from ``fh``, in one buffer."""
-    view = memoryview(bytearray(size + count))
-    at = 0
-    for piece in prefix:
-        view[at : at + len(piece)] = piece
-        at += len(piece)
-    while at < len(view) and (got := fh.readinto(view[at:])):
-        at += got
-    return view[:at]
+    def add_file(self, path: Path) -> Iterator[memoryview]:
+        """Read the file straight into the buffers, up to its end."""
+        with path.open("rb", buffering=0) as fh:
+            while True:
+                room = self._free()
+                if not room:
+                    yield from self.flush()
+                    continue
+                got = fh.readinto(room)
+                if not got:
+                    return
+                self._used += got
