@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from io import BytesIO
 
 import numpy as np
 import pydicom
+import pytest
 from PIL import Image
 from pydicom.uid import UID
 from sqlalchemy import select
 
-from dicomgate.access.dicomweb.metadata import follow_once, follow_when_quiet
+from dicomgate.access.dicomweb.metadata import MetadataFollower, follow_once, follow_when_quiet
 from dicomgate.access.dicomweb.models import InstanceMetadata
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake, receive
@@ -262,3 +267,20 @@ def test_the_follower_stops_when_stores_arrive_and_goes_on_later(intake: Intake)
     assert follow_once(intake.db, intake.blobs, 100, 1024) == 5  # later: the rest, no more
     assert _prepared_count(intake) == 45
     assert follow_once(intake.db, intake.blobs, 100, 1024) == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own niceness is Linux's")
+def test_the_follower_thread_yields_the_cpu_to_serving(intake: Intake) -> None:
+    # Background work: right after a large load it took half the CPU from retrievals.
+    follower = MetadataFollower(intake.db, intake.blobs, 0.05, 10, 1024)
+    follower.start()
+    try:
+        thread = follower._thread.native_id
+        assert thread is not None
+        wanted = min(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 10, 19)
+        deadline = time.monotonic() + 5  # the thread lowers it first thing, on its own
+        while os.getpriority(os.PRIO_PROCESS, thread) != wanted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, thread) == wanted
+    finally:
+        follower.stop()
