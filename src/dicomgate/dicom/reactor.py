@@ -304,8 +304,13 @@ class EventDrivenDUL(DULServiceProvider):
             return
         if isinstance(raw, ssl.SSLSocket) and raw.pending():
             return
+        # A socket another thread reads for now (``held``, see ``access.dimse.takeover``) is
+        # not watched: its data would wake this loop again and again until that thread read
+        # it, and each turn took the GIL from the thread that was about to (a third of a
+        # C-GET's serving process); giving the socket back wakes this loop.
+        watched = [self._wake_r] if getattr(assoc_socket, "held", False) else [raw, self._wake_r]
         with contextlib.suppress(OSError):  # closed meanwhile: next loop sees it
-            if self._wake_r in wait_readable([raw, self._wake_r], TICK):
+            if self._wake_r in wait_readable(watched, TICK):
                 self._drain()  # only then: a read of an empty socket costs a call and a raise
 
     def run_reactor(self) -> None:

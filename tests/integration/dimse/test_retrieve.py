@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -349,3 +350,34 @@ def test_the_retrieve_takes_the_association_over_without_waiting_for_a_tick(
         code, output = done.returncode, done.stderr
     assert code == 0, output
     assert started == [True]
+
+
+def test_an_idle_reactor_does_not_watch_a_socket_the_retrieve_holds(
+    mover: Receiver, corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The C-GET's handler thread reads the requester's C-STORE responses itself. A reactor
+    # that still watched the socket woke for each one and looped until it was read, taking
+    # the GIL from the handler thread (a third of a C-GET's serving process).
+    waits: list[tuple[bool, bool]] = []  # (socket held, socket watched)
+    current = threading.local()
+    idle_wait, wait_readable = reactor.EventDrivenDUL._idle_wait, reactor.wait_readable
+
+    def recorded_idle_wait(self: reactor.EventDrivenDUL) -> None:
+        current.socket = self.socket
+        idle_wait(self)
+
+    def recorded_wait(watched: list[Any], timeout: float) -> Any:
+        sock = getattr(current, "socket", None)
+        if sock is not None:
+            waits.append((getattr(sock, "held", False), sock.socket in watched))
+        return wait_readable(watched, timeout)
+
+    monkeypatch.setattr(reactor.EventDrivenDUL, "_idle_wait", recorded_idle_wait)
+    monkeypatch.setattr(reactor, "wait_readable", recorded_wait)
+    study = corpus.studies[0]
+    query = keys(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+    done = run("getscu", mover.port, "-S", "-od", str(tmp_path), *query)
+    assert done.returncode == 0, done.stderr
+    assert any(held for held, _ in waits)  # the reactor did wait while the socket was held
+    assert not any(held and watched for held, watched in waits)
+    assert any(watched for held, watched in waits if not held)  # and watches it otherwise

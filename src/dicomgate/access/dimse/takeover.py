@@ -39,7 +39,12 @@ _PENDING = (0xFF00, 0xFF01)
 
 
 class _HeldSocket(AssociationSocket):
-    """pynetdicom's socket that tells the reactor nothing is waiting while it is held."""
+    """pynetdicom's socket that tells the reactor nothing is waiting while it is held.
+
+    ``held`` also keeps an idle reactor (``dicom.reactor``) from watching the socket.
+    """
+
+    held = True
 
     @property
     def ready(self) -> bool:
@@ -116,6 +121,9 @@ class Takeover:
             sock.__dict__.pop(_HOLD, None)
             sock.__class__ = AssociationSocket
             self.assoc.dul._idle_timer.restart()  # it saw no traffic while held
+            wake = getattr(self.assoc.dul, "wake", None)
+            if wake is not None:  # it waits on its wake-up alone while the socket is held
+                wake()
 
     def _send_msg(self, primitive: Any, context_id: int) -> None:
         wire = self.wire
