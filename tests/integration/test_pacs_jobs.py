@@ -114,7 +114,9 @@ def test_c_get_job_with_a_series_deleted_while_it_waited(
         for n in range(2):
             peer.orthanc.upload(instance(study, series, n + 1))
     job_id = _submit(jobs, service, study)
-    clock.script = [night, day]  # the find runs at night, the window has closed for the get
+    # The finds (the study's SOP classes, its instances) run at night; the window has closed
+    # for the get.
+    clock.script = [night, night, day]
     jobs.engine.run(job_id)
     assert jobs.get(job_id).status is JobStatus.WAITING
     peer.delete_series(gone)  # gone from the PACS while the job waited
