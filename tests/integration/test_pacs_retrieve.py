@@ -271,6 +271,21 @@ def test_c_get_proposes_every_sop_class_of_the_study(
     assert _stored_uids(intake) == set(study.sop_uids)
 
 
+def test_a_c_get_retry_proposes_the_classes_the_study_list_left_out(
+    peer: Peer, intake: Intake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A node whose SOPClassesInStudy names CT only: the MR series' sub-operations fail for want
+    # of a context; the retry asks those instances' own SOP class and gets them.
+    study = _mixed_study(peer, "PAT013")
+    ct = ("1.2.840.10008.5.1.4.1.1.2",)
+    monkeypatch.setattr(retrieve, "study_sop_classes", lambda client, uid: ct)
+    ledger = _retrieve(peer.service(intake, tmp_path, retrieve_method="c-get"), study)
+    assert ledger.counts() == {"stored": len(study.sop_uids)}
+    assert _stored_uids(intake) == set(study.sop_uids)
+    requests = sorted((c.level, c.completed) for _, c in ledger.requests)
+    assert requests == [("IMAGE", 2), ("SERIES", 0), ("SERIES", 2)]
+
+
 @pytest.mark.usefixtures("receiver")
 def test_rerun_skips_what_is_already_retrieved(peer: Peer, intake: Intake, tmp_path: Path) -> None:
     service = peer.service(intake, tmp_path)

@@ -13,7 +13,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -241,6 +241,34 @@ class Retriever:
             self.clock.sleep(delay)
             waited += delay
 
+    def _with_own_classes(self, todo: list[ExpectedInstance]) -> list[ExpectedInstance]:
+        """Return ``todo`` with each instance's own SOP class added, as the node lists it.
+
+        For a C-GET's retry: a study's ``SOPClassesInStudy`` that left a class out had its
+        instances' sub-operations fail for want of a presentation context.
+        """
+        first, own = todo[0], dict[str, str]()
+        for start in range(0, len(todo), _RETRY_BY_UID_LIST):
+            keys = {
+                "StudyInstanceUID": first.study_uid,
+                "SeriesInstanceUID": first.series_uid,
+                "SOPInstanceUID": [i.sop_uid for i in todo[start : start + _RETRY_BY_UID_LIST]],
+            }
+            try:
+                rows = self.client.find(QueryLevel.IMAGE, keys, ["SOPClassUID"], False)
+            except WindowClosedError:
+                raise
+            except RemoteNodeError as exc:  # the retry goes on with the classes it has
+                log.info("node %s: no SOP classes for a retry (%s)", self.node.name, exc)
+                return todo
+            own.update({row["SOPInstanceUID"]: row["SOPClassUID"] for row in rows})
+        return [
+            replace(item, sop_classes=tuple(sorted({*item.sop_classes, own[item.sop_uid]})))
+            if is_valid_uid(own.get(item.sop_uid)) and own[item.sop_uid] not in item.sop_classes
+            else item
+            for item in todo
+        ]
+
     def retrieve_series(
         self, instances: list[ExpectedInstance], ledger: Ledger, whole: bool = True
     ) -> set[str]:
@@ -255,6 +283,8 @@ class Retriever:
         for attempt in range(self.policy.attempts):
             as_series = whole and (attempt == 0 or len(todo) > _RETRY_BY_UID_LIST)
             try:
+                if attempt and self.node.retrieve_method is RetrieveMethod.C_GET:
+                    todo = self._with_own_classes(todo)
                 counts, got = self.request(todo, whole_series=as_series)
             except WindowClosedError:
                 raise
