@@ -113,9 +113,10 @@ def list_expected(
     elif level is QueryLevel.IMAGE:
         keys["SOPInstanceUID"] = uid
     classes: tuple[str, ...] = ()
+    per_instance = False
     if client.node.retrieve_method is RetrieveMethod.C_GET:
         classes = study_sop_classes(client, study)
-    per_instance = client.node.retrieve_method is RetrieveMethod.C_GET and not classes
+        per_instance = not classes
     wanted = (*_LISTED, "SOPClassUID") if per_instance else _LISTED
     rows = client.find(QueryLevel.IMAGE, keys, wanted, default_keys=False)
     return [
@@ -134,20 +135,27 @@ def study_sop_classes(client: RemoteNodeClient, study_uid: str) -> tuple[str, ..
     """Return the SOP classes the node lists for a study; empty when it lists none."""
     if not study_uid:
         return ()
-    try:
-        rows = client.find(
-            QueryLevel.STUDY,
-            {"StudyInstanceUID": study_uid},
-            ["SOPClassesInStudy"],
-            default_keys=False,
-        )
-    except WindowClosedError:
-        raise
-    except RemoteNodeError as exc:  # a node that refuses the key: each instance's is asked
-        log.info("node %s: no SOPClassesInStudy (%s)", client.node.name, exc)
-        return ()
+    keys = {"StudyInstanceUID": study_uid}
+    rows = _optional_find(client, QueryLevel.STUDY, keys, "SOPClassesInStudy") or []
     listed = {uid for row in rows for uid in row["SOPClassesInStudy"].split("\\")}
     return tuple(sorted(uid for uid in listed if is_valid_uid(uid)))
+
+
+def _optional_find(
+    client: RemoteNodeClient, level: QueryLevel, keys: Mapping[str, Any], wanted: str
+) -> list[dict[str, str]] | None:
+    """Return the rows of a find for ``wanted`` (and ``keys``) only; None when the node fails it.
+
+    For keys a retrieve can do without (the SOP classes a C-GET proposes): a node that refuses
+    them is logged, not an error. A closed window still stops the retrieve.
+    """
+    try:
+        return client.find(level, keys, [wanted], default_keys=False)
+    except WindowClosedError:
+        raise
+    except RemoteNodeError as exc:
+        log.info("node %s: no %s (%s)", client.node.name, wanted, exc)
+        return None
 
 
 def in_index(intake: Intake, uids: Iterable[str]) -> dict[str, int]:
@@ -254,13 +262,9 @@ class Retriever:
                 "SeriesInstanceUID": first.series_uid,
                 "SOPInstanceUID": [i.sop_uid for i in todo[start : start + _RETRY_BY_UID_LIST]],
             }
-            try:
-                rows = self.client.find(QueryLevel.IMAGE, keys, ["SOPClassUID"], False)
-            except WindowClosedError:
-                raise
-            except RemoteNodeError as exc:  # the retry goes on with the classes it has
-                log.info("node %s: no SOP classes for a retry (%s)", self.node.name, exc)
-                return todo
+            rows = _optional_find(self.client, QueryLevel.IMAGE, keys, "SOPClassUID")
+            if rows is None:
+                return todo  # the retry goes on with the classes it has
             own.update({row["SOPInstanceUID"]: row["SOPClassUID"] for row in rows})
         return [
             replace(item, sop_classes=tuple(sorted({*item.sop_classes, own[item.sop_uid]})))
