@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/bench_retrieve.py [--count N] [--size small|large]
 Generates one study of N CT-like instances (explicit VR little endian; "small" 64x64 8-bit,
 "large" 512x512 16-bit), starts dicomgate and Orthanc on fresh data folders and stores the
 study into both with ``storescu``, and waits until dicomgate prepared the study's metadata
-(background work after a load, see ``wait_for_metadata``). Then, alternating the two
+(background work after a load, see ``bench_store.wait_prepared``). Then, alternating the two
 systems, it retrieves the whole study with dcmtk: ``movescu`` to a dcmtk ``storescp
 --ignore`` (a sink that reads and acknowledges without writing, so the destination's disk
 does not weigh in) and ``getscu --ignore``. Prints instances/s, MB/s and the
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from bench_store import (
     stop,
     storescu_cmd,
     wait_http,
+    wait_prepared,
 )
 
 SINK_AE = "SINK"
@@ -158,24 +158,6 @@ def load(server: Server, folder: Path) -> None:
         raise RuntimeError(f"loading {server.name} failed: {done.stderr.decode()[-2000:]}")
 
 
-def wait_for_metadata(server: Server, count: int, timeout: float = 600) -> float:
-    """Wait until dicomgate's follower prepared every instance's metadata; return seconds.
-
-    The follower prepares DICOM JSON in the background once intake is quiet; until then it
-    shares the CPU with whatever is served (at a lower priority). A retrieve from the archive
-    normally comes long after the load, so it is measured once that one-time work is done.
-    """
-    start = time.perf_counter()
-    index = server.workdir / "data" / "index.sqlite3"
-    while time.perf_counter() - start < timeout:
-        with sqlite3.connect(index) as conn:
-            (done,) = conn.execute("SELECT count(*) FROM dicomweb_instance_metadata").fetchone()
-        if done >= count:
-            return time.perf_counter() - start
-        time.sleep(0.2)
-    raise RuntimeError("dicomgate did not prepare the metadata in time")
-
-
 def measure(
     servers: list[Server], runs: int, study: str, count: int
 ) -> dict[str, dict[str, float]]:
@@ -219,7 +201,10 @@ def main() -> int:
         try:
             for server in servers:
                 load(server, base / "study")
-            waited = wait_for_metadata(servers[0], args.count)
+            # A retrieve from the archive normally comes long after the load: it is measured
+            # once the follower's one-time work is done.
+            index = servers[0].workdir / "data" / "index.sqlite3"
+            waited = wait_prepared(index, args.count)
             print(f"  dicomgate: metadata prepared {waited:.1f}s after the loads", flush=True)
             medians = measure(servers, args.runs, study, args.count)
         finally:

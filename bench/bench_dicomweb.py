@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import httpx
 import numpy as np
 from pydicom.uid import generate_uid
 
-from bench_store import PYTHON, ROOT, free_port, make_instance, wait_http
+from bench_store import PYTHON, ROOT, free_port, make_instance, wait_http, wait_prepared
 from raw_http import RawClient
 
 sys.path.insert(0, str(ROOT))
@@ -160,20 +159,6 @@ def load(target: Target, folder: Path) -> float:
     if done.returncode != 0 or b"E:" in done.stderr:
         raise RuntimeError(f"storescu -> {target.name} failed: {done.stderr.decode()[-2000:]}")
     return time.perf_counter() - start
-
-
-def wait_prepared(target: Target, instances: int, timeout: float = 1800) -> float:
-    """Wait until dicomgate's follower prepared every instance's metadata; return seconds."""
-    if target.index is None:
-        return 0.0
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        with sqlite3.connect(target.index) as conn:
-            (n,) = conn.execute("SELECT count(*) FROM dicomweb_instance_metadata").fetchone()
-        if n >= instances:
-            return time.perf_counter() - start
-        time.sleep(0.5)
-    raise RuntimeError("metadata preparation did not finish")
 
 
 # --------------------------------------------------------------------------- measurements
@@ -322,7 +307,7 @@ def start_loaded(starter: Callable[[Path], Target], base: Path, corpus: Corpus) 
     try:
         seconds = load(target, corpus.folder)
         print(f"  {target.name}: loaded by C-STORE in {seconds:.1f}s", flush=True)
-        waited = wait_prepared(target, corpus.instances)
+        waited = wait_prepared(target.index, corpus.instances) if target.index else 0.0
         if target.index is not None:
             print(f"  {target.name}: metadata prepared {waited:.1f}s after the load")
     except BaseException:

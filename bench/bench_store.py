@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_prepared(index: Path, instances: int, timeout: float = 1800) -> float:
+    """Wait until dicomgate's follower prepared every instance's metadata; return seconds.
+
+    The follower prepares DICOM JSON in the background once intake is quiet; until then it
+    shares the CPU (at a lower priority) with whatever is measured. ``index`` is dicomgate's
+    SQLite index.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        with sqlite3.connect(index) as conn:
+            (n,) = conn.execute("SELECT count(*) FROM dicomweb_instance_metadata").fetchone()
+        if n >= instances:
+            return time.perf_counter() - start
+        time.sleep(0.2)
+    raise RuntimeError("metadata preparation did not finish")
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
