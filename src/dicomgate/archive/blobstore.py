@@ -3,7 +3,8 @@
 Keys are random; consecutive ones share a fan-out folder for a while (``KeyMaker``), so a
 batch or a stream of instances does not create a folder per blob. The filesystem store writes
 a blob under its final name in a two-level fan-out directory and
-fsyncs the file and the directory, so a key that ``create`` returned survives a crash; a file
+fsyncs the file and the directory (unless the file system makes the name durable with the
+file: ``archive.file_systems``), so a key that ``create`` returned survives a crash; a file
 written and fsynced under ``temp`` first is renamed into place by ``adopt``.
 ``create_many`` does the same for a batch with one flush: on Linux every blob is written
 under its final name and one ``syncfs`` writes them all with their directory entries
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar, cast
 
 from dicomgate.archive.direct_write import DIRECT_FROM, O_DIRECT, write_direct
+from dicomgate.archive.file_systems import new_names_synced_with_file
 from dicomgate.errors import NotFoundError, StorageError, StorageFullError
 
 T = TypeVar("T")
@@ -350,6 +352,7 @@ class FilesystemBlobStore:
         self._folders: dict[str, Path] = {}
         self._direct = True  # large blobs written past the page cache, until refused
         self._new_key = KeyMaker()
+        self._names_synced_with_file = new_names_synced_with_file(root)
 
     def path(self, key: str) -> Path:
         """Return the file path of ``key`` (the key is validated, never a peer's string)."""
@@ -361,11 +364,11 @@ class FilesystemBlobStore:
         """Store ``data`` durably and return its new key.
 
         The blob is written under its final name, then the file and its directory are
-        fsynced. On ext4 and XFS the file's fsync commits its new directory entry with it and
-        leaves the directory's fsync little to do, where a rename after that fsync needed a
-        second journal commit. A crash before both returned leaves a blob that no index row
-        names, which start-up reconciliation sets aside; its key was never returned, so
-        nothing was acknowledged.
+        fsynced. Where the file's fsync makes its name in an existing folder durable too
+        (``archive.file_systems``: ext4, XFS, btrfs), the folder is fsynced only when it was
+        just created. A crash before this returned leaves a blob that no index row names,
+        which start-up reconciliation sets aside; its key was never returned, so nothing was
+        acknowledged.
         """
         key = self._new_key()
         parent = self._folder_of(key)
@@ -373,6 +376,8 @@ class FilesystemBlobStore:
             folders = self._make_parent(parent)
             if not _write_new(f"{parent}/{key}", data, self._direct):
                 self._refuse_direct()
+            if len(folders) == 1 and self._names_synced_with_file:
+                folders = []  # the blob's folder existed: the file's fsync wrote its name
             for folder in reversed(folders):  # new folders' entries first, the blob's last
                 _fsync_dir(folder)
         except OSError as exc:
