@@ -38,6 +38,7 @@ from pynetdicom.transport import RequestHandler
 import dicomgate.dicom.uid_checks  # noqa: F401  (remembers UID checks: association set-up)
 from dicomgate.dicom.fast_response import ResponseAssembler
 from dicomgate.dicom.fast_store import ProtocolError, StoreAssembler, StoreRequest, p_data_pdu
+from dicomgate.dicom.known_requests import KNOWN_REQUESTS
 from dicomgate.dicom.readiness import wait_readable
 from dicomgate.dicom.store_response import command_pdata
 
@@ -56,6 +57,8 @@ TICK = 0.05
 
 _SEND_DIRECTLY = ("Sta6", "Sta8")  # data transfer; release requested by the peer
 _P_DATA_TF = 0x04
+_A_ASSOCIATE_RQ = b"\x01"
+_EVT_ASSOCIATE_RQ = "Evt6"  # A-ASSOCIATE-RQ PDU received on the transport connection
 _LOCAL_ABORT = "Evt15"  # A-ABORT request primitive from the local user
 _CLOSING = ("Sta1", "Sta13")  # idle; awaiting the transport connection to close
 _PDU_TYPES = range(0x01, 0x08)
@@ -253,6 +256,16 @@ class EventDrivenDUL(DULServiceProvider):
         if self.acknowledge_reads:
             _quick_ack(raw)  # as ``tune_connection``'s reads do: see there
         return data
+
+    def _decode_pdu(self, bytestream: bytearray) -> tuple[Any, str]:
+        """Decode a PDU as pynetdicom does; an A-ASSOCIATE-RQ seen before is not decoded again."""
+        if bytestream[:1] != _A_ASSOCIATE_RQ:
+            return super()._decode_pdu(bytestream)
+        data = bytes(bytestream)
+        pynetdicom_evt.trigger(self.assoc, pynetdicom_evt.EVT_DATA_RECV, {"data": data})
+        pdu = KNOWN_REQUESTS.decode(data)
+        pynetdicom_evt.trigger(self.assoc, pynetdicom_evt.EVT_PDU_RECV, {"pdu": pdu})
+        return pdu, _EVT_ASSOCIATE_RQ
 
     def _decode_for_pynetdicom(self, pdu: bytearray) -> None:
         """Hand a PDU to pynetdicom's state machine, as its own reader does."""

@@ -22,6 +22,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from dicomgate.access.dimse import takeover
 from dicomgate.db import Database
 from dicomgate.dicom import reactor
+from dicomgate.dicom.known_requests import KnownRequests
 from dicomgate.dicom.part10 import parse_file
 from dicomgate.intake.receive import Intake
 from dicomgate.sources.scp import Receiver
@@ -226,6 +227,32 @@ def test_get_series_with_getscu(qr_scp: Receiver, corpus: Corpus, tmp_path: Path
     assert sorted(got) == sorted(corpus.instances[series])
     for uid, data in got.items():
         assert _dataset_bytes(data) == _dataset_bytes(corpus.files[uid])
+
+
+def test_a_requester_repeating_its_association_request_is_served_alike(
+    qr_scp: Receiver, corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """getscu's 17 KB A-ASSOCIATE-RQ is decoded once; the second association reuses it."""
+    decoded: list[int] = []
+
+    class Counting(KnownRequests):
+        def decode(self, data: bytes) -> Any:
+            decoded.append(len(self))
+            return super().decode(data)
+
+    remembered = Counting()
+    monkeypatch.setattr(reactor, "KNOWN_REQUESTS", remembered)
+    study = corpus.studies[0]
+    series = corpus.series[study][0]
+    for attempt in range(2):
+        out = tmp_path / f"got{attempt}"
+        out.mkdir()
+        query = keys(QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID=series)
+        done = run("getscu", qr_scp.port, "-S", "-od", str(out), *query)
+        assert "Number of Completed Suboperations : 3" in done.stderr, done.stderr
+        got = {str(pydicom.dcmread(p).SOPInstanceUID) for p in out.iterdir()}
+        assert sorted(got) == sorted(corpus.instances[series])
+    assert decoded == [0, 1] and len(remembered) == 1  # kept at the first, found at the second
 
 
 def test_get_refused_without_unique_key(qr_scp: Receiver, corpus: Corpus, tmp_path: Path) -> None:
