@@ -172,9 +172,9 @@ def import_(
 def warm_import_processes(settings: Settings, paths: list[Path]) -> None:
     """Start the import processes now when this import is large enough to hand them batches.
 
-    Each process imports pydicom and SQLAlchemy (about half a second) while this command
-    opens the index and lists the files, instead of after, so the job's first batches find
-    them ready.
+    They are forked from this command, which runs no other thread yet and has imported
+    intake already, so the job's first batches find them ready (spawned, each imported
+    pydicom and SQLAlchemy again, and the first batch waited for them).
     """
     from dicomgate.sources import import_processes
     from dicomgate.sources.scan import holds_at_least
@@ -182,7 +182,7 @@ def warm_import_processes(settings: Settings, paths: list[Path]) -> None:
     sources = settings.sources
     import_processes.configure(sources.import_processes, sources.import_processes_from)
     if holds_at_least(paths, sources.import_processes_from):
-        import_processes.prestart()
+        import_processes.prestart(fork=True)
 
 
 def _identity_pairs(pairs: list[str] | None, file: Path | None) -> list[tuple[str, str]]:

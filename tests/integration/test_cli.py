@@ -65,6 +65,20 @@ def test_import_remove_imported_deletes_only_what_the_archive_has(tmp_path: Path
     assert not only.exists()  # emptied, so removed
 
 
+def test_a_large_import_is_stored_by_processes_forked_from_the_command(tmp_path: Path) -> None:
+    from tests.integration.sources.helpers import write_study
+
+    uids = write_study(tmp_path / "in" / "study", 60)
+    (tmp_path / "in" / "notes.txt").write_text("not DICOM")
+    config = tmp_path / "config.yaml"
+    config.write_text("sources: {import_processes: 2, import_processes_from: 20}\n")
+    done = _run("import", "-c", str(config), str(tmp_path / "in"), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr  # the text file is rejected, the rest stored
+    assert "stored: 60" in done.stdout and "rejected: 1" in done.stdout, done.stdout
+    again = _run("import", "-c", str(config), str(tmp_path / "in" / "study"), cwd=tmp_path)
+    assert again.returncode == 0 and f"already_stored: {len(uids)}" in again.stdout
+
+
 def test_import_remove_imported_refuses_dicomdir_media(tmp_path: Path) -> None:
     media = tmp_path / "cd"
     shutil.copytree(PYDICOM_FILES / "dicomdirtests", media)

@@ -22,15 +22,16 @@ from tests.integration.sources.helpers import inline_jobs, instance_count, store
 
 
 def _pool_pids() -> set[int]:
-    """Return the process ids of the spawned children of this process (the pool workers)."""
+    """Return the process ids of this process's spawned or forked children (the pool workers)."""
     me, pids = str(os.getpid()), set()
+    mine = Path("/proc/self/cmdline").read_bytes()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if fields[1] == me and b"spawn_main" in cmdline:
+        if fields[1] == me and (b"spawn_main" in cmdline or cmdline == mine):
             pids.add(int(stat.parent.name))
     return pids
 
@@ -170,6 +171,20 @@ def test_prestart_brings_the_processes_up_in_the_background(two_processes: None)
     import_processes.configure(1, 10)
     import_processes.prestart()  # one process: the job's own, nothing to start
     assert _pool_pids() == set()
+
+
+def test_processes_are_forked_only_when_asked_from_a_single_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(import_processes.sys, "platform", "linux")
+    monkeypatch.setattr(import_processes.threading, "active_count", lambda: 1)
+    assert import_processes._context(fork=True).get_start_method() == "fork"
+    assert import_processes._context(fork=False).get_start_method() == "spawn"
+    monkeypatch.setattr(import_processes.threading, "active_count", lambda: 2)
+    assert import_processes._context(fork=True).get_start_method() == "spawn"  # a service
+    monkeypatch.setattr(import_processes.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(import_processes.sys, "platform", "darwin")
+    assert import_processes._context(fork=True).get_start_method() == "spawn"
 
 
 def test_an_in_memory_index_is_not_shared_with_other_processes(tmp_path: Path) -> None:
