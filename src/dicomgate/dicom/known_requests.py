@@ -11,7 +11,8 @@ The same bytes decode to the same request, so a decoded request is kept by its b
 association still gets a primitive of its own: its lists and every context and item in them
 are copies (the values in them, UIDs and numbers, cannot change), as a fresh decode would
 give, so nothing an association changes reaches another. A request that carries a user
-identity (a password, a token, a Kerberos ticket) is decoded afresh and never kept.
+identity (a password, a token, a Kerberos ticket), or that is longer than ``LARGEST``, is
+decoded afresh and never kept.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from pynetdicom.presentation import PresentationContext
 
 KEPT = 64
 """Distinct requests remembered; the least recently seen is forgotten first."""
+LARGEST = 64 * 1024
+"""Longer requests are decoded afresh, not kept (storescu's 128 contexts take 17 KB), so the
+memory a peer can make a process keep stays bounded."""
 
 T = TypeVar("T")
 
@@ -100,7 +104,7 @@ class KnownRequests:
         pdu = A_ASSOCIATE_RQ()
         pdu.decode(data)
         primitive = pdu.to_primitive()
-        if _carries_identity(primitive):
+        if len(data) > LARGEST or _carries_identity(primitive):
             return known_request(pdu, primitive)  # not kept
         with self._lock:
             self._known[data] = (pdu, primitive)

@@ -19,6 +19,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
 )
 
+from dicomgate.dicom import known_requests
 from dicomgate.dicom.known_requests import KnownRequests
 
 
@@ -100,6 +101,14 @@ def test_a_request_with_a_user_identity_is_never_kept() -> None:
     primitive = known.decode(data).to_primitive()
     assert len(known) == 0
     assert any(isinstance(i, UserIdentityNegotiation) for i in primitive.user_information)
+
+
+def test_a_request_longer_than_the_limit_is_never_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _request()
+    monkeypatch.setattr(known_requests, "LARGEST", len(data) - 1)
+    known = KnownRequests()
+    assert _summary(known.decode(data).to_primitive()) == _summary(_fresh(data))
+    assert len(known) == 0
 
 
 def test_the_least_recently_seen_request_is_forgotten_first() -> None:
