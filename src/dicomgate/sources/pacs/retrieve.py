@@ -287,8 +287,8 @@ class Retriever:
         for attempt in range(self.policy.attempts):
             as_series = whole and (attempt == 0 or len(todo) > _RETRY_BY_UID_LIST)
             try:
-                if attempt and self.node.retrieve_method is RetrieveMethod.C_GET:
-                    todo = self._with_own_classes(todo)
+                if attempt == 1 and self.node.retrieve_method is RetrieveMethod.C_GET:
+                    todo = self._with_own_classes(todo)  # kept by the later retries
                 counts, got = self.request(todo, whole_series=as_series)
             except WindowClosedError:
                 raise
