@@ -307,8 +307,8 @@ def start_loaded(starter: Callable[[Path], Target], base: Path, corpus: Corpus) 
     try:
         seconds = load(target, corpus.folder)
         print(f"  {target.name}: loaded by C-STORE in {seconds:.1f}s", flush=True)
-        waited = wait_prepared(target.index, corpus.instances) if target.index else 0.0
         if target.index is not None:
+            waited = wait_prepared(target.index, corpus.instances)
             print(f"  {target.name}: metadata prepared {waited:.1f}s after the load")
     except BaseException:
         target.stop()
