@@ -27,7 +27,8 @@ _PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")  # printable ASCII, no backslash 
 
 
 @functools.cache
-def _tag(keyword: str) -> int:
+def tag_of(keyword: str) -> int:
+    """Return the tag of a dictionary keyword (KeyError for an unknown one)."""
     tag = tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(f"unknown DICOM keyword {keyword}")
@@ -44,10 +45,10 @@ def _dictionary_vr(tag: int) -> str:
 
 def _element(header: Dataset, keyword: str) -> Any:
     """Return the element of ``keyword`` as the header holds it (raw until pydicom converts it)."""
-    return cast(dict[int, Any], header._dict).get(_tag(keyword))
+    return cast(dict[int, Any], header._dict).get(tag_of(keyword))
 
 
-def _plain_text(element: Any) -> str | None:
+def plain_text(element: Any) -> str | None:
     """Return a raw element's value when it is one plain ASCII text value, else None."""
     if not isinstance(element, RawDataElement) or element.value is None:
         return None
@@ -64,7 +65,7 @@ def _plain_text(element: Any) -> str | None:
 def raw_plain_text(header: Dataset, keyword: str) -> str | None:
     """Return the value of ``keyword`` when its raw element is one plain ASCII text, else None."""
     try:
-        return _plain_text(_element(header, keyword))
+        return plain_text(_element(header, keyword))
     except KeyError:  # not a dictionary keyword: the caller's pydicom path decides
         return None
 
@@ -78,7 +79,7 @@ def value_text(header: Dataset, keyword: str) -> str | None:
     element = _element(header, keyword)
     if element is None:
         return None
-    plain = _plain_text(element)
+    plain = plain_text(element)
     if plain is not None:
         return plain
     value = header.get(keyword)

@@ -16,6 +16,7 @@ header with pydicom, whose heuristics and warnings then apply unchanged.
 
 from __future__ import annotations
 
+import functools
 import struct
 from io import BytesIO
 from typing import cast
@@ -73,6 +74,18 @@ def _sequence_vr(data: bytes, tag: int, vr: str | None, value: int) -> str | Non
     return vr
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_encodings(raw: bytes) -> tuple[str, ...] | str:
+    encodings = convert_encodings(convert_string(raw, True))
+    return encodings if isinstance(encodings, str) else tuple(encodings)
+
+
+def _encodings(raw: bytes) -> str | list[str]:
+    """Return the Python encodings of a raw Specific Character Set (the same few, every time)."""
+    encodings = _cached_encodings(raw)
+    return encodings if isinstance(encodings, str) else list(encodings)
+
+
 class _Reader:
     """One pass over a dataset's elements; positions are offsets into the whole ``data``."""
 
@@ -106,7 +119,7 @@ class _Reader:
         # As pydicom's reader: an empty value is the VR's raw empty value (b"" or None).
         raw = data[value:end] if length else cast(bytes | None, empty_value_for_VR(vr, raw=True))
         if tag == _CHARSET:
-            self.encoding = convert_encodings(convert_string(data[value:end], True))
+            self.encoding = _encodings(data[value:end])
         key = BaseTag(tag)
         self.elements[key] = RawDataElement(key, vr, length, raw, value, self.implicit, True)
         return end
@@ -162,6 +175,23 @@ def read_meta(data: bytes, start: int, end: int) -> Dataset | None:
     return reader.dataset()
 
 
+def walk_header(data: bytes, offset: int, implicit: bool) -> _Reader | None:
+    """Walk the dataset at ``offset`` as ``read_header`` does; return the walk, not a Dataset.
+
+    For a caller that wants a few raw elements (``walk.elements``) and builds the Dataset
+    (``walk.dataset()``) only when it needs one. Raises as ``read_header`` does.
+    """
+    if len(data) - offset >= 6 and _looks_implicit(data, offset) != implicit:
+        return None
+    reader = _Reader(data, implicit)
+    try:
+        pos = reader.read(offset, len(data), stop_at_pixels=True)
+    except _UnusualEncodingError:
+        return None
+    check_elements(data, pos, explicit=not implicit)
+    return reader
+
+
 def read_header(data: bytes, offset: int, implicit: bool) -> Dataset | None:
     """Read the little-endian dataset at ``offset`` up to pixel data, and check it is complete.
 
@@ -185,12 +215,5 @@ def read_header(data: bytes, offset: int, implicit: bool) -> Dataset | None:
     TruncatedError
         When an element's declared length runs past the end of ``data``.
     """
-    if len(data) - offset >= 6 and _looks_implicit(data, offset) != implicit:
-        return None
-    reader = _Reader(data, implicit)
-    try:
-        pos = reader.read(offset, len(data), stop_at_pixels=True)
-    except _UnusualEncodingError:
-        return None
-    check_elements(data, pos, explicit=not implicit)
-    return reader.dataset()
+    reader = walk_header(data, offset, implicit)
+    return None if reader is None else reader.dataset()

@@ -12,11 +12,12 @@ import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydicom import Dataset
 from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -29,12 +30,20 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from dicomgate.dicom.nodes import RemoteNode
 from dicomgate.dicom.politeness import Politeness
-from dicomgate.dicom.query import QueryLevel, build_identifier, result_dict, result_keywords
+from dicomgate.dicom.query import QueryLevel, build_identifier, result_keywords
 from dicomgate.dicom.reactor import (
     RequestorAE,
     take_responses_of,
     take_stores_of,
     tune_connection,
+)
+from dicomgate.dicom.responses import (
+    PENDING,
+    identifier_row,
+    send_find,
+    send_get,
+    send_move,
+    transfer_syntax_of,
 )
 from dicomgate.dicom.store_response import answer_stores_quickly
 from dicomgate.errors import RemoteNodeError, WindowClosedError
@@ -111,18 +120,18 @@ def _on_open(event: Any) -> None:
     tune_connection(event)
 
 
-def _update(counts: RetrieveCounts, status: Dataset, identifier: Dataset | None) -> None:
-    counts.status = int(status.get("Status", 0xFFFF))
+def _update(counts: RetrieveCounts, rsp: C_GET | C_MOVE, identifier: Dataset | None) -> None:
+    counts.status = int(cast(int, rsp.Status))
     for attr, keyword in (
         ("completed", "NumberOfCompletedSuboperations"),
         ("failed", "NumberOfFailedSuboperations"),
         ("warning", "NumberOfWarningSuboperations"),
         ("remaining", "NumberOfRemainingSuboperations"),
     ):
-        value = status.get(keyword)
+        value = getattr(rsp, keyword)
         if value is not None:
             setattr(counts, attr, int(value))
-    if counts.status not in (0xFF00, 0xFF01) and "NumberOfRemainingSuboperations" not in status:
+    if counts.status not in PENDING and rsp.NumberOfRemainingSuboperations is None:
         counts.remaining = 0  # a final response may omit it: nothing is left
     if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
         value = identifier.FailedSOPInstanceUIDList
@@ -223,12 +232,14 @@ class RemoteNodeClient:
         ae.add_requested_context(model)
         rows: list[dict[str, str]] = []
         with self._association(ae) as assoc:
-            for status, answer in assoc.send_c_find(identifier, model):
-                code = int(status.get("Status", 0xFFFF))
-                if code in (0xFF00, 0xFF01) and answer is not None:
-                    rows.append(result_dict(answer, columns))
+            syntax = transfer_syntax_of(assoc, model)
+            for code, answer in send_find(assoc, identifier, model):
+                row = identifier_row(answer, syntax, columns) if code in PENDING else None
+                if row is not None:
+                    rows.append(row)
                 elif code != 0x0000:
-                    raise RemoteNodeError(f"node {self.node.name}: C-FIND status 0x{code:04X}")
+                    status = "no valid response" if code is None else f"status 0x{code:04X}"
+                    raise RemoteNodeError(f"node {self.node.name}: C-FIND {status}")
         return rows
 
     def move(
@@ -245,11 +256,11 @@ class RemoteNodeClient:
         ae.add_requested_context(model)
         counts = RetrieveCounts("c-move", level.value)
         with self._association(ae) as assoc:
-            for status, answer in assoc.send_c_move(identifier, destination, model, msg_id):
-                if "Status" not in status:
+            for rsp, answer in send_move(assoc, identifier, destination, model, msg_id):
+                if rsp is None:
                     counts.error = "association aborted or timed out"
                     break
-                _update(counts, status, answer)
+                _update(counts, rsp, answer)
         return counts
 
     def get(
@@ -290,9 +301,9 @@ class RemoteNodeClient:
             take_stores_of(
                 assoc, lambda request, ts: (on_store(request.dataset, ts), ""), scp_role_only=True
             )
-            for status, answer in assoc.send_c_get(identifier, model):
-                if "Status" not in status:
+            for rsp, answer in send_get(assoc, identifier, model):
+                if rsp is None:
                     counts.error = "association aborted or timed out"
                     break
-                _update(counts, status, answer)
+                _update(counts, rsp, answer)
         return counts
