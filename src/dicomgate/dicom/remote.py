@@ -97,7 +97,8 @@ class RetrieveCounts:
         }
 
 
-StoreHandler = Callable[[bytes, str], int]
+StoreHandler = Callable[[bytes, str], tuple[int, str]]
+"""Stores one C-GET sub-operation's dataset (bytes, transfer syntax); returns status, comment."""
 
 
 def _tls_context(node: RemoteNode) -> ssl.SSLContext:
@@ -272,7 +273,8 @@ class RemoteNodeClient:
     ) -> RetrieveCounts:
         """C-GET the matches of ``keys``; each instance is passed to ``on_store(data, ts)``.
 
-        ``on_store`` returns the C-STORE status to answer (0 only once the data is durable).
+        ``on_store`` returns the C-STORE status to answer (0 only once the data is durable) and
+        its error comment.
         """
         model = (
             PatientRootQueryRetrieveInformationModelGet
@@ -292,14 +294,15 @@ class RemoteNodeClient:
         roles = [build_role(sop_class, scp_role=True) for sop_class in classes[:_MAX_CONTEXTS]]
 
         def store(event: Any) -> int:
-            return on_store(event.request.DataSet.getvalue(), str(event.context.transfer_syntax))
+            data, syntax = event.request.DataSet.getvalue(), str(event.context.transfer_syntax)
+            return on_store(data, syntax)[0]
 
         counts = RetrieveCounts("c-get", level.value)
         identifier = build_identifier(level, keys)
         with self._association(ae, roles, [(evt.EVT_C_STORE, store)]) as assoc:
             # C-STOREs taken from the PDUs, as the receiver's (pynetdicom's path cost more).
             take_stores_of(
-                assoc, lambda request, ts: (on_store(request.dataset, ts), ""), scp_role_only=True
+                assoc, lambda request, ts: on_store(request.dataset, ts), scp_role_only=True
             )
             for rsp, answer in send_get(assoc, identifier, model):
                 if rsp is None:

@@ -58,9 +58,9 @@ def _status(code: int, comment: str = "") -> Dataset:
     return status
 
 
-def store_status(result: ReceiveResult) -> Dataset:
-    """Return the C-STORE response status for an intake result."""
-    return _status(_STATUS_BY_OUTCOME[result.outcome], result.reason)
+def store_status(result: ReceiveResult) -> tuple[int, str]:
+    """Return the C-STORE response status and error comment for an intake result."""
+    return _STATUS_BY_OUTCOME[result.outcome], result.reason
 
 
 def _origin(assoc: Any) -> Origin:
@@ -101,7 +101,7 @@ def _store(
         return dimse_store_status(exc), str(exc)
     if admission is not None:  # counted here, audited once when the association ends
         admission.count(result.ok, result.staging_pk)
-    return _STATUS_BY_OUTCOME[result.outcome], result.reason
+    return store_status(result)
 
 
 def _on_store(event: Any, intake: Intake, guard: AssociationGuard) -> Dataset:

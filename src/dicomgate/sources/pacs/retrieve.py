@@ -202,15 +202,15 @@ class Retriever:
     ) -> tuple[RetrieveCounts, dict[str, ReceiveResult]]:
         arrived: dict[str, ReceiveResult] = {}
 
-        def on_store(data: bytes, transfer_syntax: str) -> int:
+        def on_store(data: bytes, transfer_syntax: str) -> tuple[int, str]:
             try:
                 result = receive(self.intake, data, self.origin, transfer_syntax)
-            except Exception:
+            except Exception as exc:
                 log.exception("C-GET store failed (node %s)", self.node.name)
-                return 0xA700
+                return 0xA700, str(exc)
             if result.sop_instance_uid:
                 arrived[result.sop_instance_uid] = result
-            return int(store_status(result).Status)
+            return store_status(result)
 
         counts = self.client.get(level, keys, sop_classes, on_store)
         return counts, arrived
