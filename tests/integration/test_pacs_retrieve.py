@@ -20,7 +20,7 @@ from dicomgate.dicom.query import QueryLevel
 from dicomgate.errors import WindowClosedError
 from dicomgate.intake.origin import Origin, OriginKind
 from dicomgate.intake.receive import Intake
-from dicomgate.sources.pacs import retrieve
+from dicomgate.sources.pacs import batch, retrieve
 from dicomgate.sources.pacs.batch import Target, retrieve_targets
 from dicomgate.sources.pacs.ledger import MemoryLedger
 from dicomgate.sources.pacs.retrieve import (
@@ -342,3 +342,65 @@ def test_unknown_study_is_reported(peer: Peer, intake: Intake, tmp_path: Path) -
     ledger = MemoryLedger()
     retrieve_targets(retriever, [Target(QueryLevel.STUDY, "1.2.3.999")], ledger, wait=False)
     assert ledger.outcomes == {"STUDY:1.2.3.999": ("missing", "the node found no instances for it")}
+
+
+@pytest.mark.parametrize("method", ["c-move", "c-get"])
+def test_a_batch_lists_the_next_study_while_it_retrieves_one(
+    peer: Peer, intake: Intake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    receiver = Receiver(peer.settings(tmp_path), intake) if method == "c-move" else None
+    events: list[tuple[str, str, str]] = []  # (what, begin/end, study)
+    listed, retrieved = retrieve.list_expected, retrieve.Retriever.request
+
+    def listing(client: Any, level: QueryLevel, uid: str, study_uid: str | None = None) -> Any:
+        events.append(("list", "begin", uid))
+        return listed(client, level, uid, study_uid)
+
+    def request(
+        self: retrieve.Retriever, instances: list[ExpectedInstance], whole_series: bool
+    ) -> Any:
+        events.append(("retrieve", "begin", instances[0].study_uid))
+        try:
+            return retrieved(self, instances, whole_series)
+        finally:
+            events.append(("retrieve", "end", instances[0].study_uid))
+
+    monkeypatch.setattr(batch, "list_expected", listing)
+    monkeypatch.setattr(retrieve.Retriever, "request", request)
+    service = peer.service(intake, tmp_path, retrieve_method=method, max_associations=4)
+    first, second = peer.studies[0], peer.studies[1]
+    targets = [Target(QueryLevel.STUDY, study.study_uid) for study in (first, second)]
+    ledger = MemoryLedger()
+    try:
+        retrieve_targets(service.retriever("orthanc", ORIGIN), targets, ledger, wait=False)
+    finally:
+        if receiver:
+            receiver.stop()
+    assert ledger.counts() == {"stored": len(first.sop_uids) + len(second.sop_uids)}
+    last_of_first = max(
+        i for i, e in enumerate(events) if e == ("retrieve", "end", first.study_uid)
+    )
+    assert events.index(("list", "begin", second.study_uid)) < last_of_first
+    assert [e for e in events if e[0] == "list"] == [
+        ("list", "begin", first.study_uid),
+        ("list", "begin", second.study_uid),
+    ]  # each study listed once
+
+
+def test_a_listing_made_ahead_reports_its_failure_at_its_turn(
+    peer: Peer, intake: Intake, tmp_path: Path
+) -> None:
+    retriever = peer.service(intake, tmp_path, retrieve_method="c-get").retriever("orthanc", ORIGIN)
+    known = peer.studies[2]
+    targets = [
+        Target(QueryLevel.STUDY, known.study_uid),
+        Target(QueryLevel.STUDY, "1.2.3.998"),
+        Target(QueryLevel.STUDY, peer.studies[3].study_uid),
+    ]
+    ledger = MemoryLedger()
+    retrieve_targets(retriever, targets, ledger, wait=False)
+    assert ledger.outcomes.pop("STUDY:1.2.3.998") == (
+        "missing",
+        "the node found no instances for it",
+    )
+    assert ledger.counts() == {"stored": len(known.sop_uids) + len(peer.studies[3].sop_uids)}

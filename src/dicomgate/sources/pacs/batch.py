@@ -1,20 +1,28 @@
 """Retrieve a list of patients, studies or series: the loop the job and the CLI share.
 
-Each target is listed (IMAGE-level find) and retrieved; a target the node knows nothing about
-is recorded as missing under the key ``<LEVEL>:<uid>``. Outside the node's window the loop
+Each target is listed (IMAGE-level find) and retrieved, the next one listed while the current
+one is retrieved; a target the node knows nothing about is recorded as missing under the key
+``<LEVEL>:<uid>``. Outside the node's window the loop
 either waits for the opening (CLI) or lets :class:`WindowClosedError` through (a job defers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from dicomgate.dicom.query import QueryLevel, level_of
 from dicomgate.dicom.uids import is_valid_uid
 from dicomgate.errors import InvalidInputError, WindowClosedError
-from dicomgate.sources.pacs.retrieve import Ledger, Retriever, list_expected, retrieve_all
+from dicomgate.sources.pacs.retrieve import (
+    ExpectedInstance,
+    Ledger,
+    Retriever,
+    list_expected,
+    retrieve_all,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +63,20 @@ def target_from(data: dict[str, Any]) -> Target:
     return Target(level, uid, str(study_uid) if study_uid else None)
 
 
-def retrieve_target(retriever: Retriever, target: Target, ledger: Ledger) -> int:
-    """List and retrieve one target; return how many instances it expected."""
-    expected = list_expected(retriever.client, target.level, target.uid, target.study_uid)
+def list_target(retriever: Retriever, target: Target) -> list[ExpectedInstance]:
+    """Return the instances the node lists for ``target`` (nothing is recorded)."""
+    return list_expected(retriever.client, target.level, target.uid, target.study_uid)
+
+
+def retrieve_target(
+    retriever: Retriever,
+    target: Target,
+    ledger: Ledger,
+    expected: list[ExpectedInstance] | None = None,
+) -> int:
+    """Retrieve one target, listed now or already (``expected``); return how many it expected."""
+    if expected is None:
+        expected = list_target(retriever, target)
     if not expected:
         ledger.expect([target.key])
         if target.key in ledger.pending():
@@ -68,6 +87,40 @@ def retrieve_target(retriever: Retriever, target: Target, ledger: Ledger) -> int
     return len(expected)
 
 
+class _Listings:
+    """Lists the targets of a batch, the next one while the current one is retrieved.
+
+    A cohort's studies were listed one by one between their transfers: each listing (the
+    node's IMAGE-level find, 50-250 ms) left the associations idle. The next target's
+    listing now runs on one thread beside the retrieve. It takes an association slot like any
+    request, so it mostly runs while the retrieve's last requests finish. A listing is only
+    a find: its errors (a closed window included) are raised when its target's turn comes,
+    as if it had been listed then.
+    """
+
+    def __init__(self, retriever: Retriever) -> None:
+        self.retriever = retriever
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="retrieve-listing")
+        self._ahead: tuple[Target, Future[list[ExpectedInstance]]] | None = None
+
+    def __enter__(self) -> _Listings:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def listed(self, target: Target) -> list[ExpectedInstance]:
+        """Return ``target``'s listing: the one made ahead, else one made now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == target:
+            return ahead[1].result()
+        return list_target(self.retriever, target)
+
+    def list_ahead(self, target: Target) -> None:
+        """Start listing ``target`` in the background."""
+        self._ahead = (target, self._pool.submit(list_target, self.retriever, target))
+
+
 def retrieve_targets(
     retriever: Retriever,
     targets: Iterable[Target],
@@ -76,18 +129,38 @@ def retrieve_targets(
     progress: Callable[[Target, int], None] | None = None,
 ) -> None:
     """Retrieve every target; outside the window wait (``wait``) or raise WindowClosedError."""
-    for target in targets:
-        while True:
-            if ledger.cancelled():
+    todo = list(targets)
+    with _Listings(retriever) as listings:
+        for index, target in enumerate(todo):
+            count = _retrieve_one(
+                retriever, listings, target, todo[index + 1 : index + 2], ledger, wait
+            )
+            if count is None:
                 return
-            try:
-                count = retrieve_target(retriever, target, ledger)
-                break
-            except WindowClosedError as exc:
-                if not wait:
-                    raise
-                now = retriever.clock.now()
-                ledger.log(f"window closed; waiting until {exc.resume_at.isoformat()}")
-                retriever.clock.sleep(max(1.0, (exc.resume_at - now).total_seconds()))
-        if progress:
-            progress(target, count)
+            if progress:
+                progress(target, count)
+
+
+def _retrieve_one(
+    retriever: Retriever,
+    listings: _Listings,
+    target: Target,
+    following: list[Target],
+    ledger: Ledger,
+    wait: bool,
+) -> int | None:
+    """Retrieve ``target`` (listing ``following`` meanwhile); None once the batch is cancelled."""
+    while True:
+        if ledger.cancelled():
+            return None
+        try:
+            expected = listings.listed(target)
+            if following:
+                listings.list_ahead(following[0])
+            return retrieve_target(retriever, target, ledger, expected)
+        except WindowClosedError as exc:
+            if not wait:
+                raise
+            now = retriever.clock.now()
+            ledger.log(f"window closed; waiting until {exc.resume_at.isoformat()}")
+            retriever.clock.sleep(max(1.0, (exc.resume_at - now).total_seconds()))
