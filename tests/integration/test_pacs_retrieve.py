@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -404,3 +405,31 @@ def test_a_listing_made_ahead_reports_its_failure_at_its_turn(
         "the node found no instances for it",
     )
     assert ledger.counts() == {"stored": len(known.sop_uids) + len(peer.studies[3].sop_uids)}
+
+
+@pytest.mark.parametrize(("fresh_for", "finds"), [(60.0, 1), (-1.0, 2)])
+def test_a_listing_made_ahead_is_used_only_while_fresh(
+    peer: Peer,
+    intake: Intake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_for: float,
+    finds: int,
+) -> None:
+    calls: list[str] = []
+    listed = retrieve.list_expected
+
+    def listing(client: Any, level: QueryLevel, uid: str, study_uid: str | None = None) -> Any:
+        calls.append(uid)
+        return listed(client, level, uid, study_uid)
+
+    monkeypatch.setattr(batch, "list_expected", listing)
+    retriever = peer.service(intake, tmp_path).retriever("orthanc", ORIGIN)
+    study = peer.studies[0]
+    target = Target(QueryLevel.STUDY, study.study_uid)
+    with batch._Listings(retriever, fresh_for=fresh_for) as listings:
+        listings.list_ahead(target)
+        time.sleep(0.5)  # the listing ahead is done (always stale with a negative fresh_for)
+        expected = listings.listed(target)
+    assert {item.sop_uid for item in expected} == set(study.sop_uids)
+    assert calls == [study.study_uid] * finds

@@ -8,6 +8,7 @@ either waits for the opening (CLI) or lets :class:`WindowClosedError` through (a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -95,13 +96,16 @@ class _Listings:
     listing now runs on one thread beside the retrieve. It takes an association slot like any
     request, so it mostly runs while the retrieve's last requests finish. A listing is only
     a find: its errors (a closed window included) are raised when its target's turn comes,
-    as if it had been listed then.
+    as if it had been listed then. A listing finished more than ``fresh_for`` seconds before
+    its turn (the current target was large) is made again, so what a target expects is what
+    the node held shortly before its retrieve, as without listing ahead.
     """
 
-    def __init__(self, retriever: Retriever) -> None:
+    def __init__(self, retriever: Retriever, fresh_for: float = 60.0) -> None:
         self.retriever = retriever
+        self.fresh_for = fresh_for
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="retrieve-listing")
-        self._ahead: tuple[Target, Future[list[ExpectedInstance]]] | None = None
+        self._ahead: tuple[Target, Future[tuple[list[ExpectedInstance], float]]] | None = None
 
     def __enter__(self) -> _Listings:
         return self
@@ -110,15 +114,20 @@ class _Listings:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def listed(self, target: Target) -> list[ExpectedInstance]:
-        """Return ``target``'s listing: the one made ahead, else one made now."""
+        """Return ``target``'s listing: the one made ahead if still fresh, else one made now."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == target:
-            return ahead[1].result()
+            expected, finished = ahead[1].result()
+            if time.monotonic() - finished <= self.fresh_for:
+                return expected
         return list_target(self.retriever, target)
 
     def list_ahead(self, target: Target) -> None:
         """Start listing ``target`` in the background."""
-        self._ahead = (target, self._pool.submit(list_target, self.retriever, target))
+        self._ahead = (target, self._pool.submit(self._list_timed, target))
+
+    def _list_timed(self, target: Target) -> tuple[list[ExpectedInstance], float]:
+        return list_target(self.retriever, target), time.monotonic()
 
 
 def retrieve_targets(
