@@ -97,16 +97,20 @@ def _next_response(assoc: Association, kinds: tuple[type, ...]) -> Any:
 def _find_responses(
     assoc: Association, _transfer_syntax: UID, _query_model: UID
 ) -> Iterator[FindResponse]:
+    # The reactor runs again before the last response is handed over (as in pynetdicom): a
+    # caller that stops there releases the association, which needs it.
     try:
         while (rsp := _next_response(assoc, (C_FIND,))) is not None:
             code = int(rsp.Status)
             if code not in PENDING:
+                assoc._reactor_checkpoint.set()
                 yield code, None
                 return
             yield code, rsp.Identifier
+        assoc._reactor_checkpoint.set()
         yield None, None
     finally:
-        assoc._reactor_checkpoint.set()  # let the association's reactor run again
+        assoc._reactor_checkpoint.set()  # also when the caller stops early
 
 
 def _retrieve_responses(assoc: Association, transfer_syntax: UID) -> Iterator[RetrieveResponse]:
@@ -118,8 +122,10 @@ def _retrieve_responses(assoc: Association, transfer_syntax: UID) -> Iterator[Re
             identifier = None
             if rsp.Identifier is not None:  # e.g. the failed SOP Instance UID list
                 identifier = _decoded(rsp.Identifier.getvalue(), transfer_syntax)
+            assoc._reactor_checkpoint.set()
             yield rsp, identifier
             return
+        assoc._reactor_checkpoint.set()
         yield None, None
     finally:
         assoc._reactor_checkpoint.set()

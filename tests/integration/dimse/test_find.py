@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
+
+from dicomgate.dicom.nodes import RemoteNode
+from dicomgate.dicom.politeness import Politeness, SystemClock
+from dicomgate.dicom.query import QueryLevel
+from dicomgate.dicom.remote import RemoteNodeClient
+from dicomgate.errors import RemoteNodeError
 from dicomgate.intake.receive import Intake
 from dicomgate.sources.scp import Receiver
-from tests.integration.dimse.conftest import serve
+from tests.integration.dimse.conftest import AE_TITLE, serve
 from tests.integration.dimse.corpus import Corpus
 from tests.integration.dimse.dcmtk import findscu
 
@@ -207,3 +215,29 @@ def test_too_many_matches_refused_with_a700(intake: Intake, corpus: Corpus, tmp_
         assert len(two) == 2
     finally:
         server.stop()
+
+
+def _client(port: int, timeout: float = 30.0) -> RemoteNodeClient:
+    node = RemoteNode(
+        name="archive", ae_title=AE_TITLE, host="127.0.0.1", port=port, max_requests_per_minute=600
+    )
+    return RemoteNodeClient(node, "PACSCLIENT", Politeness(node, SystemClock()), timeout)
+
+
+def test_our_pacs_client_reads_rows_and_refusals_from_our_archive(
+    qr_scp: Receiver, corpus: Corpus, tmp_path: Path
+) -> None:
+    # The client's lean response reading (dicom/responses.py) against a second real peer.
+    client = _client(qr_scp.port)
+    rows = client.find(QueryLevel.STUDY, {"PatientID": "PID*"}, ["PatientName", "StudyDate"])
+    _, by_dcmtk = findscu(
+        qr_scp.port, tmp_path, QueryRetrieveLevel="STUDY", PatientID="PID*", PatientName=""
+    )
+    assert sorted(row["PatientName"] for row in rows) == _values(by_dcmtk, "PatientName")
+    assert len(rows) == 4
+    started = time.monotonic()
+    with pytest.raises(RemoteNodeError, match="C-FIND status 0xA900"):
+        client.find(QueryLevel.STUDY, {"StudyDate": "20240301-20240101"})
+    # The association was released at once, not after the client's 30 s timeout.
+    assert time.monotonic() - started < 20
+    assert len(client.find(QueryLevel.STUDY, {"PatientID": "PID002"})) == 1

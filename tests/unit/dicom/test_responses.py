@@ -220,3 +220,16 @@ def test_retrieve_cut_off_ends_with_none() -> None:
     assoc = _Association([_get(C_MOVE, 0xFF00, NumberOfRemainingSuboperations=2)])
     got = list(responses._retrieve_responses(assoc, IMPLICIT))  # type: ignore[arg-type]
     assert got[-1] == (None, None) and assoc.aborted
+
+
+def test_the_reactor_runs_again_before_the_final_response_is_handed_over() -> None:
+    row = _identifier(StudyInstanceUID="1.2")
+    assoc = _Association([_find(0xFF00, row), _find(0xC000)])
+    responses_ = responses._find_responses(assoc, IMPLICIT, IMPLICIT)  # type: ignore[arg-type]
+    assert next(responses_)[0] == 0xFF00 and not assoc._reactor_checkpoint.is_set()
+    assert next(responses_) == (0xC000, None)
+    assert assoc._reactor_checkpoint.is_set()  # a caller raising now can release at once
+    final = _get(C_MOVE, 0xA701, NumberOfFailedSuboperations=1)
+    assoc = _Association([final])
+    retrieves = responses._retrieve_responses(assoc, IMPLICIT)  # type: ignore[arg-type]
+    assert next(retrieves) == (final, None) and assoc._reactor_checkpoint.is_set()
