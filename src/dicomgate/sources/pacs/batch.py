@@ -2,8 +2,8 @@
 
 Each target is listed (IMAGE-level find) and retrieved, the next one listed while the current
 one is retrieved; a target the node knows nothing about is recorded as missing under the key
-``<LEVEL>:<uid>``. Outside the node's window the loop
-either waits for the opening (CLI) or lets :class:`WindowClosedError` through (a job defers).
+``<LEVEL>:<uid>``. Outside the node's window the loop either waits for the opening (CLI) or
+lets :class:`WindowClosedError` through (a job defers).
 """
 
 from __future__ import annotations
@@ -140,10 +140,8 @@ def retrieve_targets(
     """Retrieve every target; outside the window wait (``wait``) or raise WindowClosedError."""
     todo = list(targets)
     with _Listings(retriever) as listings:
-        for index, target in enumerate(todo):
-            count = _retrieve_one(
-                retriever, listings, target, todo[index + 1 : index + 2], ledger, wait
-            )
+        for target, following in zip(todo, [*todo[1:], None], strict=True):
+            count = _retrieve_one(retriever, listings, target, following, ledger, wait)
             if count is None:
                 return
             if progress:
@@ -154,7 +152,7 @@ def _retrieve_one(
     retriever: Retriever,
     listings: _Listings,
     target: Target,
-    following: list[Target],
+    following: Target | None,
     ledger: Ledger,
     wait: bool,
 ) -> int | None:
@@ -164,8 +162,8 @@ def _retrieve_one(
             return None
         try:
             expected = listings.listed(target)
-            if following:
-                listings.list_ahead(following[0])
+            if following is not None:
+                listings.list_ahead(following)
             return retrieve_target(retriever, target, ledger, expected)
         except WindowClosedError as exc:
             if not wait:
